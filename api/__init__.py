@@ -1,0 +1,69 @@
+"""The HTTP edge: a Flask app over one CreditFlow platform object. Views parse, call one service, serialize."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from api.problems import from_domain_error, from_http_exception, problem
+from api.schemas import ProblemSchema
+from api.security import authenticate_request
+from api.views import auth, definitions, health, instances, tasks
+from engine.errors import CreditFlowError
+
+log = logging.getLogger(__name__)
+
+
+class CreditFlowApi(Api):
+    """flask-smorest with RFC 9457 problem bodies instead of its default error JSON."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        return from_http_exception(error)
+
+
+def create_app(platform: Any) -> Flask:
+    app = Flask(__name__)
+    settings = platform.settings
+    app.config.update(
+        API_TITLE="CreditFlow API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        API_SPEC_OPTIONS={
+            "security": [{"bearerAuth": []}],
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            },
+        },
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        JSON_AS_ASCII=False,
+    )
+    app.extensions["creditflow"] = platform
+    api = CreditFlowApi(app)
+    for module in (health, auth, definitions, instances, tasks):
+        api.register_blueprint(module.blp)
+
+    @app.before_request
+    def _limits_and_auth() -> None:
+        if request.mimetype == "application/json" and (request.content_length or 0) > settings.max_json_body_bytes:
+            raise RequestEntityTooLarge(f"JSON bodies are limited to {settings.max_json_body_bytes} bytes")
+        authenticate_request()
+
+    app.register_error_handler(CreditFlowError, from_domain_error)
+    app.register_error_handler(HTTPException, from_http_exception)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "Internal server error", "the error was logged; nothing was changed")
+
+    return app

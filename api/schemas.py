@@ -1,0 +1,174 @@
+"""Request and response schemas (marshmallow): the API's contract, rendered into OpenAPI."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from engine.services.instances import STATUSES
+
+TASK_STATUSES = ("ready", "completed", "cancelled")
+
+
+class ProblemSchema(Schema):
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    errors = fields.List(fields.Dict(), metadata={"description": "one entry per problem, naming the field"})
+
+
+class TokenRequestSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=200))
+
+
+class TokenSchema(Schema):
+    access_token = fields.String()
+    token_type = fields.String()
+    expires_in = fields.Integer()
+
+
+class PageQuerySchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class DefinitionSchema(Schema):
+    id = fields.Integer()
+    key = fields.String()
+    version = fields.Integer()
+    name = fields.String(allow_none=True)
+    sha256 = fields.String()
+    deployment_id = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class DefinitionListSchema(Schema):
+    items = fields.List(fields.Nested(DefinitionSchema))
+    total = fields.Integer()
+
+
+class DefinitionQuerySchema(PageQuerySchema):
+    key = fields.String()
+    latest = fields.Boolean(load_default=False)
+
+
+class DeployFilesSchema(Schema):
+    files = fields.Raw(
+        required=True,
+        metadata={
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "one or more .bpmn/.dmn files",
+        },
+    )
+
+
+class DeployResultSchema(Schema):
+    created = fields.Boolean(metadata={"description": "false when identical content was already deployed"})
+    definitions = fields.List(fields.Nested(DefinitionSchema))
+
+
+class TaskSchema(Schema):
+    id = fields.String()
+    instance_id = fields.String()
+    bpmn_id = fields.String()
+    name = fields.String(allow_none=True)
+    lane = fields.String(allow_none=True)
+    form = fields.String(allow_none=True)
+    status = fields.String()
+    completed_by_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    ended_at = fields.DateTime(allow_none=True)
+
+
+class TaskListSchema(Schema):
+    items = fields.List(fields.Nested(TaskSchema))
+    total = fields.Integer()
+
+
+class TaskQuerySchema(PageQuerySchema):
+    status = fields.String(load_default="ready", validate=validate.OneOf(TASK_STATUSES))
+    instance_id = fields.String(validate=validate.Length(max=36))
+    lane = fields.String(validate=validate.Length(max=255))
+    bpmn_id = fields.String(validate=validate.Length(max=255))
+
+
+class FormSchema(Schema):
+    name = fields.String()
+    schema = fields.Dict()
+    ui_schema = fields.Dict(allow_none=True)
+
+
+class TaskDetailSchema(TaskSchema):
+    data = fields.Dict(allow_none=True, metadata={"description": "the data the form opens with"})
+    form_definition = fields.Nested(FormSchema, allow_none=True)
+
+
+class CompleteTaskSchema(Schema):
+    data = fields.Dict(load_default=dict, metadata={"description": "the form data"})
+
+
+class InstanceSummarySchema(Schema):
+    id = fields.String()
+    definition_key = fields.String()
+    definition_version = fields.Integer()
+    business_key = fields.String(allow_none=True)
+    status = fields.String()
+    version = fields.Integer()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    ended_at = fields.DateTime(allow_none=True)
+
+
+class InstanceSchema(InstanceSummarySchema):
+    data = fields.Dict()
+    error = fields.Dict(allow_none=True)
+    tasks = fields.List(fields.Nested(TaskSchema), metadata={"description": "READY user tasks"})
+
+
+class InstanceListSchema(Schema):
+    items = fields.List(fields.Nested(InstanceSummarySchema))
+    total = fields.Integer()
+
+
+class InstanceQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    definition_key = fields.String(validate=validate.Length(max=255))
+    business_key = fields.String(validate=validate.Length(max=255))
+
+
+class StartInstanceSchema(Schema):
+    definition_key = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    version = fields.Integer(strict=True, validate=validate.Range(min=1))
+    business_key = fields.String(validate=validate.Length(min=1, max=255))
+    data = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=200)), load_default=dict)
+
+
+class CancelSchema(Schema):
+    reason = fields.String(validate=validate.Length(max=1000))
+
+
+class RetrySchema(Schema):
+    data = fields.Dict(load_default=dict, metadata={"description": "corrections applied to the failed task"})
+
+
+class AuditEventSchema(Schema):
+    seq = fields.Integer()
+    event_type = fields.String()
+    actor_id = fields.Integer(allow_none=True)
+    task_id = fields.String(allow_none=True)
+    bpmn_id = fields.String(allow_none=True)
+    payload = fields.Dict()
+    created_at = fields.DateTime()
+    prev_hash = fields.String()
+    hash = fields.String()
+
+
+class HistorySchema(Schema):
+    items = fields.List(fields.Nested(AuditEventSchema))
+
+
+class HealthSchema(Schema):
+    status = fields.String()
+    database = fields.String()

@@ -1,0 +1,80 @@
+"""Deploying BPMN/DMN and reading process definitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint
+
+from api.schemas import (
+    DefinitionListSchema,
+    DefinitionQuerySchema,
+    DefinitionSchema,
+    DeployFilesSchema,
+    DeployResultSchema,
+)
+from api.security import current_principal
+from engine.errors import NotFound
+
+blp = Blueprint("definitions", __name__, url_prefix="/api/v1/process-definitions", description="Process definitions")
+
+
+def _platform() -> Any:
+    return current_app.extensions["creditflow"]
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(DeployFilesSchema, location="files")
+@blp.response(201, DeployResultSchema)
+@blp.alt_response(200, schema=DeployResultSchema, description="identical content was already deployed")
+@blp.alt_response(422, description="the model is invalid; `errors` lists every problem")
+def deploy(_files: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    uploads = [(f.filename or "", f.read()) for name in request.files for f in request.files.getlist(name)]
+    result = _platform().definitions.deploy(current_principal(), uploads)
+    return {"created": result.created, "definitions": result.definitions}, 201 if result.created else 200
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(DefinitionQuerySchema, location="query")
+@blp.response(200, DefinitionListSchema)
+def list_definitions(query: dict[str, Any]) -> dict[str, Any]:
+    items, total = _platform().definitions.list(
+        current_principal(),
+        key=query.get("key"),
+        latest_only=query["latest"],
+        limit=query["limit"],
+        offset=query["offset"],
+    )
+    return {"items": items, "total": total}
+
+
+@blp.route("/<int:definition_id>", methods=["GET"])
+@blp.response(200, DefinitionSchema)
+def get_definition(definition_id: int) -> Any:
+    return _platform().definitions.get(current_principal(), definition_id)
+
+
+@blp.route("/<int:definition_id>/xml", methods=["GET"])
+@blp.response(
+    200,
+    description="The BPMN XML of the definition (other files of its deployment via ?file=)",
+    content_type="application/xml",
+)
+def get_definition_xml(definition_id: int) -> Response:
+    platform = _platform()
+    principal = current_principal()
+    definition = platform.definitions.get(principal, definition_id)
+    resources = platform.definitions.resources(principal, definition_id)
+    wanted = request.args.get("file")
+    chosen = [r for r in resources if r.name == wanted] if wanted else _holding(resources, definition.key)
+    if not chosen:
+        raise NotFound(f"no file {wanted!r} in the deployment of definition {definition_id}")
+    return Response(chosen[0].content, mimetype="application/xml")
+
+
+def _holding(resources: list[Any], key: str) -> list[Any]:
+    """The BPMN file that defines the process (first BPMN file as a fallback)."""
+    marker = f'id="{key}"'
+    bpmn = [r for r in resources if r.kind == "bpmn"]
+    return [r for r in bpmn if marker in r.content] or bpmn

@@ -1,0 +1,101 @@
+"""Process instances: start, read, list, history, cancel, retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from api.schemas import (
+    CancelSchema,
+    HistorySchema,
+    InstanceListSchema,
+    InstanceQuerySchema,
+    InstanceSchema,
+    RetrySchema,
+    StartInstanceSchema,
+)
+from api.security import current_principal
+from engine.services.instances import InstanceView
+
+blp = Blueprint("instances", __name__, url_prefix="/api/v1/process-instances", description="Process instances")
+
+
+def _service() -> Any:
+    return current_app.extensions["creditflow"].instances
+
+
+def instance_body(view: InstanceView) -> dict[str, Any]:
+    i = view.instance
+    return {
+        "id": i.id,
+        "definition_key": view.definition.key,
+        "definition_version": view.definition.version,
+        "business_key": i.business_key,
+        "status": i.status,
+        "version": i.version,
+        "data": i.data,
+        "error": i.error,
+        "tasks": view.tasks,
+        "created_at": i.created_at,
+        "updated_at": i.updated_at,
+        "ended_at": i.ended_at,
+    }
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(StartInstanceSchema)
+@blp.response(201, InstanceSchema)
+def start(body: dict[str, Any]) -> dict[str, Any]:
+    view = _service().start(
+        current_principal(),
+        body["definition_key"],
+        version=body.get("version"),
+        business_key=body.get("business_key"),
+        data=body["data"],
+    )
+    return instance_body(view)
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(InstanceQuerySchema, location="query")
+@blp.response(200, InstanceListSchema)
+def list_instances(query: dict[str, Any]) -> dict[str, Any]:
+    views, total = _service().list(
+        current_principal(),
+        status=query.get("status"),
+        definition_key=query.get("definition_key"),
+        business_key=query.get("business_key"),
+        limit=query["limit"],
+        offset=query["offset"],
+    )
+    return {"items": [instance_body(v) for v in views], "total": total}
+
+
+@blp.route("/<instance_id>", methods=["GET"])
+@blp.response(200, InstanceSchema)
+def get_instance(instance_id: str) -> dict[str, Any]:
+    return instance_body(_service().get(current_principal(), instance_id))
+
+
+@blp.route("/<instance_id>/history", methods=["GET"])
+@blp.response(200, HistorySchema)
+def history(instance_id: str) -> dict[str, Any]:
+    return {"items": _service().history(current_principal(), instance_id)}
+
+
+@blp.route("/<instance_id>/cancel", methods=["POST"])
+@blp.arguments(CancelSchema)
+@blp.response(200, InstanceSchema)
+@blp.alt_response(409, description="the instance has already ended")
+def cancel(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
+    return instance_body(_service().cancel(current_principal(), instance_id, body.get("reason")))
+
+
+@blp.route("/<instance_id>/retry", methods=["POST"])
+@blp.arguments(RetrySchema)
+@blp.response(200, InstanceSchema)
+@blp.alt_response(409, description="the instance is not in error")
+def retry(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
+    return instance_body(_service().retry(current_principal(), instance_id, body["data"]))

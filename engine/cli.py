@@ -1,0 +1,158 @@
+"""The ``creditflow`` command line: set-up, catalog, demo data, serving, and audit checks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.config import Settings
+from engine.errors import CreditFlowError
+
+
+def _platform() -> Any:
+    from engine.container import CreditFlow
+
+    return CreditFlow(Settings.from_env())
+
+
+def _fail(exc: CreditFlowError) -> None:
+    click.echo(f"error: {exc.detail}", err=True)
+    for problem in exc.problems:
+        where = problem.get("location") or problem.get("field") or ""
+        click.echo(f"  - {where}: {problem.get('message')}", err=True)
+    sys.exit(1 if exc.status < 500 else 2)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def main(verbose: bool) -> None:
+    """CreditFlow: BPMN credit processes for rural banks."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations to DATABASE_URL (default: the SQLite file under var/)."""
+    from engine.store.migrate import upgrade
+
+    platform = _platform()
+    upgrade(platform.db, revision)
+    click.echo(f"database at {platform.db.engine.url.render_as_string(hide_password=True)} is at {revision}")
+
+
+@main.group()
+def catalog() -> None:
+    """The shipped process archetypes and forms."""
+
+
+@catalog.command("load")
+def catalog_load() -> None:
+    """Deploy every model under bpmn/ (identical content keeps its version)."""
+    from engine.services.catalog import load_catalog
+    from engine.services.principal import Principal
+
+    platform = _platform()
+    try:
+        result = load_catalog(platform, Principal.system(), progress=lambda msg: click.echo(msg))
+    except CreditFlowError as exc:
+        _fail(exc)
+    click.echo(
+        f"forms: {len(platform.forms.names())}; processes: "
+        + ", ".join(f"{d.key} v{d.version}" for d in result.definitions)
+    )
+
+
+@main.group()
+def demo() -> None:
+    """Demo data."""
+
+
+@demo.command("seed")
+@click.option("--password", default=None, help="Password for the demo users (default: creditflow-demo).")
+@click.option("--json", "as_json", is_flag=True, help="Print the tenants and users created as JSON.")
+def demo_seed(password: str | None, as_json: bool) -> None:
+    """Create a province, two banks and their users; running it again changes nothing."""
+    from engine.services.demo import DEFAULT_PASSWORD, seed_demo
+
+    result = seed_demo(_platform(), password or DEFAULT_PASSWORD)
+    if as_json:
+        click.echo(json.dumps({"tenants": result.tenants, "users": result.users}, ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"created {len(result.tenants)} tenants and {len(result.users)} users")
+
+
+@main.group()
+def definitions() -> None:
+    """Process definitions."""
+
+
+@definitions.command("deploy")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def definitions_deploy(files: tuple[Path, ...]) -> None:
+    """Validate, lint and deploy BPMN/DMN files as one bundle."""
+    from engine.services.principal import Principal
+
+    platform = _platform()
+    try:
+        result = platform.definitions.deploy(Principal.system(), [(f.name, f.read_bytes()) for f in files])
+    except CreditFlowError as exc:
+        _fail(exc)
+    state = "deployed" if result.created else "unchanged"
+    for d in result.definitions:
+        click.echo(f"{state}: {d.key} version {d.version} (id {d.id})")
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("verify")
+@click.argument("instance_id")
+def audit_verify(instance_id: str) -> None:
+    """Recompute the hash chain of an instance's audit trail; exit 1 if it was tampered with."""
+    from engine.services.principal import Principal
+
+    try:
+        result = _platform().instances.verify_audit(Principal.system(), instance_id)
+    except CreditFlowError as exc:
+        _fail(exc)
+    if result.ok:
+        click.echo(f"ok: {result.events} events, chain intact")
+        return
+    click.echo(f"TAMPERED: {len(result.problems)} problem(s) in {result.events} events", err=True)
+    for problem in result.problems:
+        click.echo(f"  - {problem}", err=True)
+    sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+def serve(host: str, port: int, threads: int) -> None:
+    """Serve the HTTP API (waitress)."""
+    from waitress import serve as waitress_serve
+
+    from api import create_app
+
+    app = create_app(_platform())
+    click.echo(f"CreditFlow API on http://{host}:{port}/api/docs")
+    waitress_serve(app, host=host, port=port, threads=threads, ident="creditflow")
+
+
+if __name__ == "__main__":
+    main()

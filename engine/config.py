@@ -1,0 +1,50 @@
+"""Settings read from the environment once, so every entry point (API, CLI, scheduler) agrees."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    data_dir: Path
+    secret_key: str
+    forms_dir: Path = REPO_ROOT / "forms"
+    bpmn_dir: Path = REPO_ROOT / "bpmn"
+    token_ttl_seconds: int = 8 * 3600
+    max_upload_bytes: int = 5 * 1024 * 1024
+    max_json_body_bytes: int = 1024 * 1024
+    script_max_seconds: float = 1.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        data_dir = Path(os.environ.get("CREDITFLOW_DATA_DIR", REPO_ROOT / "var"))
+        database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'creditflow.db'}"
+        secret = os.environ.get("CREDITFLOW_SECRET_KEY") or _local_secret(data_dir)
+        values: dict[str, object] = {"database_url": database_url, "data_dir": data_dir, "secret_key": secret}
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _local_secret(data_dir: Path) -> str:
+    """A per-installation signing key kept in the data dir, so tokens survive restarts.
+
+    Production sets CREDITFLOW_SECRET_KEY; the embedded default must still never share a key
+    between installations, hence a random one written with owner-only permissions.
+    """
+    path = data_dir / "secret.key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

@@ -1,0 +1,55 @@
+"""The CreditFlow platform object: settings, database, clock, catalogs and the services over them.
+
+API, CLI, scheduler and tests each build one and call its services; nothing else holds state.
+"""
+
+from __future__ import annotations
+
+from engine.clock import Clock
+from engine.config import Settings
+from engine.forms.catalog import FormCatalog
+from engine.runtime.connectors import ConnectorRegistry
+from engine.runtime.demo_connectors import register_demo_connectors
+from engine.runtime.sandbox import RestrictedEnvironment, ScriptLimits, check_source
+from engine.runtime.workflow_state import CreditFlowScriptEngine
+from engine.services.auth import AuthService
+from engine.services.definitions import DefinitionService
+from engine.services.instances import InstanceService
+from engine.services.spec_cache import SpecCache
+from engine.services.tasks import TaskService
+from engine.store.db import Database
+
+
+class CreditFlow:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        connectors: ConnectorRegistry | None = None,
+        database: Database | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.db = database or Database(settings.database_url)
+        self.forms = FormCatalog(settings.forms_dir)
+        if connectors is None:
+            connectors = ConnectorRegistry()
+            register_demo_connectors(connectors)
+        self.connectors = connectors
+        self.script_engine = CreditFlowScriptEngine(
+            RestrictedEnvironment(limits=ScriptLimits(max_seconds=settings.script_max_seconds)), connectors
+        )
+        self.specs = SpecCache()
+        self.auth = AuthService(self)
+        self.definitions = DefinitionService(self)
+        self.instances = InstanceService(self)
+        self.tasks = TaskService(self)
+
+    @staticmethod
+    def check_expression(source: str, mode: str) -> str | None:
+        """Deploy-time lint: the reason the sandbox would refuse ``source``, or None."""
+        return check_source(source, mode)
+
+    def close(self) -> None:
+        self.db.dispose()

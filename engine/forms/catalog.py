@@ -1,0 +1,238 @@
+"""The form catalog: the JSON Schema forms (and their UI schemas) that user tasks reference.
+
+A folder holds three kinds of ``*.json`` file:
+
+* ``<name>-schema.json``: a form, a JSON Schema (draft 2020-12) for a user task's data;
+* ``<name>-uischema.json``: the RJSF-style UI schema of form ``<name>`` (optional);
+* anything else, e.g. ``common-defs.json``: shared definitions that forms ``$ref`` by file name.
+
+Everything is checked when the catalog loads, so a broken file fails at start-up or publish time,
+not when a loan officer submits a task: JSON syntax, the draft 2020-12 meta-schema, every ``$ref``
+(resolved only within the catalog, by file name; nothing is ever fetched from the network; ``$id`` is
+refused) and every ``format`` (an unknown one would silently check nothing). All broken files are
+reported at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urldefrag, urljoin
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from jsonschema.protocols import Validator
+from referencing import Registry, Resource
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
+
+from engine.errors import CreditFlowError
+from engine.forms.formats import FORMAT_CHECKER
+from engine.forms.validation import FormValidator
+
+__all__ = ["DEFAULT_FORMS_DIR", "FormCatalog", "FormDefinition", "InvalidFormDefinition"]
+
+DEFAULT_FORMS_DIR = Path(__file__).resolve().parents[2] / "forms"
+"""The repository's ``forms/`` folder, for a source checkout; deployments pass their own path."""
+
+_SCHEMA_SUFFIX = "-schema.json"
+_UI_SCHEMA_SUFFIX = "-uischema.json"
+_DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+
+
+class InvalidFormDefinition(CreditFlowError):
+    """One or more form files are broken; ``problems`` has one entry per finding, by file."""
+
+    status = 422
+    title = "Invalid form definition"
+
+
+@dataclass(frozen=True)
+class FormDefinition:
+    """A loaded form. Treat ``schema`` and ``ui_schema`` as read-only: the validator shares them.
+
+    ``sha256`` covers the schema file, the UI schema file and every catalog file the schema
+    ``$ref``s (transitively), so editing a shared definition changes each dependent form's hash.
+    """
+
+    name: str
+    schema: dict[str, Any]
+    ui_schema: dict[str, Any] | None
+    sha256: str
+    validator: Validator = field(repr=False, compare=False)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Reject duplicate keys: json would keep the last one and silently drop, say, a ``required``."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, an object at the top."""
+    document = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
+    if not isinstance(document, dict):
+        raise ValueError("the top level must be a JSON object")
+    return document
+
+
+def _schema_problem(schema: dict[str, Any]) -> str | None:
+    """Why ``schema`` is not a draft 2020-12 JSON Schema, or None."""
+    declared = schema.get("$schema", _DRAFT_2020_12)
+    if declared != _DRAFT_2020_12:
+        return f"$schema must be {_DRAFT_2020_12!r} (got {declared!r})"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+        return f"not a valid JSON Schema at {where}: {error.message}"
+    return None
+
+
+def _check_keywords(file_name: str, registry: Registry[Any]) -> tuple[list[str], set[str]]:
+    """Check every ``$id``, ``$ref`` and ``format`` in one schema file.
+
+    ``$id`` is refused so that a file's name is its only identity and ``$ref``s mean the same at
+    load and at validation time. Returns the problems and the other files referred to directly.
+    """
+    problems: list[str] = []
+    targets: set[str] = set()
+    resolver = registry.resolver(base_uri=file_name)
+
+    def walk(resource: Resource[Any]) -> None:
+        contents = resource.contents
+        if isinstance(contents, dict):  # boolean subschemas have no keywords
+            if "$id" in contents:
+                problems.append(f"$id {contents['$id']!r} is not allowed: the file name is the identity")
+            if "$ref" in contents:
+                ref = contents["$ref"]
+                try:
+                    resolver.lookup(ref)
+                except Unresolvable:
+                    problems.append(f"$ref {ref!r} does not resolve to a schema in the form catalog")
+                else:
+                    targets.add(urldefrag(urljoin(file_name, ref)).url)
+            name = contents.get("format")
+            if name is not None and name not in FORMAT_CHECKER.checkers:
+                problems.append(f"format {name!r} is not checked by this server")
+        for sub in resource.subresources():
+            walk(sub)
+
+    walk(registry[file_name])
+    return problems, targets - {file_name}
+
+
+class FormCatalog:
+    """All forms of one folder, loaded and checked eagerly, with a compiled validator per form.
+
+    ``get`` accepts a form's name (``loan-application``) or either of its file names
+    (``loan-application-schema.json``, ``loan-application-uischema.json``), because BPMN user
+    tasks reference forms by file name.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] = DEFAULT_FORMS_DIR) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise FileNotFoundError(f"form directory {self.directory} does not exist")
+        self._forms: dict[str, FormDefinition] = {}
+        self._aliases: dict[str, str] = {}
+        self._load()
+
+    def _load(self) -> None:
+        problems: list[dict[str, Any]] = []
+        raw = {path.name: path.read_bytes() for path in sorted(self.directory.glob("*.json"))}
+        schemas: dict[str, dict[str, Any]] = {}
+        ui_schemas: dict[str, dict[str, Any]] = {}
+        for file_name, content in raw.items():
+            try:
+                document = _parse(content)
+            except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                problems.append({"location": file_name, "message": f"not valid JSON: {error}"})
+                continue
+            if file_name.endswith(_UI_SCHEMA_SUFFIX):
+                ui_schemas[file_name.removesuffix(_UI_SCHEMA_SUFFIX)] = document
+            elif (problem := _schema_problem(document)) is not None:
+                problems.append({"location": file_name, "message": problem})
+            else:
+                schemas[file_name] = document
+
+        registry: Registry[Any] = (
+            Registry()
+            .with_resources((name, DRAFT202012.create_resource(schema)) for name, schema in schemas.items())
+            .crawl()
+        )
+        dependencies: dict[str, set[str]] = {}
+        for file_name in schemas:
+            found, dependencies[file_name] = _check_keywords(file_name, registry)
+            problems.extend({"location": file_name, "message": message} for message in found)
+
+        form_names = {name.removesuffix(_SCHEMA_SUFFIX) for name in raw if name.endswith(_SCHEMA_SUFFIX)}
+        problems.extend(
+            {"location": name + _UI_SCHEMA_SUFFIX, "message": f"there is no {name + _SCHEMA_SUFFIX}"}
+            for name in sorted(ui_schemas.keys() - form_names)
+        )
+        if problems:
+            listed = "; ".join(f"{problem['location']}: {problem['message']}" for problem in problems)
+            raise InvalidFormDefinition(f"broken form files in {self.directory}: {listed}", problems)
+
+        for name in sorted(form_names):
+            schema_file, ui_file = name + _SCHEMA_SUFFIX, name + _UI_SCHEMA_SUFFIX
+            hashed = [schema_file, *sorted(_closure(schema_file, dependencies))]
+            if name in ui_schemas:
+                hashed.insert(1, ui_file)
+                self._aliases[ui_file] = name
+            self._aliases.update({name: name, schema_file: name})
+            self._forms[name] = FormDefinition(
+                name=name,
+                schema=schemas[schema_file],
+                ui_schema=ui_schemas.get(name),
+                sha256=_sha256({file_name: raw[file_name] for file_name in hashed}),
+                validator=FormValidator(schemas[schema_file], registry=registry, format_checker=FORMAT_CHECKER),
+            )
+
+    def get(self, name: str) -> FormDefinition:
+        """The form called ``name`` (or one of its file names); KeyError if there is none."""
+        try:
+            return self._forms[self._aliases[name]]
+        except KeyError:
+            raise KeyError(f"no form {name!r} in {self.directory}") from None
+
+    def names(self) -> list[str]:
+        """Form names, sorted (shared-definition files are not forms)."""
+        return sorted(self._forms)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._aliases
+
+
+def _closure(file_name: str, dependencies: dict[str, set[str]]) -> set[str]:
+    """Every file ``file_name`` depends on through ``$ref``, directly or not, without itself."""
+    seen: set[str] = set()
+    pending = list(dependencies[file_name])
+    while pending:
+        current = pending.pop()
+        if current not in seen and current != file_name:
+            seen.add(current)
+            pending.extend(dependencies[current])
+    return seen
+
+
+def _sha256(files: dict[str, bytes]) -> str:
+    """One digest over several files, each framed by its name and length so none can run into the next."""
+    digest = hashlib.sha256()
+    for file_name, content in files.items():
+        digest.update(f"{file_name}\n{len(content)}\n".encode())
+        digest.update(content)
+    return digest.hexdigest()

@@ -1,0 +1,183 @@
+"""Validate submitted form data and report every problem by field, in words a user understands.
+
+``validate_form_data`` is the one entry point for submitted data (task completion, API drafts), so
+a form is checked the same way wherever data comes in. jsonschema's own messages are never shown
+because they repeat the value (which may be a resident ID number).
+
+``FormValidator`` is draft 2020-12 with one extension: ``minimum``, ``maximum``,
+``exclusiveMinimum`` and ``exclusiveMaximum`` also compare strings written as amounts (see
+``formats.amount_problem``), so ``"amount": "9999999.00"`` cannot slip past a ``maximum`` just
+because it was sent as a string to keep its decimals.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from jsonschema import Draft202012Validator, ValidationError, validators
+from jsonschema.protocols import Validator
+
+from engine.forms.formats import amount_problem, format_problem
+
+if TYPE_CHECKING:
+    from engine.forms.catalog import FormDefinition
+
+__all__ = ["FormValidator", "Problem", "validate_form_data"]
+
+
+class Problem(TypedDict):
+    field: str
+    message: str
+    code: str
+
+
+_BOUNDS: dict[str, tuple[Callable[[Decimal, Decimal], bool], str]] = {
+    "minimum": (operator.ge, "must be at least"),
+    "maximum": (operator.le, "must be at most"),
+    "exclusiveMinimum": (operator.gt, "must be greater than"),
+    "exclusiveMaximum": (operator.lt, "must be less than"),
+}
+
+
+def _amount_aware(keyword: str) -> Callable[..., Iterator[ValidationError]]:
+    """Wrap a numeric bound keyword so that it also applies to amount strings."""
+    standard = Draft202012Validator.VALIDATORS[keyword]
+    holds, words = _BOUNDS[keyword]
+
+    def check(validator: Validator, bound: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+        if isinstance(instance, str) and amount_problem(instance) is None:
+            if not holds(Decimal(instance), Decimal(str(bound))):
+                yield ValidationError(f"{words} {bound}")
+        else:
+            yield from standard(validator, bound, instance, schema)
+
+    return check
+
+
+FormValidator = validators.extend(Draft202012Validator, {keyword: _amount_aware(keyword) for keyword in _BOUNDS})
+
+_TYPE_NAMES = {
+    "string": "text",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+    "object": "an object",
+    "array": "a list",
+    "null": "empty",
+}
+
+
+def _field(path: Iterable[str | int]) -> str:
+    """``("guarantors", 1, "mobile")`` → ``guarantors[1].mobile``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _shown(value: Any) -> str:
+    """Schema values (bounds, enum members) as JSON, readable for Chinese text too."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _message(error: ValidationError) -> str:
+    """A message for one error that names the rule and never repeats the submitted value."""
+    value = error.validator_value
+    match error.validator:
+        case "format":
+            return format_problem(value, error.instance)
+        case "type":
+            types = [value] if isinstance(value, str) else value
+            return "must be " + " or ".join(_TYPE_NAMES.get(name, name) for name in types)
+        case "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum" as keyword:
+            return f"{_BOUNDS[keyword][1]} {value}"
+        case "minLength":
+            return f"must be at least {value} characters"
+        case "maxLength":
+            return f"must be at most {value} characters"
+        case "minItems":
+            return f"must have at least {value} items"
+        case "maxItems":
+            return f"must have at most {value} items"
+        case "uniqueItems":
+            return "must not contain duplicates"
+        case "multipleOf":
+            return f"must be a multiple of {value}"
+        case "pattern":
+            return "does not have the expected format"
+        case "enum":
+            return "must be one of: " + ", ".join(_shown(option) for option in value)
+        case "const":
+            return f"must be {_shown(value)}"
+        case "oneOf":
+            return "must match exactly one of the allowed options"
+        case "anyOf":
+            return "must match one of the allowed options"
+        case "not":
+            return "is not allowed"
+        case keyword:
+            return f"is not valid ({keyword})"
+
+
+def _missing(error: ValidationError) -> list[str]:
+    """Properties a ``required`` or ``dependentRequired`` error is about, absent from the object."""
+    if error.validator == "required":
+        wanted = error.validator_value
+    else:  # dependentRequired: {"trigger": ["needed", ...]}
+        wanted = [
+            name for trigger, needed in error.validator_value.items() if trigger in error.instance for name in needed
+        ]
+    return [name for name in dict.fromkeys(wanted) if name not in error.instance]
+
+
+def _unexpected(error: ValidationError) -> list[str]:
+    """Properties that ``"additionalProperties": false`` refused."""
+    schema = error.schema
+    known = schema.get("properties", {})
+    patterns = [re.compile(pattern) for pattern in schema.get("patternProperties", {})]
+    return [
+        name for name in error.instance if name not in known and not any(pattern.search(name) for pattern in patterns)
+    ]
+
+
+def _problems(errors: Iterable[ValidationError]) -> Iterator[tuple[tuple[Any, ...], Problem]]:
+    """Turn errors into problems keyed by path; property-level errors name the property itself.
+
+    jsonschema yields one ``required`` error per missing property without saying which one, so
+    each such error reports every missing property; the caller drops the repeats.
+    """
+    for error in errors:
+        path = tuple(error.absolute_path)
+        keyword = error.validator
+        if keyword in ("required", "dependentRequired", "additionalProperties"):
+            if keyword == "additionalProperties":
+                names, message = _unexpected(error), "is not an allowed field"
+            else:
+                names, message = _missing(error), "is required"
+            for name in names:
+                yield (*path, name), {"field": _field((*path, name)), "message": message, "code": keyword}
+        else:
+            yield path, {"field": _field(path), "message": _message(error), "code": keyword}
+
+
+def _sort_key(item: tuple[tuple[Any, ...], Problem]) -> tuple[Any, ...]:
+    """Natural field order (``items[2]`` before ``items[10]``), then code, then message."""
+    path, problem = item
+    parts = tuple((0, part, "") if isinstance(part, int) else (1, 0, part) for part in path)
+    return (parts, problem["code"], problem["message"])
+
+
+def validate_form_data(form: FormDefinition, data: Mapping[str, Any]) -> list[Problem]:
+    """Every problem in ``data`` against ``form``, sorted by field; an empty list means valid.
+
+    ``field`` is a dotted path (``applicant.id_number``, ``guarantors[1].mobile``; a missing
+    property is named by its own path), ``code`` the JSON Schema keyword that failed.
+    """
+    found = sorted(_problems(form.validator.iter_errors(data)), key=_sort_key)
+    unique = {(problem["field"], problem["code"], problem["message"]): problem for _, problem in found}
+    return list(unique.values())

@@ -1,0 +1,49 @@
+"""Service tasks that call a registered connector and turn its failures into BPMN errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.util import BpmnEvent
+from SpiffWorkflow.spiff.specs.defaults import ServiceTask
+from SpiffWorkflow.spiff.specs.event_definitions import ErrorEventDefinition
+
+from engine.runtime.connectors import DEFAULT_ERROR_CODE
+
+if TYPE_CHECKING:
+    from SpiffWorkflow.task import Task
+
+log = logging.getLogger(__name__)
+
+
+class ConnectorServiceTask(ServiceTask):
+    """Runs ``operation_name`` from the script engine's connector registry.
+
+    SpiffWorkflow's own ``call_service`` error path hides the original exception (NameError on
+    ``script``), so we dispatch here and raise the error event ourselves. The event must be the
+    *spiff* ``ErrorEventDefinition``: event definitions compare by exact class.
+    """
+
+    def _execute(self, task: Task) -> bool:
+        engine = task.workflow.script_engine
+        params = {name: value["value"] for name, value in self.evaluate_params(task).items()}
+        try:
+            connector = engine.connectors.get(self.operation_name)
+            task.data[self.result_variable] = connector(**params)
+            return True
+        except Exception as exc:
+            code = getattr(exc, "code", None) or DEFAULT_ERROR_CODE
+            message = str(exc) or exc.__class__.__name__
+            log.info("connector %s failed with %s", self.operation_name, code)
+            payload: dict[str, Any] = {"code": code, "message": message, "connector": self.operation_name}
+            top = task.workflow.top_workflow
+            event = BpmnEvent(ErrorEventDefinition(code, code=code), payload=payload, target=task.workflow)
+            top.catch(event)
+            if event in top.bpmn_events:  # nothing caught it: it escaped to the top as an external event
+                top.bpmn_events.remove(event)
+                raise WorkflowTaskException(
+                    f"connector {self.operation_name} failed ({code}): {message}", task=task, exception=exc
+                ) from exc
+            return False

@@ -1,0 +1,70 @@
+"""Split serialization: instance state is stored without the spec, and cached specs are re-attached.
+
+Storing the spec in every row would double its size and make every load re-build the spec
+objects; definitions are immutable, so the parsed spec is cached per definition instead.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.spiff.serializer.task_spec import ServiceTaskConverter
+
+from engine.runtime.connectors import ConnectorRegistry
+from engine.runtime.service_task import ConnectorServiceTask
+
+SERIALIZER = BpmnWorkflowSerializer(
+    BpmnWorkflowSerializer.configure({**SPIFF_CONFIG, ConnectorServiceTask: ServiceTaskConverter})
+)
+SERIALIZER_VERSION: str = SERIALIZER.VERSION
+
+
+class CreditFlowScriptEngine(PythonScriptEngine):
+    """The script engine every instance runs with: a sandboxed environment plus the connectors."""
+
+    def __init__(self, environment: Any, connectors: ConnectorRegistry) -> None:
+        super().__init__(environment=environment)
+        self.connectors = connectors
+
+
+def new_workflow(spec: Any, subprocess_specs: dict[str, Any], engine: CreditFlowScriptEngine) -> BpmnWorkflow:
+    return BpmnWorkflow(spec, subprocess_specs, script_engine=engine)
+
+
+def dump_state(workflow: BpmnWorkflow) -> str:
+    state = SERIALIZER.to_dict(workflow)
+    del state["spec"], state["subprocess_specs"]
+    state[SERIALIZER.VERSION_KEY] = SERIALIZER_VERSION
+    return json.dumps(state, separators=(",", ":"), ensure_ascii=False)
+
+
+def load_state(state: str, spec: Any, subprocess_specs: dict[str, Any], engine: CreditFlowScriptEngine) -> BpmnWorkflow:
+    document = json.loads(state)
+    SERIALIZER.migrate(document)
+    document["spec"] = spec
+    document["subprocess_specs"] = subprocess_specs
+    workflow: BpmnWorkflow = SERIALIZER.from_dict(document)
+    workflow.script_engine = engine
+    return workflow
+
+
+def plain_json(value: Any) -> Any:
+    """Task data as plain JSON for clients: Decimal as a string (never a float), dates in ISO 8601."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain_json(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,214 @@
+"""Deploying BPMN/DMN bundles and reading deployed process definitions."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.runtime.model_check import ModelFile, build_parser, lint, raise_if_problems, read_model_files
+from engine.runtime.parser import BPMN_NS, CreditFlowParser
+from engine.services.principal import Principal
+from engine.services.spec_cache import resources_for
+from engine.store.models import Deployment, DeploymentResource, ProcessDefinition
+
+if TYPE_CHECKING:
+    from engine.container import CreditFlow
+
+PROCESS_TAG = f"{{{BPMN_NS}}}process"
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    definitions: list[ProcessDefinition]
+    created: bool  # False when every process was already deployed with identical content
+
+
+class DefinitionService:
+    def __init__(self, platform: CreditFlow) -> None:
+        self.platform = platform
+
+    def deploy(self, principal: Principal, files: Iterable[tuple[str, bytes]]) -> DeployResult:
+        """Validate and lint the whole bundle, then store new versions; nothing is stored on any problem."""
+        models = read_model_files(files, self.platform.settings.max_upload_bytes)
+        for model in models:
+            try:
+                model.content.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(
+                    f"{model.name} is not UTF-8 encoded", [{"field": "files", "message": f"{model.name}: not UTF-8"}]
+                ) from None
+        parser, problems = build_parser(models)
+        raise_if_problems(problems)
+        with self.platform.db.transaction(write=True) as session:
+            external = self._resolve_called_processes(session, parser)
+            resolved, problems = lint(
+                parser,
+                forms=self.platform.forms,
+                connectors=self.platform.connectors,
+                check_expression=self.platform.check_expression,
+            )
+            raise_if_problems(problems)
+            own = _own_processes(parser, resolved, {m.name for m in models})
+            if not own:
+                raise InvalidInput(
+                    "the upload contains no executable process",
+                    [{"field": "files", "message": 'no process with isExecutable="true"'}],
+                )
+            try:
+                return self._store(session, principal, parser, models, own, external, resolved)
+            except IntegrityError:
+                raise Conflict("another deployment of the same process key is in progress; try again") from None
+
+    def _resolve_called_processes(self, session: Session, parser: CreditFlowParser) -> dict[str, ProcessDefinition]:
+        """Call activities may name processes deployed earlier: add their latest version to the parser."""
+        external: dict[str, ProcessDefinition] = {}
+        while True:
+            missing = sorted(set(parser.get_process_dependencies()) - set(parser.process_parsers) - set(external))
+            if not missing:
+                return external
+            for key in missing:
+                definition = self._latest(session, key)
+                if definition is None:
+                    continue  # lint reports the unresolved call activity
+                external[key] = definition
+                dependency_parser, _ = build_parser(resources_for(session, definition), validate=False)
+                for pid, process_parser in dependency_parser.process_parsers.items():
+                    parser.process_parsers.setdefault(pid, process_parser)
+            if all(key not in external for key in missing):
+                return external
+
+    def _store(
+        self,
+        session: Session,
+        principal: Principal,
+        parser: CreditFlowParser,
+        models: Sequence[ModelFile],
+        own: list[str],
+        external: dict[str, ProcessDefinition],
+        resolved: dict,
+    ) -> DeployResult:
+        now = self.platform.clock.now()
+        bundle = hashlib.sha256(
+            "".join(f"{m.name}\0{m.sha256}\n" for m in sorted(models, key=lambda m: m.name)).encode()
+        )
+        called_ids = sorted(d.id for d in external.values())
+        wanted: dict[str, str] = {}
+        for pid in own:
+            digest = bundle.copy()
+            digest.update(f"{pid}\0{called_ids}".encode())
+            wanted[pid] = digest.hexdigest()
+        existing = {pid: self._latest(session, pid) for pid in own}
+        if all(d is not None and d.sha256 == wanted[pid] for pid, d in existing.items()):
+            return DeployResult([d for d in existing.values() if d is not None], created=False)
+        deployment = Deployment(
+            tenant_id=principal.tenant_id, sha256=bundle.hexdigest(), created_at=now, created_by_id=principal.user_id
+        )
+        session.add(deployment)
+        session.flush()
+        for model in models:
+            session.add(
+                DeploymentResource(
+                    deployment_id=deployment.id,
+                    name=model.name,
+                    kind=model.kind,
+                    sha256=model.sha256,
+                    content=model.content.decode("utf-8"),
+                )
+            )
+        definitions = []
+        for pid in own:
+            current = existing[pid]
+            if current is not None and current.sha256 == wanted[pid]:
+                definitions.append(current)
+                continue
+            definition = ProcessDefinition(
+                key=pid,
+                version=(current.version + 1) if current else 1,
+                name=parser.get_process_parser(pid).get_name(),
+                sha256=wanted[pid],
+                deployment_id=deployment.id,
+                tenant_id=principal.tenant_id,
+                called_definition_ids=called_ids,
+                created_at=now,
+            )
+            session.add(definition)
+            session.flush()
+            self.platform.specs.put(definition.id, resolved[pid])
+            definitions.append(definition)
+        return DeployResult(definitions, created=True)
+
+    @staticmethod
+    def _latest(session: Session, key: str) -> ProcessDefinition | None:
+        return session.scalars(
+            select(ProcessDefinition).where(ProcessDefinition.key == key).order_by(ProcessDefinition.version.desc())
+        ).first()
+
+    def find(self, session: Session, key: str, version: int | None = None) -> ProcessDefinition | None:
+        if version is None:
+            return self._latest(session, key)
+        return session.scalars(
+            select(ProcessDefinition).where(ProcessDefinition.key == key, ProcessDefinition.version == version)
+        ).first()
+
+    def list(
+        self,
+        principal: Principal,
+        *,
+        key: str | None = None,
+        latest_only: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[ProcessDefinition], int]:
+        with self.platform.db.transaction() as session:
+            stmt = select(ProcessDefinition)
+            if key:
+                stmt = stmt.where(ProcessDefinition.key == key)
+            if latest_only:
+                newest = (
+                    select(ProcessDefinition.key, func.max(ProcessDefinition.version).label("v"))
+                    .group_by(ProcessDefinition.key)
+                    .subquery()
+                )
+                stmt = stmt.join(
+                    newest, (newest.c.key == ProcessDefinition.key) & (newest.c.v == ProcessDefinition.version)
+                )
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = session.scalars(
+                stmt.order_by(ProcessDefinition.key, ProcessDefinition.version.desc()).limit(limit).offset(offset)
+            ).all()
+            return list(rows), total
+
+    def get(self, principal: Principal, definition_id: int) -> ProcessDefinition:
+        with self.platform.db.transaction() as session:
+            definition = session.get(ProcessDefinition, definition_id)
+            if definition is None:
+                raise NotFound(f"process definition {definition_id} does not exist")
+            return definition
+
+    def resources(self, principal: Principal, definition_id: int) -> list[DeploymentResource]:
+        """The XML files of the definition's deployment, as uploaded."""
+        definition = self.get(principal, definition_id)
+        with self.platform.db.transaction() as session:
+            return list(
+                session.scalars(
+                    select(DeploymentResource)
+                    .where(DeploymentResource.deployment_id == definition.deployment_id)
+                    .order_by(DeploymentResource.name)
+                )
+            )
+
+
+def _own_processes(parser: CreditFlowParser, resolved: dict, names: set[str]) -> list[str]:
+    """Top-level processes of this upload: spiff also lists embedded subprocesses and dependencies."""
+    return sorted(
+        pid
+        for pid in resolved
+        if (pp := parser.get_process_parser(pid)).filename in names and pp.node.tag == PROCESS_TAG
+    )

@@ -1,0 +1,187 @@
+"""One step of an instance: run the engine, project human tasks, journal what happened, save.
+
+Every state change of an instance goes through ``Execution.run`` inside the caller's transaction,
+so state, task rows and audit events commit together or not at all. A script or connector error
+is a business outcome, not a crash: the instance is saved in ``error`` status with the details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
+from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
+from SpiffWorkflow.bpmn.specs.mixins.inclusive_gateway import InclusiveGateway
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.runtime.workflow_state import dump_state, plain_json
+from engine.store.audit import Journal
+from engine.store.models import HumanTask, ProcessInstance
+
+RUNNING, COMPLETED, CANCELLED, ERROR = "running", "completed", "cancelled", "error"
+
+
+@dataclass
+class Execution:
+    """The instance being changed in this unit of work, and the journal of what changed."""
+
+    session: Session
+    instance: ProcessInstance
+    workflow: BpmnWorkflow
+    journal: Journal
+    now: datetime
+    is_new: bool = False
+
+    def run(self, action: Callable[[], Any] | None = None) -> None:
+        """Apply ``action`` (e.g. completing a user task), then run the engine until it waits."""
+        error: dict[str, Any] | None = None
+        try:
+            if action is not None:
+                action()
+            self.workflow.do_engine_steps(did_complete_task=self._observe)
+        except SpiffWorkflowException as exc:
+            error = describe_error(exc)
+        instance = self.instance
+        if error is not None:
+            instance.status, instance.error = ERROR, error
+        elif self.workflow.completed:
+            instance.status, instance.error, instance.ended_at = COMPLETED, None, self.now
+        else:
+            instance.status, instance.error = RUNNING, None
+        self._write_instance()
+        self._project_tasks()
+        if error is not None:
+            self.journal.record(
+                "error",
+                task_id=error.get("task_id"),
+                bpmn_id=error.get("bpmn_id"),
+                actor=False,
+                message=error["message"],
+                line=error.get("line_number"),
+            )
+        elif instance.status == COMPLETED:
+            self.journal.record("completed", actor=False, end=_end_event(self.workflow))
+        self._flush()
+
+    def save(self) -> None:
+        """Write state and journal without running the engine (e.g. after a cancel)."""
+        self._write_instance()
+        self._flush()
+
+    def _write_instance(self) -> None:
+        instance = self.instance
+        instance.state = dump_state(self.workflow)
+        instance.data = plain_json(current_data(self.workflow))
+        instance.next_timer_at = _next_timer(self.workflow)
+        instance.updated_at = self.now
+        if self.is_new:  # inserted first: task rows and audit events refer to it
+            self.session.add(instance)
+            self.session.flush()
+
+    def _flush(self) -> None:
+        """Journal and all pending rows; the ORM's version column rejects a concurrent writer here."""
+        self.journal.flush(self.session, self.instance, self.now)
+        self.session.flush()
+
+    def _observe(self, task: Task) -> None:
+        spec = task.task_spec
+        if isinstance(spec, ExclusiveGateway | InclusiveGateway):
+            taken = [c.task_spec.bpmn_id or c.task_spec.name for c in task.children]
+            self.journal.record(
+                "gateway_taken",
+                task_id=str(task.id),
+                bpmn_id=spec.bpmn_id,
+                actor=False,
+                name=spec.bpmn_name,
+                taken=taken,
+            )
+
+    def _project_tasks(self) -> None:
+        """Make the human_task rows match the READY manual tasks of the workflow."""
+        ready = {str(t.id): t for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)}
+        open_rows: dict[str, HumanTask] = {}
+        if not self.is_new:
+            open_rows = {
+                row.id: row
+                for row in self.session.scalars(
+                    select(HumanTask).where(HumanTask.instance_id == self.instance.id, HumanTask.status == "ready")
+                )
+            }
+        for task_id, row in open_rows.items():
+            if task_id not in ready:
+                row.status, row.ended_at = "cancelled", self.now
+                self.journal.record("task_cancelled", task_id=task_id, bpmn_id=row.bpmn_id, actor=False)
+        for task_id, task in ready.items():
+            if task_id in open_rows:
+                continue
+            spec = task.task_spec
+            properties = (getattr(spec, "extensions", None) or {}).get("properties") or {}
+            self.session.add(
+                HumanTask(
+                    id=task_id,
+                    instance_id=self.instance.id,
+                    tenant_id=self.instance.tenant_id,
+                    bpmn_id=spec.bpmn_id,
+                    name=spec.bpmn_name,
+                    lane=spec.lane or properties.get("candidateRole"),
+                    form=properties.get("formJsonSchemaFilename"),
+                    ui_form=properties.get("formUiSchemaFilename"),
+                    status="ready",
+                    created_at=self.now,
+                )
+            )
+            self.journal.record(
+                "task_created", task_id=task_id, bpmn_id=spec.bpmn_id, actor=False, name=spec.bpmn_name, lane=spec.lane
+            )
+
+
+def describe_error(exc: SpiffWorkflowException) -> dict[str, Any]:
+    """What an operator needs to fix a failed step: where, which line, and the original cause."""
+    task = getattr(exc, "task", None)
+    cause = exc.__cause__
+    message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    error_type = getattr(exc, "error_type", None)
+    if not error_type or error_type == "unknown":
+        error_type = type(cause or exc).__name__
+    detail: dict[str, Any] = {"message": message, "type": error_type}
+    if cause is not None and str(cause) and str(cause) not in message:
+        detail["cause"] = str(cause)
+    if task is not None:
+        detail.update(task_id=str(task.id), bpmn_id=task.task_spec.bpmn_id, task_name=task.task_spec.bpmn_name)
+    if getattr(exc, "line_number", None):
+        detail.update(line_number=exc.line_number, error_line=getattr(exc, "error_line", None))
+    return detail
+
+
+def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """The instance's business data as a user would see it now."""
+    if workflow.completed:
+        return dict(workflow.data)
+    merged: dict[str, Any] = {}
+    waiting = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.ERROR)
+    for task in waiting or [workflow.last_task or workflow.task_tree]:
+        merged.update(task.data)
+    return merged
+
+
+def _end_event(workflow: BpmnWorkflow) -> str | None:
+    """The end event the top-level process finished at (subprocess ends are not the outcome)."""
+    ends = workflow.get_tasks(state=TaskState.COMPLETED, spec_class=EndEvent, skip_subprocesses=True)
+    return max(ends, key=lambda t: t.last_state_change).task_spec.bpmn_id if ends else None
+
+
+def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
+    due = [
+        datetime.fromisoformat(event.value)
+        for event in workflow.waiting_events()
+        if event.event_type.endswith("TimerEventDefinition") and isinstance(event.value, str)
+    ]
+    return min(due) if due else None

@@ -1,0 +1,126 @@
+"""Human tasks: the READY user tasks of instances, their forms, and completing them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.forms.catalog import FormDefinition
+from engine.forms.validation import validate_form_data
+from engine.runtime.workflow_state import load_state, plain_json
+from engine.services.execution import RUNNING, Execution
+from engine.services.instances import InstanceView
+from engine.services.principal import Principal
+from engine.store.models import HumanTask, ProcessDefinition, ProcessInstance
+
+if TYPE_CHECKING:
+    from engine.container import CreditFlow
+
+
+@dataclass(frozen=True)
+class TaskView:
+    task: HumanTask
+    instance: ProcessInstance
+    data: dict[str, Any] | None = None
+    form: FormDefinition | None = None
+    ui_form: FormDefinition | None = None
+
+
+class TaskService:
+    def __init__(self, platform: CreditFlow) -> None:
+        self.platform = platform
+
+    def list(
+        self,
+        principal: Principal,
+        *,
+        status: str | None = "ready",
+        instance_id: str | None = None,
+        lane: str | None = None,
+        bpmn_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[TaskView], int]:
+        with self.platform.db.transaction() as session:
+            stmt = select(HumanTask, ProcessInstance).join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+            if status:
+                stmt = stmt.where(HumanTask.status == status)
+            if instance_id:
+                stmt = stmt.where(HumanTask.instance_id == instance_id)
+            if lane:
+                stmt = stmt.where(HumanTask.lane == lane)
+            if bpmn_id:
+                stmt = stmt.where(HumanTask.bpmn_id == bpmn_id)
+            if principal.tenant_id is not None:
+                stmt = stmt.where((HumanTask.tenant_id == principal.tenant_id) | HumanTask.tenant_id.is_(None))
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = session.execute(stmt.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)).all()
+            return [TaskView(t, i) for t, i in rows], total
+
+    def get(self, principal: Principal, task_id: str) -> TaskView:
+        """The task with its form and the data the form opens with."""
+        with self.platform.db.transaction() as session:
+            row = self._row(session, principal, task_id)
+            instance = session.get(ProcessInstance, row.instance_id)
+            data = None
+            if row.status == "ready":
+                definition = session.get(ProcessDefinition, instance.definition_id)
+                spec, subprocesses = self.platform.specs.get(session, definition)
+                workflow = load_state(instance.state, spec, subprocesses, self.platform.script_engine)
+                task = workflow.get_task_from_id(uuid.UUID(row.id))
+                data = plain_json(task.data) if task is not None else None
+            return TaskView(row, instance, data, self._form(row.form), self._form(row.ui_form))
+
+    def complete(self, principal: Principal, task_id: str, data: dict[str, Any]) -> InstanceView:
+        """Validate against the task's form, complete it, and run the instance on to its next wait."""
+        with self.platform.db.transaction() as session:
+            row = self._row(session, principal, task_id)
+            instance_id = row.instance_id
+        form = self._form(row.form)
+        if form is not None:
+            problems = validate_form_data(form, data)
+            if problems:
+                raise InvalidInput(f"the submitted data does not match form {form.name}", problems)
+
+        def complete(execution: Execution) -> None:
+            current = execution.session.get(HumanTask, task_id, populate_existing=True)
+            if current.status != "ready":
+                raise Conflict(f"task {task_id} is already {current.status}")
+            if execution.instance.status != RUNNING:
+                raise Conflict(f"instance is {execution.instance.status}; its tasks cannot be completed now")
+            task = execution.workflow.get_task_from_id(uuid.UUID(task_id))
+            if task is None or task.state != TaskState.READY:
+                raise Conflict(f"task {task_id} is no longer waiting for input")
+            changes = {k: {"old": task.data.get(k), "new": v} for k, v in data.items() if task.data.get(k) != v}
+            current.status, current.completed_by_id, current.ended_at = "completed", principal.user_id, execution.now
+            execution.journal.record(
+                "task_completed", task_id=task_id, bpmn_id=current.bpmn_id, name=current.name, changes=changes
+            )
+
+            def run_task() -> None:
+                task.data.update(data)
+                task.run()
+
+            execution.run(run_task)
+
+        return self.platform.instances.change(principal, instance_id, complete)
+
+    def _row(self, session: Session, principal: Principal, task_id: str) -> HumanTask:
+        row = session.get(HumanTask, task_id)
+        if row is None or (principal.tenant_id is not None and row.tenant_id not in (None, principal.tenant_id)):
+            raise NotFound(f"task {task_id} does not exist")
+        return row
+
+    def _form(self, name: str | None) -> FormDefinition | None:
+        if not name:
+            return None
+        try:
+            return self.platform.forms.get(name)
+        except KeyError:
+            return None

@@ -1,0 +1,146 @@
+"""The append-only, hash-chained audit trail of a process instance.
+
+Each event's hash covers the previous hash and a canonical JSON of the event, and the instance row
+keeps the sequence number and hash of the newest event. Editing any event breaks its hash,
+deleting one breaks the chain, and deleting the newest ones no longer matches the instance head.
+The database also refuses UPDATE and DELETE on the table (triggers in the migration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from engine.runtime.workflow_state import plain_json
+from engine.store.models import AuditEvent, ProcessInstance
+
+GENESIS = "0" * 64
+
+_RESIDENT_ID = re.compile(r"^\d{17}[\dXx]$")
+_CARD = re.compile(r"^\d{16,19}$")
+
+
+def mask_sensitive(value: Any) -> Any:
+    """Mask resident ID and bank card numbers wherever they appear in a payload (logs, audit, lists)."""
+    if isinstance(value, dict):
+        return {k: mask_sensitive(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_sensitive(v) for v in value]
+    if isinstance(value, str) and (_RESIDENT_ID.match(value) or _CARD.match(value)):
+        return value[:6] + "*" * (len(value) - 10) + value[-4:]
+    return value
+
+
+def _canonical(instance_id: str, seq: int, event: PendingEvent, created_at: datetime) -> bytes:
+    body = {
+        "instance_id": instance_id,
+        "seq": seq,
+        "type": event.event_type,
+        "actor_id": event.actor_id,
+        "task_id": event.task_id,
+        "bpmn_id": event.bpmn_id,
+        "payload": event.payload,
+        "at": created_at.isoformat(),
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, instance_id: str, seq: int, event: PendingEvent, created_at: datetime) -> str:
+    return hashlib.sha256(prev_hash.encode() + _canonical(instance_id, seq, event, created_at)).hexdigest()
+
+
+@dataclass
+class PendingEvent:
+    event_type: str
+    actor_id: int | None = None
+    task_id: str | None = None
+    bpmn_id: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Journal:
+    """Events of one unit of work, written with the state they describe."""
+
+    actor_id: int | None
+    events: list[PendingEvent] = field(default_factory=list)
+
+    def record(
+        self,
+        event_type: str,
+        *,
+        task_id: str | None = None,
+        bpmn_id: str | None = None,
+        actor: bool = True,
+        **payload: Any,
+    ) -> None:
+        self.events.append(
+            PendingEvent(
+                event_type, self.actor_id if actor else None, task_id, bpmn_id, mask_sensitive(plain_json(payload))
+            )
+        )
+
+    def flush(self, session: Session, instance: ProcessInstance, now: datetime) -> None:
+        """Chain the pending events onto the instance head and insert them in one statement."""
+        if not self.events:
+            return
+        rows = []
+        seq, head = instance.audit_seq, instance.audit_head
+        for event in self.events:
+            seq += 1
+            digest = chain_hash(head, instance.id, seq, event, now)
+            rows.append(
+                {
+                    "instance_id": instance.id,
+                    "seq": seq,
+                    "event_type": event.event_type,
+                    "actor_id": event.actor_id,
+                    "task_id": event.task_id,
+                    "bpmn_id": event.bpmn_id,
+                    "payload": event.payload,
+                    "created_at": now,
+                    "prev_hash": head,
+                    "hash": digest,
+                }
+            )
+            head = digest
+        session.execute(insert(AuditEvent), rows)
+        instance.audit_seq, instance.audit_head = seq, head
+        self.events.clear()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    instance_id: str
+    ok: bool
+    events: int
+    problems: list[str]
+
+
+def verify_chain(session: Session, instance: ProcessInstance) -> VerifyResult:
+    """Recompute the chain from the first event and compare it with the instance head."""
+    problems: list[str] = []
+    head, expected_seq, count = GENESIS, 1, 0
+    rows = session.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance.id).order_by(AuditEvent.seq))
+    for row in rows:
+        count += 1
+        if row.seq != expected_seq:
+            problems.append(f"event {expected_seq} is missing (next stored event is {row.seq})")
+        if row.prev_hash != head:
+            problems.append(f"event {row.seq} does not link to the event before it")
+        event = PendingEvent(row.event_type, row.actor_id, row.task_id, row.bpmn_id, row.payload)
+        if chain_hash(row.prev_hash, instance.id, row.seq, event, row.created_at) != row.hash:
+            problems.append(f"event {row.seq} ({row.event_type}) was altered")
+        head, expected_seq = row.hash, row.seq + 1
+    if expected_seq - 1 != instance.audit_seq or head != instance.audit_head:
+        problems.append(
+            f"the trail ends at event {expected_seq - 1} but the instance recorded event {instance.audit_seq}"
+        )
+    return VerifyResult(instance.id, not problems, count, problems)

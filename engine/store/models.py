@@ -1,0 +1,176 @@
+"""The relational model: tenants and users, deployed definitions, instances and their projections.
+
+Instance state is the SpiffWorkflow serialization *without* the spec (specs are cached per
+definition). Human tasks are a projection of READY manual tasks so that inboxes are plain queries.
+The audit trail is append-only and hash-chained per instance.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from engine.store.types import JsonDocument, UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Tenant(Base):
+    """The province (省联社) or one of its rural banks; every business row belongs to one."""
+
+    __tablename__ = "tenant"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # province | bank
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class User(Base):
+    __tablename__ = "app_user"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class UserRole(Base):
+    """Role grants; org scope joins here once organisations exist."""
+
+    __tablename__ = "user_role"
+    __table_args__ = (UniqueConstraint("user_id", "role"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    role: Mapped[str] = mapped_column(String(64))
+
+
+class Deployment(Base):
+    """One upload of BPMN/DMN files; the unit that is parsed together."""
+
+    __tablename__ = "deployment"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+
+
+class DeploymentResource(Base):
+    __tablename__ = "deployment_resource"
+    __table_args__ = (UniqueConstraint("deployment_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployment.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(8))  # bpmn | dmn
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text)
+
+
+class ProcessDefinition(Base):
+    """An executable process at one version; immutable once written."""
+
+    __tablename__ = "process_definition"
+    __table_args__ = (UniqueConstraint("key", "version"), Index("ix_process_definition_key_sha", "key", "sha256"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployment.id"), index=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    # Definitions of other deployments that this one's call activities resolved to at deploy time.
+    called_definition_ids: Mapped[list[int]] = mapped_column(JsonDocument, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ProcessInstance(Base):
+    __tablename__ = "process_instance"
+    __table_args__ = (Index("ix_process_instance_tenant_status", "tenant_id", "status"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)
+    business_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | completed | cancelled | error
+    state: Mapped[str] = mapped_column(Text)
+    serializer_version: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    next_timer_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    audit_seq: Mapped[int] = mapped_column(Integer, default=0)
+    audit_head: Mapped[str] = mapped_column(String(64))
+
+    # Optimistic locking: every UPDATE carries "WHERE version = <loaded>" and bumps it.
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class HumanTask(Base):
+    """Projection of a READY user/manual task (kept after completion as history)."""
+
+    __tablename__ = "human_task"
+    __table_args__ = (Index("ix_human_task_tenant_status", "tenant_id", "status"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the SpiffWorkflow task id
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    bpmn_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    lane: Mapped[str | None] = mapped_column(String(255))
+    form: Mapped[str | None] = mapped_column(String(255))
+    ui_form: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))  # ready | completed | cancelled
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class AuditEvent(Base):
+    """Append-only, hash-chained: ``hash = sha256(prev_hash + canonical(event))``."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (UniqueConstraint("instance_id", "seq"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    event_type: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    bpmn_id: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

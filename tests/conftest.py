@@ -1,0 +1,155 @@
+"""Test fixtures: a real database per test (SQLite file, or PostgreSQL when
+CREDITFLOW_TEST_DATABASE_URL is set), a platform over it, and API clients with tokens."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from engine.clock import FrozenClock
+from engine.config import Settings
+from engine.container import CreditFlow
+from engine.runtime.connectors import ConnectorError, ConnectorRegistry
+from engine.store.db import Database
+from engine.store.migrate import upgrade
+from engine.store.models import Base
+
+MODELS = Path(__file__).parent / "models"
+PG_URL = os.environ.get("CREDITFLOW_TEST_DATABASE_URL")
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Migrate once per session; each test then gets a copy (SQLite) or truncated tables (PostgreSQL)."""
+    if PG_URL:
+        database = Database(PG_URL)
+        with database.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        upgrade(database)
+        database.dispose()
+        return PG_URL
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    database = Database(f"sqlite:///{path}")
+    upgrade(database)
+    with database.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database.dispose()
+    return str(path)
+
+
+@pytest.fixture
+def database_url(migrated_template: str, tmp_path: Path) -> str:
+    if PG_URL:
+        database = Database(PG_URL)
+        tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+        with database.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        database.dispose()
+        return PG_URL
+    target = tmp_path / "creditflow.db"
+    shutil.copy(migrated_template, target)
+    return f"sqlite:///{target}"
+
+
+def bureau(id_number: str) -> dict[str, Any]:
+    """Test double of the credit bureau with a real failure mode: IDs starting with DOWN fail."""
+    if id_number.startswith("DOWN"):
+        raise ConnectorError("bureau timed out after 5 s", code="CONNECTOR_ERROR")
+    return {"score": 720}
+
+
+@pytest.fixture
+def connectors() -> ConnectorRegistry:
+    registry = ConnectorRegistry()
+    registry.register("credit_bureau/score", bureau)
+    return registry
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 12, 1, 1, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, data_dir=tmp_path, secret_key="test-secret-key-" + "x" * 32)
+
+
+@pytest.fixture
+def platform(settings: Settings, clock: FrozenClock, connectors: ConnectorRegistry) -> Iterator[CreditFlow]:
+    p = CreditFlow(settings, clock=clock, connectors=connectors)
+    yield p
+    p.close()
+
+
+def deploy(platform: CreditFlow, *names: str) -> list[Any]:
+    from engine.services.principal import Principal
+
+    files = [(n, (MODELS / n).read_bytes()) for n in names]
+    return platform.definitions.deploy(Principal.system(), files).definitions
+
+
+@pytest.fixture
+def seeded(platform: CreditFlow) -> CreditFlow:
+    from engine.services.demo import seed_demo
+
+    seed_demo(platform, PASSWORD)
+    return platform
+
+
+@pytest.fixture
+def app(seeded: CreditFlow) -> Any:
+    from api import create_app
+
+    application = create_app(seeded)
+    application.config["TESTING"] = True
+    return application
+
+
+class ApiClient:
+    """The Flask test client with a bearer token."""
+
+    def __init__(self, client: Any, token: str | None) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def __getattr__(self, method: str) -> Any:
+        def call(url: str, **kwargs: Any) -> Any:
+            headers = {**self.headers, **kwargs.pop("headers", {})}
+            return getattr(self.client, method)(url, headers=headers, **kwargs)
+
+        return call
+
+
+def login(app: Any, username: str = "admin", password: str = PASSWORD) -> ApiClient:
+    client = app.test_client()
+    response = client.post("/api/v1/auth/token", json={"username": username, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return ApiClient(client, response.get_json()["access_token"])
+
+
+@pytest.fixture
+def api(app: Any) -> ApiClient:
+    return login(app)
+
+
+def resident_id(base17: str = "37010219800101123") -> str:
+    """A resident ID with a correct GB 11643 check character."""
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    return base17 + "10X98765432"[sum(int(c) * w for c, w in zip(base17, weights, strict=True)) % 11]
+
+
+APPLICATION = {
+    "applicant": {"name": "王小二", "id_number": resident_id(), "mobile": "13800138000"},
+    "amount": "50000.00",
+    "term_months": 12,
+    "purpose": "种植业生产",
+}

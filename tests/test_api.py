@@ -1,0 +1,240 @@
+"""The HTTP API through the Flask test client: auth, deploy, run, tasks, errors."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+from tests.conftest import MODELS, ApiClient, login
+
+PROBLEM = "application/problem+json"
+
+
+def upload(api: ApiClient, *names: str, content: dict[str, bytes] | None = None) -> Any:
+    files = [(io.BytesIO((content or {}).get(n) or (MODELS / n).read_bytes()), n) for n in names]
+    return api.post("/api/v1/process-definitions", data={"files": files}, content_type="multipart/form-data")
+
+
+# -- authentication ------------------------------------------------------------------------------
+
+
+def test_every_endpoint_but_health_and_docs_needs_a_token(app: Any) -> None:
+    client = app.test_client()
+    assert client.get("/api/v1/health").status_code == 200
+    assert client.get("/api/openapi.json").status_code == 200
+    assert client.get("/api/docs").status_code == 200
+    for method, url in [
+        ("get", "/api/v1/process-definitions"),
+        ("post", "/api/v1/process-instances"),
+        ("get", "/api/v1/tasks"),
+        ("get", "/api/v1/process-instances/x/history"),
+    ]:
+        response = getattr(client, method)(url)
+        assert response.status_code == 401, url
+        assert response.mimetype == PROBLEM
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    bad = client.get("/api/v1/tasks", headers={"Authorization": "Bearer not.a.jwt"})
+    assert bad.status_code == 401
+
+
+def test_login_issues_an_expiring_token(app: Any, seeded: Any) -> None:
+    client = app.test_client()
+    wrong = client.post("/api/v1/auth/token", json={"username": "admin", "password": "nope"})
+    assert wrong.status_code == 401 and wrong.get_json()["detail"] == "invalid username or password"
+    unknown = client.post("/api/v1/auth/token", json={"username": "ghost", "password": "nope"})
+    assert unknown.get_json()["detail"] == wrong.get_json()["detail"]
+    api = login(app)
+    assert api.get("/api/v1/tasks").status_code == 200
+    seeded.clock.advance(timedelta(seconds=seeded.settings.token_ttl_seconds + 1))
+    expired = api.get("/api/v1/tasks")
+    assert expired.status_code == 401 and "expired" in expired.get_json()["detail"]
+
+
+def test_passwords_are_stored_with_argon2(seeded: Any) -> None:
+    from sqlalchemy import select
+
+    from engine.store.models import User
+
+    with seeded.db.transaction() as session:
+        hashes = list(session.scalars(select(User.password_hash)))
+    assert hashes and all(h.startswith("$argon2id$") for h in hashes)
+
+
+# -- deploy --------------------------------------------------------------------------------------
+
+
+def test_deploy_versions_and_identical_content(api: ApiClient) -> None:
+    first = upload(api, "linear.bpmn")
+    assert first.status_code == 201, first.get_json()
+    (definition,) = first.get_json()["definitions"]
+    assert (definition["key"], definition["version"]) == ("linear", 1)
+
+    again = upload(api, "linear.bpmn")
+    assert again.status_code == 200 and again.get_json()["created"] is False
+    assert again.get_json()["definitions"][0]["id"] == definition["id"]
+
+    changed = (MODELS / "linear.bpmn").read_bytes().replace(b"amount / 1000", b"amount / 100")
+    second = upload(api, "linear.bpmn", content={"linear.bpmn": changed})
+    assert second.status_code == 201 and second.get_json()["definitions"][0]["version"] == 2
+
+    listing = api.get("/api/v1/process-definitions?key=linear").get_json()
+    assert [d["version"] for d in listing["items"]] == [2, 1] and listing["total"] == 2
+    latest = api.get("/api/v1/process-definitions?latest=true").get_json()
+    assert [(d["key"], d["version"]) for d in latest["items"]] == [("linear", 2)]
+    one = api.get(f"/api/v1/process-definitions/{definition['id']}")
+    assert one.status_code == 200 and one.get_json()["sha256"] == definition["sha256"]
+    xml = api.get(f"/api/v1/process-definitions/{definition['id']}/xml")
+    assert xml.mimetype == "application/xml" and b"amount / 1000" in xml.data
+
+
+def test_invalid_models_are_refused_with_every_problem_listed(api: ApiClient) -> None:
+    xsd = upload(api, "invalid_xsd.bpmn")
+    assert xsd.status_code == 422 and xsd.mimetype == PROBLEM
+    assert any("approvalStep" in e["message"] for e in xsd.get_json()["errors"])
+
+    lint = upload(api, "lint_problems.bpmn")
+    assert lint.status_code == 422
+    messages = [e["message"] for e in lint.get_json()["errors"]]
+    assert any("no lane" in m for m in messages)
+    assert any("no-such-form-schema.json" in m for m in messages)
+    assert any(m.startswith("script:") for m in messages)
+    assert len(messages) >= 3
+    assert api.get("/api/v1/process-definitions").get_json()["total"] == 0
+
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE d [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">&xxe;</bpmn:definitions>"""
+
+LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">&lol3;</bpmn:definitions>"""
+
+
+def test_xxe_entity_expansion_and_oversized_uploads_are_refused(api: ApiClient) -> None:
+    for payload in (XXE, LAUGHS):
+        response = upload(api, "evil.bpmn", content={"evil.bpmn": payload})
+        assert response.status_code == 400 and response.mimetype == PROBLEM
+        assert "DOCTYPE" in response.get_json()["errors"][0]["message"]
+    big = b"<a>" + b" " * (6 * 1024 * 1024) + b"</a>"
+    assert upload(api, "big.bpmn", content={"big.bpmn": big}).status_code == 413
+    assert upload(api, "notes.txt", content={"notes.txt": b"hi"}).status_code == 422
+    assert api.get("/api/v1/process-definitions").get_json()["total"] == 0
+
+
+def test_bare_iso_timer_literal_is_accepted(api: ApiClient) -> None:
+    response = upload(api, "timer_bare.bpmn")
+    assert response.status_code == 201, response.get_json()
+    started = api.post("/api/v1/process-instances", json={"definition_key": "timer_bare", "data": {}})
+    assert started.status_code == 201, started.get_json()
+    assert started.get_json()["status"] == "running"
+
+
+# -- instances and tasks -------------------------------------------------------------------------
+
+
+def test_run_an_instance_to_its_end_over_http(api: ApiClient) -> None:
+    upload(api, "linear.bpmn")
+    started = api.post(
+        "/api/v1/process-instances",
+        json={"definition_key": "linear", "business_key": "APP-9", "data": {"amount": 8000}},
+    )
+    assert started.status_code == 201, started.get_json()
+    body = started.get_json()
+    assert body["status"] == "running" and body["definition_version"] == 1 and body["data"]["score"] == 8.0
+    (task,) = body["tasks"]
+
+    inbox = api.get("/api/v1/tasks").get_json()
+    assert [t["id"] for t in inbox["items"]] == [task["id"]]
+    detail = api.get(f"/api/v1/tasks/{task['id']}").get_json()
+    assert detail["form_definition"]["name"].startswith("review")
+    assert "recommendation" in detail["form_definition"]["schema"]["properties"]
+    assert detail["form_definition"]["ui_schema"] is not None
+    assert detail["data"]["amount"] == 8000
+
+    bad = api.post(
+        f"/api/v1/tasks/{task['id']}/complete", json={"data": {"recommendation": "maybe", "suggested_amount": "1.001"}}
+    )
+    assert bad.status_code == 422 and bad.mimetype == PROBLEM
+    fields = {e["field"] for e in bad.get_json()["errors"]}
+    assert {"recommendation", "comment"} <= fields
+
+    done = api.post(
+        f"/api/v1/tasks/{task['id']}/complete", json={"data": {"recommendation": "reject", "comment": "收入不足"}}
+    )
+    assert done.status_code == 200 and done.get_json()["status"] == "completed"
+    again = api.post(
+        f"/api/v1/tasks/{task['id']}/complete", json={"data": {"recommendation": "reject", "comment": "收入不足"}}
+    )
+    assert again.status_code == 409
+
+    instance_id = body["id"]
+    listing = api.get("/api/v1/process-instances?status=completed&business_key=APP-9").get_json()
+    assert [i["id"] for i in listing["items"]] == [instance_id]
+    assert api.get("/api/v1/process-instances?status=running").get_json()["total"] == 0
+    history = api.get(f"/api/v1/process-instances/{instance_id}/history").get_json()["items"]
+    assert [h["seq"] for h in history] == list(range(1, len(history) + 1))
+    completed = next(h for h in history if h["event_type"] == "task_completed")
+    assert completed["actor_id"] is not None
+    assert completed["payload"]["changes"]["recommendation"] == {"old": None, "new": "reject"}
+
+
+def test_cancel_over_http(api: ApiClient) -> None:
+    upload(api, "linear.bpmn")
+    body = api.post("/api/v1/process-instances", json={"definition_key": "linear", "data": {"amount": 1}}).get_json()
+    cancelled = api.post(f"/api/v1/process-instances/{body['id']}/cancel", json={"reason": "客户放弃"})
+    assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
+    assert cancelled.get_json()["tasks"] == []
+    assert api.get(f"/api/v1/tasks?status=cancelled&instance_id={body['id']}").get_json()["total"] == 1
+    assert api.post(f"/api/v1/process-instances/{body['id']}/cancel", json={}).status_code == 409
+
+
+def test_bad_requests_are_4xx_problems_never_500(api: ApiClient) -> None:
+    upload(api, "linear.bpmn")
+    cases = [
+        api.post("/api/v1/process-instances", data="{not json", content_type="application/json"),
+        api.post("/api/v1/process-instances", json={"definition_key": 5, "data": []}),
+        api.post("/api/v1/process-instances", json={"definition_key": "linear", "version": "1"}),
+        api.post("/api/v1/process-instances", json={"definition_key": "linear", "surprise": 1}),
+        api.post("/api/v1/process-instances", json={"definition_key": "nope"}),
+        api.post("/api/v1/process-instances", json=["a"]),
+        api.get("/api/v1/process-instances/does-not-exist"),
+        api.get("/api/v1/process-definitions/999999"),
+        api.get("/api/v1/process-definitions/abc"),
+        api.get("/api/v1/tasks/does-not-exist"),
+        api.post("/api/v1/tasks/does-not-exist/complete", json={"data": {}}),
+        api.get("/api/v1/tasks?limit=0"),
+        api.get("/api/v1/process-instances?status=weird"),
+        api.post("/api/v1/process-instances", data="x" * (2 * 1024 * 1024), content_type="application/json"),
+        api.post("/api/v1/process-instances/does-not-exist/retry", json={}),
+    ]
+    for response in cases:
+        assert 400 <= response.status_code < 500, (response.status_code, response.get_json())
+        assert response.mimetype == PROBLEM
+    wrong_types = cases[1].get_json()["errors"]
+    assert {e["field"] for e in wrong_types} == {"definition_key", "data"}
+    assert cases[4].get_json()["errors"][0]["field"] == "definition_key"
+    assert cases[6].status_code == 404 and cases[13].status_code == 413
+
+
+def test_openapi_documents_every_route_with_schemas(app: Any) -> None:
+    spec = app.test_client().get("/api/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    paths = spec["paths"]
+    for path in [
+        "/api/v1/auth/token",
+        "/api/v1/process-definitions",
+        "/api/v1/process-instances",
+        "/api/v1/process-instances/{instance_id}/history",
+        "/api/v1/tasks/{task_id}/complete",
+    ]:
+        assert path in paths, path
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            assert "200" in operation["responses"] or "201" in operation["responses"], (path, method)
+            if method == "post" and "/auth/" not in path:
+                assert "requestBody" in operation, (path, method)

@@ -1,0 +1,184 @@
+"""Persistence guarantees: split state, locking, rollback, audit chain, migrations."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from engine.cli import main as cli
+from engine.container import CreditFlow
+from engine.errors import Conflict
+from engine.services.principal import Principal
+from engine.store.models import AuditEvent, Base, HumanTask, ProcessInstance
+from tests.conftest import deploy
+
+SYSTEM = Principal.system()
+REVIEW = {"recommendation": "reject", "comment": "收入不足"}
+
+
+def test_state_is_stored_without_the_spec(platform: CreditFlow) -> None:
+    deploy(platform, "linear.bpmn")
+    view = platform.instances.start(SYSTEM, "linear", data={"amount": 1})
+    with platform.db.transaction() as session:
+        state = json.loads(session.get(ProcessInstance, view.instance.id).state)
+    assert "spec" not in state and "subprocess_specs" not in state
+    assert state["serializer_version"] == "1.5"
+    assert state["tasks"]
+
+
+def test_concurrent_completions_give_one_success_and_one_conflict(platform: CreditFlow) -> None:
+    deploy(platform, "linear.bpmn")
+    view = platform.instances.start(SYSTEM, "linear", data={"amount": 1})
+    task_id = view.tasks[0].id
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def complete() -> None:
+        barrier.wait()
+        try:
+            platform.tasks.complete(SYSTEM, task_id, REVIEW)
+            outcomes.append("ok")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=complete) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict", "ok"]
+    events = [e.event_type for e in platform.instances.history(SYSTEM, view.instance.id)]
+    assert events.count("task_completed") == 1
+
+
+def test_stale_version_is_rejected_and_rolls_back_everything(platform: CreditFlow) -> None:
+    """A writer that bypassed the lock bumps the version mid-step: the step's rows all vanish."""
+    deploy(platform, "linear.bpmn")
+    view = platform.instances.start(SYSTEM, "linear", data={"amount": 1})
+    instance_id, task_id = view.instance.id, view.tasks[0].id
+    before = _snapshot(platform, instance_id)
+
+    def complete_then_collide(execution: Any) -> None:
+        task = execution.workflow.get_task_from_id(__import__("uuid").UUID(task_id))
+        row = execution.session.get(HumanTask, task_id)
+        row.status = "completed"
+        execution.journal.record("task_completed", task_id=task_id)
+        execution.run(lambda: (task.data.update(REVIEW), task.run()))
+        # someone else committed a newer version of this row in the meantime
+        execution.session.execute(
+            text("UPDATE process_instance SET version = version + 5 WHERE id = :id"), {"id": instance_id}
+        )
+        execution.instance.business_key = "touch"  # forces one more versioned UPDATE
+        execution.session.flush()
+
+    with pytest.raises(Conflict):
+        platform.instances.change(SYSTEM, instance_id, complete_then_collide)
+    assert _snapshot(platform, instance_id) == before
+
+
+def _snapshot(platform: CreditFlow, instance_id: str) -> tuple[Any, ...]:
+    with platform.db.transaction() as session:
+        instance = session.get(ProcessInstance, instance_id)
+        tasks = sorted((t.id, t.status) for t in session.scalars(select(HumanTask)))
+        audit = session.scalar(select(text("count(*)")).select_from(AuditEvent))
+        return instance.state, instance.version, instance.status, tasks, audit
+
+
+def test_failing_step_keeps_nothing_of_itself(platform: CreditFlow) -> None:
+    """An exception inside a step (here: the database refusing a row) rolls back state, tasks, audit."""
+    deploy(platform, "linear.bpmn")
+    view = platform.instances.start(SYSTEM, "linear", data={"amount": 1})
+    before = _snapshot(platform, view.instance.id)
+
+    def half_done(execution: Any) -> None:
+        (task,) = execution.workflow.get_tasks(state=16, manual=True)
+        execution.run(lambda: (task.data.update(REVIEW), task.run()))
+        execution.session.add(
+            HumanTask(
+                id="orphan", instance_id="no-such-instance", bpmn_id="x", status="ready", created_at=execution.now
+            )
+        )
+        execution.session.flush()  # foreign key violation
+
+    with pytest.raises(DBAPIError):
+        platform.instances.change(SYSTEM, view.instance.id, half_done)
+    assert _snapshot(platform, view.instance.id) == before
+
+
+def test_audit_chain_detects_edits_and_deletions(platform: CreditFlow, settings: Any, monkeypatch: Any) -> None:
+    deploy(platform, "linear.bpmn")
+    view = platform.instances.start(SYSTEM, "linear", data={"amount": 1})
+    platform.tasks.complete(SYSTEM, view.tasks[0].id, REVIEW)
+    instance_id = view.instance.id
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CREDITFLOW_SECRET_KEY", settings.secret_key)
+    runner = CliRunner()
+
+    ok = runner.invoke(cli, ["audit", "verify", instance_id])
+    assert ok.exit_code == 0, ok.output
+    assert "chain intact" in ok.output
+
+    # the table itself refuses changes ...
+    with pytest.raises(DBAPIError), platform.db.transaction(write=True) as session:
+        session.execute(text("UPDATE audit_event SET payload = '{}' WHERE seq = 2"))
+
+    # ... so a tamperer with DDL rights drops the guard first
+    _drop_guards(platform)
+    with platform.db.transaction(write=True) as session:
+        session.execute(
+            text("UPDATE audit_event SET event_type = 'started' WHERE instance_id = :i AND seq = 2"), {"i": instance_id}
+        )
+    edited = runner.invoke(cli, ["audit", "verify", instance_id])
+    assert edited.exit_code == 1
+    assert "event 2" in edited.output and "altered" in edited.output
+
+    with platform.db.transaction(write=True) as session:
+        session.execute(text("DELETE FROM audit_event WHERE instance_id = :i AND seq = 3"), {"i": instance_id})
+    deleted = platform.instances.verify_audit(SYSTEM, instance_id)
+    assert not deleted.ok and any("event 3 is missing" in p for p in deleted.problems)
+
+    with platform.db.transaction(write=True) as session:
+        last = session.scalar(
+            select(AuditEvent.seq).where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.seq.desc())
+        )
+        session.execute(
+            text("DELETE FROM audit_event WHERE instance_id = :i AND seq = :s"), {"i": instance_id, "s": last}
+        )
+    tail = platform.instances.verify_audit(SYSTEM, instance_id)
+    assert any("instance recorded event" in p for p in tail.problems)
+
+
+def _drop_guards(platform: CreditFlow) -> None:
+    with platform.db.transaction(write=True) as session:
+        if platform.db.is_sqlite:
+            session.execute(text("DROP TRIGGER audit_event_no_update"))
+            session.execute(text("DROP TRIGGER audit_event_no_delete"))
+        else:
+            session.execute(text("DROP TRIGGER audit_event_no_change ON audit_event"))
+
+
+def test_migrations_match_the_models(platform: CreditFlow) -> None:
+    with platform.db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == []
+
+
+def test_upgrade_works_on_an_empty_database(tmp_path: Any) -> None:
+    from engine.store.db import Database
+    from engine.store.migrate import upgrade
+
+    database = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+    upgrade(database)
+    with database.engine.connect() as connection:
+        tables = {r[0] for r in connection.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
+    database.dispose()
+    assert {t.name for t in Base.metadata.sorted_tables} | {"alembic_version"} <= tables
