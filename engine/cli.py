@@ -141,17 +141,18 @@ def audit_verify(instance_id: str) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=int, help="0 picks a free port.")
 @click.option("--threads", default=8, show_default=True, type=int)
 def serve(host: str, port: int, threads: int) -> None:
-    """Serve the HTTP API (waitress)."""
-    from waitress import serve as waitress_serve
+    """Serve the HTTP API (waitress); prints one line once it accepts connections."""
+    from waitress import create_server
 
     from api import create_app
 
-    app = create_app(_platform())
-    click.echo(f"CreditFlow API on http://{host}:{port}/api/docs")
-    waitress_serve(app, host=host, port=port, threads=threads, ident="creditflow")
+    server = create_server(create_app(_platform()), host=host, port=port, threads=threads, ident="creditflow")
+    click.echo(f"CreditFlow API listening on http://{host}:{server.effective_port}/api/docs", nl=True)
+    sys.stdout.flush()
+    server.run()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from engine.services.definitions import DefinitionService
 from engine.services.instances import InstanceService
 from engine.services.spec_cache import SpecCache
 from engine.services.tasks import TaskService
+from engine.services.workflow_cache import WorkflowCache
 from engine.store.db import Database
 
 
@@ -41,6 +42,7 @@ class CreditFlow:
             RestrictedEnvironment(limits=ScriptLimits(max_seconds=settings.script_max_seconds)), connectors
         )
         self.specs = SpecCache()
+        self.workflows = WorkflowCache()
         self.auth = AuthService(self)
         self.definitions = DefinitionService(self)
         self.instances = InstanceService(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -67,17 +68,14 @@ def test_stale_version_is_rejected_and_rolls_back_everything(platform: CreditFlo
     before = _snapshot(platform, instance_id)
 
     def complete_then_collide(execution: Any) -> None:
-        task = execution.workflow.get_task_from_id(__import__("uuid").UUID(task_id))
-        row = execution.session.get(HumanTask, task_id)
-        row.status = "completed"
+        task = execution.workflow.get_task_from_id(uuid.UUID(task_id))
+        execution.close_task(task_id, "completed")
         execution.journal.record("task_completed", task_id=task_id)
-        execution.run(lambda: (task.data.update(REVIEW), task.run()))
-        # someone else committed a newer version of this row in the meantime
+        # another writer that ignored the lock saved a newer version meanwhile
         execution.session.execute(
             text("UPDATE process_instance SET version = version + 5 WHERE id = :id"), {"id": instance_id}
         )
-        execution.instance.business_key = "touch"  # forces one more versioned UPDATE
-        execution.session.flush()
+        execution.run(lambda: (task.data.update(REVIEW), task.run()))
 
     with pytest.raises(Conflict):
         platform.instances.change(SYSTEM, instance_id, complete_then_collide)

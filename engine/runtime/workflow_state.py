@@ -13,6 +13,7 @@ from typing import Any
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.spiff.serializer.task_spec import ServiceTaskConverter
@@ -20,8 +21,25 @@ from SpiffWorkflow.spiff.serializer.task_spec import ServiceTaskConverter
 from engine.runtime.connectors import ConnectorRegistry
 from engine.runtime.service_task import ConnectorServiceTask
 
+
+class InstanceStateConverter(BpmnWorkflowConverter):
+    """Converts a workflow without its spec: specs are immutable per definition and cached apart.
+
+    Converting the spec on every save and then throwing it away cost more than the rest of the
+    state together.
+    """
+
+    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
+        dct = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+
 SERIALIZER = BpmnWorkflowSerializer(
-    BpmnWorkflowSerializer.configure({**SPIFF_CONFIG, ConnectorServiceTask: ServiceTaskConverter})
+    BpmnWorkflowSerializer.configure(
+        {**SPIFF_CONFIG, BpmnWorkflow: InstanceStateConverter, ConnectorServiceTask: ServiceTaskConverter}
+    )
 )
 SERIALIZER_VERSION: str = SERIALIZER.VERSION
 
@@ -40,7 +58,6 @@ def new_workflow(spec: Any, subprocess_specs: dict[str, Any], engine: CreditFlow
 
 def dump_state(workflow: BpmnWorkflow) -> str:
     state = SERIALIZER.to_dict(workflow)
-    del state["spec"], state["subprocess_specs"]
     state[SERIALIZER.VERSION_KEY] = SERIALIZER_VERSION
     return json.dumps(state, separators=(",", ":"), ensure_ascii=False)
 

@@ -140,7 +140,7 @@ class DefinitionService:
             )
             session.add(definition)
             session.flush()
-            self.platform.specs.put(definition.id, resolved[pid])
+            self.platform.specs.put(definition, resolved[pid])
             definitions.append(definition)
         return DeployResult(definitions, created=True)
 

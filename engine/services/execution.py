@@ -8,7 +8,7 @@ is a business outcome, not a crash: the instance is saved in ``error`` status wi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,26 +19,48 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.runtime.workflow_state import dump_state, plain_json
 from engine.store.audit import Journal
-from engine.store.models import HumanTask, ProcessInstance
+from engine.store.fast_rows import FastRows
 
 RUNNING, COMPLETED, CANCELLED, ERROR = "running", "completed", "cancelled", "error"
 
 
 @dataclass
 class Execution:
-    """The instance being changed in this unit of work, and the journal of what changed."""
+    """The instance being changed in this unit of work, and the journal of what changed.
+
+    ``instance`` and the task rows are plain records (``engine.store.fast_rows``); nothing is
+    written until ``run``/``save`` flushes them together.
+    """
 
     session: Session
-    instance: ProcessInstance
+    rows: FastRows
+    instance: Any
     workflow: BpmnWorkflow
     journal: Journal
     now: datetime
     is_new: bool = False
+    _open: dict[str, Any] | None = field(default=None, repr=False)
+    _created: list[Any] = field(default_factory=list, repr=False)
+    _closed: list[Any] = field(default_factory=list, repr=False)
+
+    @property
+    def open_tasks(self) -> dict[str, Any]:
+        """The instance's READY human-task rows, read once under the instance lock and kept current."""
+        if self._open is None:
+            self._open = {} if self.is_new else {r.id: r for r in self.rows.open_tasks(self.session, self.instance.id)}
+        return self._open
+
+    def close_task(self, task_id: str, status: str, user_id: int | None = None) -> Any:
+        row = self.open_tasks.pop(task_id)
+        row.status, row.ended_at, row.completed_by_id = status, self.now, user_id
+        if any(r is row for r in self._created):  # opened and closed in one step: inserted closed
+            return row
+        self._closed.append(row)
+        return row
 
     def run(self, action: Callable[[], Any] | None = None) -> None:
         """Apply ``action`` (e.g. completing a user task), then run the engine until it waits."""
@@ -56,7 +78,6 @@ class Execution:
             instance.status, instance.error, instance.ended_at = COMPLETED, None, self.now
         else:
             instance.status, instance.error = RUNNING, None
-        self._write_instance()
         self._project_tasks()
         if error is not None:
             self.journal.record(
@@ -69,27 +90,24 @@ class Execution:
             )
         elif instance.status == COMPLETED:
             self.journal.record("completed", actor=False, end=_end_event(self.workflow))
-        self._flush()
+        self.save()
 
     def save(self) -> None:
-        """Write state and journal without running the engine (e.g. after a cancel)."""
-        self._write_instance()
-        self._flush()
-
-    def _write_instance(self) -> None:
+        """Write state, task rows and journal; a concurrent writer makes the version check fail."""
         instance = self.instance
         instance.state = dump_state(self.workflow)
         instance.data = plain_json(current_data(self.workflow))
         instance.next_timer_at = _next_timer(self.workflow)
         instance.updated_at = self.now
-        if self.is_new:  # inserted first: task rows and audit events refer to it
-            self.session.add(instance)
-            self.session.flush()
-
-    def _flush(self) -> None:
-        """Journal and all pending rows; the ORM's version column rejects a concurrent writer here."""
-        self.journal.flush(self.session, self.instance, self.now)
-        self.session.flush()
+        audit = self.journal.chain(instance, self.now)
+        if self.is_new:
+            self.rows.insert_instance(self.session, instance)
+        else:
+            self.rows.update_instance(self.session, instance)
+        self.rows.close_tasks(self.session, self._closed)
+        self.rows.insert_tasks(self.session, self._created)
+        self.rows.append_audit(self.session, audit)
+        self._closed, self._created, self.is_new = [], [], False
 
     def _observe(self, task: Task) -> None:
         spec = task.task_spec
@@ -107,37 +125,31 @@ class Execution:
     def _project_tasks(self) -> None:
         """Make the human_task rows match the READY manual tasks of the workflow."""
         ready = {str(t.id): t for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)}
-        open_rows: dict[str, HumanTask] = {}
-        if not self.is_new:
-            open_rows = {
-                row.id: row
-                for row in self.session.scalars(
-                    select(HumanTask).where(HumanTask.instance_id == self.instance.id, HumanTask.status == "ready")
-                )
-            }
-        for task_id, row in open_rows.items():
-            if task_id not in ready:
-                row.status, row.ended_at = "cancelled", self.now
-                self.journal.record("task_cancelled", task_id=task_id, bpmn_id=row.bpmn_id, actor=False)
+        for task_id in [t for t in self.open_tasks if t not in ready]:
+            row = self.close_task(task_id, "cancelled")
+            self.journal.record("task_cancelled", task_id=task_id, bpmn_id=row.bpmn_id, actor=False)
         for task_id, task in ready.items():
-            if task_id in open_rows:
+            if task_id in self.open_tasks:
                 continue
             spec = task.task_spec
             properties = (getattr(spec, "extensions", None) or {}).get("properties") or {}
-            self.session.add(
-                HumanTask(
-                    id=task_id,
-                    instance_id=self.instance.id,
-                    tenant_id=self.instance.tenant_id,
-                    bpmn_id=spec.bpmn_id,
-                    name=spec.bpmn_name,
-                    lane=spec.lane or properties.get("candidateRole"),
-                    form=properties.get("formJsonSchemaFilename"),
-                    ui_form=properties.get("formUiSchemaFilename"),
-                    status="ready",
-                    created_at=self.now,
-                )
+            row = self.rows.tasks.record(
+                id=task_id,
+                instance_id=self.instance.id,
+                tenant_id=self.instance.tenant_id,
+                bpmn_id=spec.bpmn_id,
+                name=spec.bpmn_name,
+                lane=spec.lane or properties.get("candidateRole"),
+                form=properties.get("formJsonSchemaFilename"),
+                ui_form=properties.get("formUiSchemaFilename"),
+                status="ready",
+                assignee_id=None,
+                completed_by_id=None,
+                created_at=self.now,
+                ended_at=None,
             )
+            self._created.append(row)
+            self.open_tasks[task_id] = row
             self.journal.record(
                 "task_created", task_id=task_id, bpmn_id=spec.bpmn_id, actor=False, name=spec.bpmn_name, lane=spec.lane
             )

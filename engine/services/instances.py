@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,26 +11,32 @@ from typing import TYPE_CHECKING, Any
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.runtime.workflow_state import SERIALIZER_VERSION, load_state, new_workflow
 from engine.services.execution import CANCELLED, COMPLETED, ERROR, RUNNING, Execution
 from engine.services.principal import Principal
+from engine.services.spec_cache import LoadedDefinition
 from engine.store.audit import GENESIS, Journal, VerifyResult, verify_chain
-from engine.store.models import AuditEvent, HumanTask, ProcessDefinition, ProcessInstance
+from engine.store.fast_rows import StaleRow
+from engine.store.models import AuditEvent, ProcessDefinition, ProcessInstance
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
 
 STATUSES = (RUNNING, COMPLETED, CANCELLED, ERROR)
+Locator = Callable[[Session], str]
 
 
 @dataclass(frozen=True)
 class InstanceView:
-    instance: ProcessInstance
-    definition: ProcessDefinition
-    tasks: list[HumanTask]
+    instance: Any  # a fast_rows record or a ProcessInstance: the same attributes
+    definition: LoadedDefinition
+    tasks: list[Any]
+
+
+def ordered(tasks: Iterable[Any]) -> list[Any]:
+    return sorted(tasks, key=lambda t: (t.created_at, t.id))
 
 
 class InstanceService:
@@ -48,28 +54,35 @@ class InstanceService:
         business_key: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> InstanceView:
-        with self.platform.db.transaction(write=True) as session:
-            definition = self.platform.definitions.find(session, definition_key, version)
-            if definition is None:
+        with self._committed() as keep, self.platform.db.transaction(write=True) as session:
+            found = self.platform.db.rows.definition_id(session, definition_key, version)
+            if found is None:
                 field = "version" if version is not None else "definition_key"
+                at = f" at version {version}" if version is not None else ""
                 raise InvalidInput(
-                    f"no deployed process {definition_key!r}" + (f" at version {version}" if version else ""),
+                    f"no deployed process {definition_key!r}{at}",
                     [{"field": field, "message": "no such deployed process definition"}],
                 )
-            spec, subprocesses = self.platform.specs.get(session, definition)
-            workflow = new_workflow(spec, subprocesses, self.platform.script_engine)
+            definition = self.platform.specs.get(session, found)
+            workflow = new_workflow(definition.spec, definition.subprocess_specs, self.platform.script_engine)
             workflow.get_next_task(state=TaskState.READY).data.update(data or {})
             now = self.platform.clock.now()
-            instance = ProcessInstance(
+            instance = self.platform.db.rows.instances.record(
                 id=str(uuid.uuid4()),
                 tenant_id=principal.tenant_id,
                 definition_id=definition.id,
                 business_key=business_key,
                 status=RUNNING,
+                state="",
                 serializer_version=SERIALIZER_VERSION,
+                version=1,
+                data={},
+                error=None,
                 started_by_id=principal.user_id,
                 created_at=now,
                 updated_at=now,
+                ended_at=None,
+                next_timer_at=None,
                 audit_seq=0,
                 audit_head=GENESIS,
             )
@@ -81,21 +94,20 @@ class InstanceService:
                 business_key=business_key,
                 data=data or {},
             )
-            Execution(session, instance, workflow, journal, now, is_new=True).run()
-            return self._view(session, instance, definition)
+            execution = Execution(session, self.platform.db.rows, instance, workflow, journal, now, is_new=True)
+            execution.run()
+            keep.append(execution)
+            return InstanceView(instance, definition, ordered(execution.open_tasks.values()))
 
     def cancel(self, principal: Principal, instance_id: str, reason: str | None = None) -> InstanceView:
         def cancel(execution: Execution) -> None:
-            if execution.instance.status not in (RUNNING, ERROR):
-                raise Conflict(
-                    f"instance is {execution.instance.status}; only running or failed instances can be cancelled"
-                )
+            status = execution.instance.status
+            if status not in (RUNNING, ERROR):
+                raise Conflict(f"instance is {status}; only running or failed instances can be cancelled")
             execution.workflow.cancel()
             execution.journal.record("cancelled", reason=reason)
-            for row in execution.session.scalars(
-                select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.status == "ready")
-            ):
-                row.status, row.ended_at = "cancelled", execution.now
+            for task_id in list(execution.open_tasks):
+                execution.close_task(task_id, "cancelled")
             execution.instance.status, execution.instance.ended_at = CANCELLED, execution.now
             execution.save()
 
@@ -123,32 +135,65 @@ class InstanceService:
 
         return self.change(principal, instance_id, retry)
 
-    def change(self, principal: Principal, instance_id: str, step: Callable[[Execution], None]) -> InstanceView:
-        """Run ``step`` on the instance under its lock, in one transaction."""
+    def change(
+        self, principal: Principal, instance_id: str | Locator, step: Callable[[Execution], None]
+    ) -> InstanceView:
+        """Run ``step`` on the instance under its lock, in one transaction.
+
+        ``instance_id`` may be a function finding the id inside that transaction (e.g. from a task).
+        """
         with self.execution(principal, instance_id) as execution:
             step(execution)
-            return self._view(execution.session, execution.instance)
+            definition = self.platform.specs.get(execution.session, execution.instance.definition_id)
+            return InstanceView(execution.instance, definition, ordered(execution.open_tasks.values()))
 
     @contextmanager
-    def execution(self, principal: Principal, instance_id: str) -> Iterator[Execution]:
+    def execution(self, principal: Principal, instance_id: str | Locator) -> Iterator[Execution]:
         """Lock the instance row, load its workflow, and hand out an Execution for one change."""
         try:
-            with self.platform.db.transaction(write=True) as session:
-                instance = self.platform.db.lock_instance(session, instance_id)
+            with self._committed() as keep, self.platform.db.transaction(write=True) as session:
+                if callable(instance_id):
+                    instance_id = instance_id(session)
+                instance = self.platform.db.rows.instance(session, instance_id, lock=True)
                 if instance is None or not self._visible(principal, instance):
                     raise NotFound(f"process instance {instance_id} does not exist")
-                definition = session.get(ProcessDefinition, instance.definition_id)
-                spec, subprocesses = self.platform.specs.get(session, definition)
-                workflow = load_state(instance.state, spec, subprocesses, self.platform.script_engine)
-                yield Execution(session, instance, workflow, Journal(principal.user_id), self.platform.clock.now())
-        except StaleDataError:
+                workflow = self.platform.workflows.take(instance.id, instance.version)
+                if workflow is None:
+                    definition = self.platform.specs.get(session, instance.definition_id)
+                    workflow = load_state(
+                        instance.state, definition.spec, definition.subprocess_specs, self.platform.script_engine
+                    )
+                execution = Execution(
+                    session,
+                    self.platform.db.rows,
+                    instance,
+                    workflow,
+                    Journal(principal.user_id),
+                    self.platform.clock.now(),
+                )
+                yield execution
+                keep.append(execution)
+        except StaleRow:
             raise Conflict("the instance was changed by someone else; reload and try again") from None
+
+    @contextmanager
+    def _committed(self) -> Iterator[list[Execution]]:
+        """Executions appended inside the block are cached once the transaction has committed."""
+        done: list[Execution] = []
+        yield done
+        for execution in done:
+            self.platform.workflows.put(execution.instance.id, execution.instance.version, execution.workflow)
 
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, principal: Principal, instance_id: str) -> InstanceView:
         with self.platform.db.transaction() as session:
-            return self._view(session, self._load(session, principal, instance_id))
+            rows = self.platform.db.rows
+            instance = rows.instance(session, instance_id)
+            if instance is None or not self._visible(principal, instance):
+                raise NotFound(f"process instance {instance_id} does not exist")
+            definition = self.platform.specs.get(session, instance.definition_id)
+            return InstanceView(instance, definition, rows.open_tasks(session, instance_id))
 
     def list(
         self,
@@ -161,7 +206,7 @@ class InstanceService:
         offset: int = 0,
     ) -> tuple[list[InstanceView], int]:
         with self.platform.db.transaction() as session:
-            stmt = select(ProcessInstance, ProcessDefinition).join(
+            stmt = select(ProcessInstance).join(
                 ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id
             )
             if status:
@@ -172,10 +217,11 @@ class InstanceService:
                 stmt = stmt.where(ProcessInstance.business_key == business_key)
             stmt = self._scoped(principal, stmt)
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = session.execute(
+            rows = session.scalars(
                 stmt.order_by(ProcessInstance.created_at.desc(), ProcessInstance.id).limit(limit).offset(offset)
             ).all()
-            return [InstanceView(i, d, []) for i, d in rows], total
+            specs = self.platform.specs
+            return [InstanceView(i, specs.get(session, i.definition_id), []) for i in rows], total
 
     def history(self, principal: Principal, instance_id: str) -> list[AuditEvent]:
         with self.platform.db.transaction() as session:
@@ -208,16 +254,3 @@ class InstanceService:
         if principal.tenant_id is None:
             return stmt
         return stmt.where((ProcessInstance.tenant_id == principal.tenant_id) | ProcessInstance.tenant_id.is_(None))
-
-    def _view(
-        self, session: Session, instance: ProcessInstance, definition: ProcessDefinition | None = None
-    ) -> InstanceView:
-        definition = definition or session.get(ProcessDefinition, instance.definition_id)
-        tasks = list(
-            session.scalars(
-                select(HumanTask)
-                .where(HumanTask.instance_id == instance.id, HumanTask.status == "ready")
-                .order_by(HumanTask.created_at, HumanTask.id)
-            )
-        )
-        return InstanceView(instance, definition, tasks)

@@ -1,43 +1,59 @@
-"""Parsed process specs, cached per immutable definition so that instances never re-parse XML."""
+"""Process definitions and their parsed specs, cached per immutable definition id.
+
+Definitions never change once written, so neither the row nor the parsed spec is read twice;
+instances only ever carry their state.
+"""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.errors import NotFound
 from engine.runtime.model_check import ModelFile, build_parser
 from engine.store.models import DeploymentResource, ProcessDefinition
 
-SpecPair = tuple[Any, dict[str, Any]]
+
+@dataclass(frozen=True)
+class LoadedDefinition:
+    id: int
+    key: str
+    version: int
+    name: str | None
+    spec: Any
+    subprocess_specs: dict[str, Any]
 
 
 class SpecCache:
     def __init__(self) -> None:
-        self._specs: dict[int, SpecPair] = {}
+        self._loaded: dict[int, LoadedDefinition] = {}
         self._lock = threading.Lock()
 
-    def get(self, session: Session, definition: ProcessDefinition) -> SpecPair:
-        pair = self._specs.get(definition.id)
-        if pair is None:
-            pair = self._parse(session, definition)
-            with self._lock:
-                pair = self._specs.setdefault(definition.id, pair)
-        return pair
+    def get(self, session: Session, definition_id: int) -> LoadedDefinition:
+        loaded = self._loaded.get(definition_id)
+        if loaded is None:
+            definition = session.get(ProcessDefinition, definition_id)
+            if definition is None:
+                raise NotFound(f"process definition {definition_id} does not exist")
+            parser, problems = build_parser(resources_for(session, definition), validate=False)
+            if problems:  # stored models passed the same checks at deploy time
+                raise RuntimeError(
+                    f"stored definition {definition.key}:{definition.version} does not parse: {problems}"
+                )
+            loaded = self.put(
+                definition, (parser.get_spec(definition.key), parser.get_subprocess_specs(definition.key))
+            )
+        return loaded
 
-    def put(self, definition_id: int, pair: SpecPair) -> None:
-        """Seed the cache with what deploy already parsed."""
+    def put(self, definition: ProcessDefinition, specs: tuple[Any, dict[str, Any]]) -> LoadedDefinition:
+        """Seed the cache (deploy has just parsed the specs)."""
+        loaded = LoadedDefinition(definition.id, definition.key, definition.version, definition.name, *specs)
         with self._lock:
-            self._specs.setdefault(definition_id, pair)
-
-    def _parse(self, session: Session, definition: ProcessDefinition) -> SpecPair:
-        files = resources_for(session, definition)
-        parser, problems = build_parser(files, validate=False)
-        if problems:  # stored models passed the same checks at deploy time
-            raise RuntimeError(f"stored definition {definition.key}:{definition.version} no longer parses: {problems}")
-        return parser.get_spec(definition.key), parser.get_subprocess_specs(definition.key)
+            return self._loaded.setdefault(definition.id, loaded)
 
 
 def resources_for(session: Session, definition: ProcessDefinition) -> list[ModelFile]:

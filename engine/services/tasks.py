@@ -17,7 +17,7 @@ from engine.runtime.workflow_state import load_state, plain_json
 from engine.services.execution import RUNNING, Execution
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
-from engine.store.models import HumanTask, ProcessDefinition, ProcessInstance
+from engine.store.models import HumanTask, ProcessInstance
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -70,37 +70,39 @@ class TaskService:
             instance = session.get(ProcessInstance, row.instance_id)
             data = None
             if row.status == "ready":
-                definition = session.get(ProcessDefinition, instance.definition_id)
-                spec, subprocesses = self.platform.specs.get(session, definition)
-                workflow = load_state(instance.state, spec, subprocesses, self.platform.script_engine)
+                definition = self.platform.specs.get(session, instance.definition_id)
+                workflow = load_state(
+                    instance.state, definition.spec, definition.subprocess_specs, self.platform.script_engine
+                )
                 task = workflow.get_task_from_id(uuid.UUID(row.id))
                 data = plain_json(task.data) if task is not None else None
             return TaskView(row, instance, data, self._form(row.form), self._form(row.ui_form))
 
     def complete(self, principal: Principal, task_id: str, data: dict[str, Any]) -> InstanceView:
         """Validate against the task's form, complete it, and run the instance on to its next wait."""
-        with self.platform.db.transaction() as session:
-            row = self._row(session, principal, task_id)
-            instance_id = row.instance_id
-        form = self._form(row.form)
-        if form is not None:
-            problems = validate_form_data(form, data)
-            if problems:
-                raise InvalidInput(f"the submitted data does not match form {form.name}", problems)
+
+        def locate(session: Session) -> str:
+            row = self.platform.db.rows.task(session, task_id)
+            if row is None or not self._visible(principal, row):
+                raise NotFound(f"task {task_id} does not exist")
+            return row.instance_id
 
         def complete(execution: Execution) -> None:
-            current = execution.session.get(HumanTask, task_id, populate_existing=True)
-            if current.status != "ready":
-                raise Conflict(f"task {task_id} is already {current.status}")
+            row = execution.open_tasks.get(task_id)  # read under the instance lock
+            if row is None:
+                raise Conflict(f"task {task_id} is no longer open")
             if execution.instance.status != RUNNING:
                 raise Conflict(f"instance is {execution.instance.status}; its tasks cannot be completed now")
+            form = self._form(row.form)
+            if form is not None and (problems := validate_form_data(form, data)):
+                raise InvalidInput(f"the submitted data does not match form {form.name}", problems)
             task = execution.workflow.get_task_from_id(uuid.UUID(task_id))
             if task is None or task.state != TaskState.READY:
                 raise Conflict(f"task {task_id} is no longer waiting for input")
             changes = {k: {"old": task.data.get(k), "new": v} for k, v in data.items() if task.data.get(k) != v}
-            current.status, current.completed_by_id, current.ended_at = "completed", principal.user_id, execution.now
+            execution.close_task(task_id, "completed", principal.user_id)
             execution.journal.record(
-                "task_completed", task_id=task_id, bpmn_id=current.bpmn_id, name=current.name, changes=changes
+                "task_completed", task_id=task_id, bpmn_id=row.bpmn_id, name=row.name, changes=changes
             )
 
             def run_task() -> None:
@@ -109,13 +111,17 @@ class TaskService:
 
             execution.run(run_task)
 
-        return self.platform.instances.change(principal, instance_id, complete)
+        return self.platform.instances.change(principal, locate, complete)
 
     def _row(self, session: Session, principal: Principal, task_id: str) -> HumanTask:
         row = session.get(HumanTask, task_id)
-        if row is None or (principal.tenant_id is not None and row.tenant_id not in (None, principal.tenant_id)):
+        if row is None or not self._visible(principal, row):
             raise NotFound(f"task {task_id} does not exist")
         return row
+
+    @staticmethod
+    def _visible(principal: Principal, row: Any) -> bool:
+        return principal.tenant_id is None or row.tenant_id in (None, principal.tenant_id)
 
     def _form(self, name: str | None) -> FormDefinition | None:
         if not name:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.runtime.workflow_state import plain_json
@@ -87,10 +87,12 @@ class Journal:
             )
         )
 
-    def flush(self, session: Session, instance: ProcessInstance, now: datetime) -> None:
-        """Chain the pending events onto the instance head and insert them in one statement."""
-        if not self.events:
-            return
+    def chain(self, instance: Any, now: datetime) -> list[dict[str, Any]]:
+        """Chain the pending events onto the instance head; returns the rows to insert.
+
+        The instance's ``audit_seq``/``audit_head`` move to the newest event, so they must be saved
+        in the same transaction as the rows.
+        """
         rows = []
         seq, head = instance.audit_seq, instance.audit_head
         for event in self.events:
@@ -111,9 +113,9 @@ class Journal:
                 }
             )
             head = digest
-        session.execute(insert(AuditEvent), rows)
         instance.audit_seq, instance.audit_head = seq, head
         self.events.clear()
+        return rows
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A unit of work is one transaction. Write transactions on SQLite start with ``BEGIN IMMEDIATE``
 so two writers never both read and then fail to upgrade their lock; PostgreSQL writers lock the
-instance row with ``SELECT … FOR UPDATE`` (see ``lock_instance``).
+instance row with ``SELECT … FOR UPDATE`` (``FastRows.instance(lock=True)``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.store.models import ProcessInstance
+from engine.store.fast_rows import FastRows
 
 _BEGIN_MODE = "creditflow_begin"
 
@@ -35,6 +35,7 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        self.rows = FastRows(postgres=not self.is_sqlite)
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(self.engine.execution_options(**{_BEGIN_MODE: "IMMEDIATE"}), expire_on_commit=False)
 
@@ -42,15 +43,14 @@ class Database:
     def transaction(self, *, write: bool = False) -> Iterator[Session]:
         """One unit of work: commit on success, roll back everything on any exception."""
         factory = self._writer if write else self._reader
-        with factory() as session, session.begin():
-            yield session
-
-    def lock_instance(self, session: Session, instance_id: str) -> ProcessInstance | None:
-        """Load an instance row under the per-instance lock (a no-op beyond BEGIN IMMEDIATE on SQLite)."""
-        stmt = select(ProcessInstance).where(ProcessInstance.id == instance_id)
-        if not self.is_sqlite:
-            stmt = stmt.with_for_update()
-        return session.scalars(stmt.execution_options(populate_existing=True)).first()
+        with factory() as session:
+            try:
+                with session.begin():
+                    yield session
+            finally:
+                cursor = session.info.pop("fast_rows_cursor", None)
+                if cursor is not None:
+                    cursor.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

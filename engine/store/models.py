@@ -123,7 +123,7 @@ class ProcessInstance(Base):
     status: Mapped[str] = mapped_column(String(16))  # running | completed | cancelled | error
     state: Mapped[str] = mapped_column(Text)
     serializer_version: Mapped[str] = mapped_column(String(16))
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)  # optimistic lock, checked by fast_rows.update_instance
     data: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
     error: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
     started_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
@@ -133,9 +133,6 @@ class ProcessInstance(Base):
     next_timer_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
     audit_seq: Mapped[int] = mapped_column(Integer, default=0)
     audit_head: Mapped[str] = mapped_column(String(64))
-
-    # Optimistic locking: every UPDATE carries "WHERE version = <loaded>" and bumps it.
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
 
 class HumanTask(Base):
