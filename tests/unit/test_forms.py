@@ -301,7 +301,9 @@ def test_shipped_forms_load(catalog: FormCatalog) -> None:
         assert form.schema["type"] == "object"
         assert len(form.sha256) == 64
         int(form.sha256, 16)
-    assert catalog.get("guarantor-sign").ui_schema is None
+    assert catalog.get("guarantor-sign").ui_schema == json.loads(
+        (DEFAULT_FORMS_DIR / "guarantor-sign-uischema.json").read_text(encoding="utf-8")
+    )
     assert catalog.get("review").ui_schema == json.loads(
         (DEFAULT_FORMS_DIR / "review-uischema.json").read_text(encoding="utf-8")
     )
@@ -314,7 +316,8 @@ def test_forms_are_found_by_name_or_file_name(catalog: FormCatalog) -> None:
     assert form.validator is catalog.get("loan-application-schema.json").validator
     assert "loan-application-schema.json" in catalog
     assert "guarantor-sign" in catalog
-    assert "guarantor-sign-uischema.json" not in catalog
+    assert "guarantor-sign-uischema.json" in catalog
+    assert "approval-extra-uischema.json" not in catalog
     assert "common-defs.json" not in catalog
     assert "common-defs" not in catalog
     with pytest.raises(KeyError, match="no-such-form"):

@@ -1,0 +1,54 @@
+"""The command line: set-up commands users run from the README."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from click.testing import CliRunner
+
+from engine.cli import main as cli
+from tests.conftest import MODELS
+
+
+def invoke(settings: Any, monkeypatch: Any, *args: str) -> Any:
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CREDITFLOW_SECRET_KEY", settings.secret_key)
+    monkeypatch.setenv("CREDITFLOW_DATA_DIR", str(settings.data_dir))
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_demo_seed_is_idempotent_and_reports_what_it_created(settings: Any, monkeypatch: Any) -> None:
+    first = invoke(settings, monkeypatch, "demo", "seed", "--password", "s3cret-pass", "--json")
+    assert first.exit_code == 0, first.output
+    created = json.loads(first.output)
+    assert {t["kind"] for t in created["tenants"]} == {"province", "bank"} and len(created["tenants"]) == 3
+    assert "admin" in {u["username"] for u in created["users"]}
+    assert "s3cret-pass" not in first.output
+    second = invoke(settings, monkeypatch, "demo", "seed", "--json")
+    assert json.loads(second.output) == {"tenants": [], "users": []}
+
+
+def test_catalog_load_and_deploy(settings: Any, monkeypatch: Any) -> None:
+    loaded = invoke(settings, monkeypatch, "catalog", "load")
+    assert loaded.exit_code == 0, loaded.output
+    assert "demo_loan v1" in loaded.output
+    again = invoke(settings, monkeypatch, "catalog", "load")
+    assert "demo_loan v1" in again.output
+
+    deployed = invoke(settings, monkeypatch, "definitions", "deploy", str(MODELS / "linear.bpmn"))
+    assert deployed.exit_code == 0 and "deployed: linear version 1" in deployed.output
+    unchanged = invoke(settings, monkeypatch, "definitions", "deploy", str(MODELS / "linear.bpmn"))
+    assert "unchanged: linear version 1" in unchanged.output
+
+    refused = invoke(settings, monkeypatch, "definitions", "deploy", str(MODELS / "lint_problems.bpmn"))
+    assert refused.exit_code == 1
+    assert "no lane" in refused.output and "no-such-form-schema.json" in refused.output
+
+
+def test_db_upgrade_on_an_empty_sqlite_file(tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.db'}")
+    monkeypatch.setenv("CREDITFLOW_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, ["db", "upgrade"], catch_exceptions=False)
+    assert result.exit_code == 0 and "is at head" in result.output
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
