@@ -45,8 +45,8 @@ def create_app(platform: Any) -> Flask:
             },
         },
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
-        JSON_AS_ASCII=False,
     )
+    app.json.ensure_ascii = False  # Chinese names and labels as text, not \u escapes
     app.extensions["creditflow"] = platform
     api = CreditFlowApi(app)
     for module in (health, auth, definitions, instances, tasks):

@@ -149,6 +149,11 @@ class CancelSchema(Schema):
     reason = fields.String(validate=validate.Length(max=1000))
 
 
+class MessageSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    payload = fields.Dict(load_default=dict, metadata={"description": "stored in the waiting task's messageVariable"})
+
+
 class RetrySchema(Schema):
     data = fields.Dict(load_default=dict, metadata={"description": "corrections applied to the failed task"})
 

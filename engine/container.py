@@ -8,6 +8,7 @@ from __future__ import annotations
 from engine.clock import Clock
 from engine.config import Settings
 from engine.forms.catalog import FormCatalog
+from engine.rules.engine import RuleEngine
 from engine.runtime.connectors import ConnectorRegistry
 from engine.runtime.demo_connectors import register_demo_connectors
 from engine.runtime.sandbox import RestrictedEnvironment, ScriptLimits, check_source
@@ -38,8 +39,9 @@ class CreditFlow:
             connectors = ConnectorRegistry()
             register_demo_connectors(connectors)
         self.connectors = connectors
+        self.rules = RuleEngine()
         self.script_engine = CreditFlowScriptEngine(
-            RestrictedEnvironment(limits=ScriptLimits(max_seconds=settings.script_max_seconds)), connectors
+            RestrictedEnvironment(limits=ScriptLimits(max_seconds=settings.script_max_seconds)), connectors, self.rules
         )
         self.specs = SpecCache()
         self.workflows = WorkflowCache()

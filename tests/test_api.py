@@ -238,3 +238,21 @@ def test_openapi_documents_every_route_with_schemas(app: Any) -> None:
             assert "200" in operation["responses"] or "201" in operation["responses"], (path, method)
             if method == "post" and "/auth/" not in path:
                 assert "requestBody" in operation, (path, method)
+
+
+def test_dmn_files_are_validated_and_stored_with_the_bundle(api: ApiClient) -> None:
+    dmn = (MODELS / "risk.dmn").read_bytes()
+    broken = dmn.replace(b'hitPolicy="UNIQUE"', b'hitPolicy="SOMETIMES"')
+    refused = upload(api, "linear.bpmn", "risk.dmn", content={"risk.dmn": broken})
+    assert refused.status_code == 422
+    assert any(
+        "hitPolicy" in e["message"] and e["location"].startswith("risk.dmn") for e in refused.get_json()["errors"]
+    )
+
+    accepted = upload(api, "linear.bpmn", "risk.dmn")
+    assert accepted.status_code == 201, accepted.get_json()
+    definition_id = accepted.get_json()["definitions"][0]["id"]
+    stored = api.get(f"/api/v1/process-definitions/{definition_id}/xml?file=risk.dmn")
+    assert stored.status_code == 200 and stored.data == dmn
+    alone = upload(api, "risk.dmn")
+    assert alone.status_code == 422 and "no executable process" in alone.get_json()["detail"]

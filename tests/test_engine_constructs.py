@@ -189,3 +189,19 @@ def test_unknown_definition_key_names_the_field(platform: CreditFlow) -> None:
     with pytest.raises(InvalidInput) as caught:
         platform.instances.start(SYSTEM, "nope")
     assert caught.value.problems[0]["field"] == "definition_key"
+
+
+def test_external_wait_resumes_on_a_message_for_that_instance_only(platform: CreditFlow) -> None:
+    deploy(platform, "external_wait.bpmn")
+    first = platform.instances.start(SYSTEM, "external_wait", business_key="APP-1")
+    second = platform.instances.start(SYSTEM, "external_wait", business_key="APP-2")
+    assert first.instance.status == second.instance.status == "running" and first.tasks == []
+    with pytest.raises(Conflict) as caught:
+        platform.instances.send_message(SYSTEM, first.instance.id, "loan_disbursed", {})
+    assert caught.value.problems[0]["field"] == "name"
+
+    view = platform.instances.send_message(SYSTEM, first.instance.id, "guarantee_confirmed", {"approved": True})
+    assert view.instance.status == "completed" and view.instance.data["guaranteed"] is True
+    assert platform.instances.get(SYSTEM, second.instance.id).instance.status == "running"
+    events = [e.event_type for e in platform.instances.history(SYSTEM, first.instance.id)]
+    assert "message_received" in events

@@ -13,6 +13,7 @@ from api.schemas import (
     InstanceListSchema,
     InstanceQuerySchema,
     InstanceSchema,
+    MessageSchema,
     RetrySchema,
     StartInstanceSchema,
 )
@@ -99,3 +100,11 @@ def cancel(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
 @blp.alt_response(409, description="the instance is not in error")
 def retry(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
     return instance_body(_service().retry(current_principal(), instance_id, body["data"]))
+
+
+@blp.route("/<instance_id>/messages", methods=["POST"])
+@blp.arguments(MessageSchema)
+@blp.response(200, InstanceSchema)
+@blp.alt_response(409, description="the instance is not waiting for this message")
+def send_message(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
+    return instance_body(_service().send_message(current_principal(), instance_id, body["name"], body["payload"]))

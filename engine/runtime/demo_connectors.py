@@ -1,7 +1,8 @@
-"""Connectors the demo processes call, standing in for the credit bureau until integrations land.
+"""Connectors the demo processes call, standing in for the credit bureau, core banking, the
+contract service and the guarantee company until the real integrations are configured.
 
-They are deterministic so that demos and tests give the same answer every time; they are
-registered only when no connector registry is supplied (``make run``), never in production wiring.
+They are deterministic so that demos give the same answer every time; they are registered only
+when no connector registry is supplied (``make run``), never in production wiring.
 """
 
 from __future__ import annotations
@@ -14,15 +15,43 @@ from engine.runtime.connectors import ConnectorError, ConnectorRegistry
 UNAVAILABLE_SUFFIX = "0000"
 
 
+def _reference(prefix: str, *parts: object) -> str:
+    """A stable reference number derived from the request, as a real system would return one."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:12].upper()
+    return f"{prefix}-{digest}"
+
+
 def bureau_score(id_number: str) -> dict[str, Any]:
     """A stable pseudo score in 550–849; IDs ending in 0000 simulate a bureau outage."""
     if not isinstance(id_number, str) or not id_number:
-        raise ConnectorError("id_number is required", code="CONNECTOR_ERROR")
+        raise ConnectorError("id_number is required")
     if id_number.endswith(UNAVAILABLE_SUFFIX):
-        raise ConnectorError("credit bureau did not answer within 5 s", code="CONNECTOR_ERROR")
+        raise ConnectorError("credit bureau did not answer within 5 s")
     score = 550 + int(hashlib.sha256(id_number.encode()).hexdigest()[:8], 16) % 300
     return {"score": score, "source": "demo"}
 
 
+def contract(product: str, amount: str) -> dict[str, Any]:
+    return {"contract_id": _reference("HT", product, amount), "source": "demo"}
+
+
+def disburse(amount: str, account: str) -> dict[str, Any]:
+    if not account:
+        raise ConnectorError("no disbursement account", code="ACCOUNT_MISSING")
+    return {"disbursement_id": _reference("FK", amount, account), "source": "demo"}
+
+
+def renew(loan_id: str) -> dict[str, Any]:
+    return {"renewal_id": _reference("XD", loan_id), "source": "demo"}
+
+
+def guarantee_apply(amount: str, id_number: str) -> dict[str, Any]:
+    return {"application_id": _reference("DB", amount, id_number), "source": "demo"}
+
+
 def register_demo_connectors(registry: ConnectorRegistry) -> None:
     registry.register("credit_bureau/score", bureau_score)
+    registry.register("documents/contract", contract)
+    registry.register("core_banking/disburse", disburse)
+    registry.register("core_banking/renew", renew)
+    registry.register("guarantee/apply", guarantee_apply)

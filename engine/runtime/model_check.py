@@ -7,6 +7,7 @@ nobody can be assigned to) is refused here, before any instance can trip over it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import PurePath
 from typing import Any
 
 from lxml import etree
+from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
@@ -90,12 +92,23 @@ def _schema_problems(parser: CreditFlowParser, model: ModelFile, root: etree._El
         VALIDATOR.preprocess(root)
         schema = VALIDATOR.validator
     else:
-        schema = parser.dmn_schemas.get(root.nsmap.get(None) or root.nsmap.get("dmn"))
+        schema = _dmn_schema(parser, root.nsmap.get(None) or root.nsmap.get("dmn"))
         if schema is None:
             return [{"location": model.name, "message": "unknown DMN namespace"}]
     if schema.validate(root):
         return []
     return [{"location": f"{model.name}:{error.line}", "message": error.message} for error in schema.error_log]
+
+
+@functools.cache
+def _dmn_schema_for(path: str) -> etree.XMLSchema:
+    return BpmnValidator(path).validator
+
+
+def _dmn_schema(parser: CreditFlowParser, namespace: str | None) -> etree.XMLSchema | None:
+    """The compiled XSD of a DMN version (1.1–1.3), built once per process."""
+    path = parser.dmn_schemas.get(namespace)
+    return _dmn_schema_for(path) if path else None
 
 
 def _from_validation(exc: ValidationException, file_name: str) -> Problem:

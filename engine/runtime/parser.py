@@ -10,6 +10,7 @@ from SpiffWorkflow.bpmn.parser.BpmnParser import full_tag
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.task_spec import ServiceTaskParser
 
+from engine.runtime.decision_task import DecisionTask, DecisionTaskParser
 from engine.runtime.service_task import ConnectorServiceTask
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -22,7 +23,7 @@ _BARE_ISO = re.compile(rf"^(?:R\d*/)?{_ISO_PART}(?:/{_ISO_PART})?$")
 
 
 class CreditFlowParser(SpiffBpmnParser):
-    """SpiffBpmnParser with connector-backed service tasks.
+    """SpiffBpmnParser with connector-backed service tasks and rule-engine business-rule tasks.
 
     The override table is copied, never mutated: the base class dict is shared process-wide.
     """
@@ -30,6 +31,7 @@ class CreditFlowParser(SpiffBpmnParser):
     OVERRIDE_PARSER_CLASSES: ClassVar[dict[str, tuple[type, type]]] = {
         **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
         full_tag("serviceTask"): (ServiceTaskParser, ConnectorServiceTask),
+        full_tag("businessRuleTask"): (DecisionTaskParser, DecisionTask),
     }
 
     def add_bpmn_xml(self, bpmn: etree._Element, filename: str | None = None) -> None:

@@ -19,6 +19,7 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.spiff.serializer.task_spec import ServiceTaskConverter
 
 from engine.runtime.connectors import ConnectorRegistry
+from engine.runtime.decision_task import DecisionTask, DecisionTaskConverter
 from engine.runtime.service_task import ConnectorServiceTask
 
 
@@ -38,18 +39,24 @@ class InstanceStateConverter(BpmnWorkflowConverter):
 
 SERIALIZER = BpmnWorkflowSerializer(
     BpmnWorkflowSerializer.configure(
-        {**SPIFF_CONFIG, BpmnWorkflow: InstanceStateConverter, ConnectorServiceTask: ServiceTaskConverter}
+        {
+            **SPIFF_CONFIG,
+            BpmnWorkflow: InstanceStateConverter,
+            ConnectorServiceTask: ServiceTaskConverter,
+            DecisionTask: DecisionTaskConverter,
+        }
     )
 )
 SERIALIZER_VERSION: str = SERIALIZER.VERSION
 
 
 class CreditFlowScriptEngine(PythonScriptEngine):
-    """The script engine every instance runs with: a sandboxed environment plus the connectors."""
+    """The script engine every instance runs with: a sandboxed environment, connectors and rules."""
 
-    def __init__(self, environment: Any, connectors: ConnectorRegistry) -> None:
+    def __init__(self, environment: Any, connectors: ConnectorRegistry, rules: Any) -> None:
         super().__init__(environment=environment)
         self.connectors = connectors
+        self.rules = rules
 
 
 def new_workflow(spec: Any, subprocess_specs: dict[str, Any], engine: CreditFlowScriptEngine) -> BpmnWorkflow:

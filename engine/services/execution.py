@@ -21,6 +21,7 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy.orm import Session
 
+from engine.runtime.decision_task import EVALUATION_KEY
 from engine.runtime.workflow_state import dump_state, plain_json
 from engine.store.audit import Journal
 from engine.store.fast_rows import FastRows
@@ -111,6 +112,9 @@ class Execution:
 
     def _observe(self, task: Task) -> None:
         spec = task.task_spec
+        evaluation = task.internal_data.pop(EVALUATION_KEY, None)
+        if evaluation is not None:  # kept once, in the audit trail, not in the instance state
+            self.journal.record("rule_evaluated", task_id=str(task.id), bpmn_id=spec.bpmn_id, actor=False, **evaluation)
         if isinstance(spec, ExclusiveGateway | InclusiveGateway):
             taken = [c.task_spec.bpmn_id or c.task_spec.name for c in task.children]
             self.journal.record(

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from SpiffWorkflow.bpmn.util import BpmnEvent
+from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 STATUSES = (RUNNING, COMPLETED, CANCELLED, ERROR)
 Locator = Callable[[Session], str]
+MESSAGE_EVENT = MessageEventDefinition.__name__
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,26 @@ class InstanceService:
 
         return self.change(principal, instance_id, retry)
 
+    def send_message(
+        self, principal: Principal, instance_id: str, name: str, payload: dict[str, Any] | None = None
+    ) -> InstanceView:
+        """Deliver a message to this one instance (an outside party's answer); no cross-talk by design."""
+
+        def deliver(execution: Execution) -> None:
+            if execution.instance.status != RUNNING:
+                raise Conflict(f"instance is {execution.instance.status}; it is not waiting for messages")
+            waiting = {e.name for e in execution.workflow.waiting_events() if e.event_type == MESSAGE_EVENT}
+            if name not in waiting:
+                raise Conflict(
+                    f"instance is not waiting for message {name!r}",
+                    [{"field": "name", "message": f"waiting for: {', '.join(sorted(waiting)) or 'no message'}"}],
+                )
+            execution.journal.record("message_received", message=name, payload=payload or {})
+            event = BpmnEvent(MessageEventDefinition(name), payload=payload or {})
+            execution.run(lambda: execution.workflow.send_event(event))
+
+        return self.change(principal, instance_id, deliver)
+
     def change(
         self, principal: Principal, instance_id: str | Locator, step: Callable[[Execution], None]
     ) -> InstanceView:
@@ -155,7 +178,7 @@ class InstanceService:
                 if callable(instance_id):
                     instance_id = instance_id(session)
                 instance = self.platform.db.rows.instance(session, instance_id, lock=True)
-                if instance is None or not self._visible(principal, instance):
+                if instance is None or not principal.sees(instance.tenant_id):
                     raise NotFound(f"process instance {instance_id} does not exist")
                 workflow = self.platform.workflows.take(instance.id, instance.version)
                 if workflow is None:
@@ -190,7 +213,7 @@ class InstanceService:
         with self.platform.db.transaction() as session:
             rows = self.platform.db.rows
             instance = rows.instance(session, instance_id)
-            if instance is None or not self._visible(principal, instance):
+            if instance is None or not principal.sees(instance.tenant_id):
                 raise NotFound(f"process instance {instance_id} does not exist")
             definition = self.platform.specs.get(session, instance.definition_id)
             return InstanceView(instance, definition, rows.open_tasks(session, instance_id))
@@ -215,7 +238,7 @@ class InstanceService:
                 stmt = stmt.where(ProcessDefinition.key == definition_key)
             if business_key:
                 stmt = stmt.where(ProcessInstance.business_key == business_key)
-            stmt = self._scoped(principal, stmt)
+            stmt = principal.scope(stmt, ProcessInstance.tenant_id)
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             rows = session.scalars(
                 stmt.order_by(ProcessInstance.created_at.desc(), ProcessInstance.id).limit(limit).offset(offset)
@@ -240,17 +263,6 @@ class InstanceService:
 
     def _load(self, session: Session, principal: Principal, instance_id: str) -> ProcessInstance:
         instance = session.get(ProcessInstance, instance_id)
-        if instance is None or not self._visible(principal, instance):
+        if instance is None or not principal.sees(instance.tenant_id):
             raise NotFound(f"process instance {instance_id} does not exist")
         return instance
-
-    @staticmethod
-    def _visible(principal: Principal, instance: ProcessInstance) -> bool:
-        """Tenant scope: another tenant's instance is indistinguishable from a missing one."""
-        return principal.tenant_id is None or instance.tenant_id in (None, principal.tenant_id)
-
-    @staticmethod
-    def _scoped(principal: Principal, stmt: Any) -> Any:
-        if principal.tenant_id is None:
-            return stmt
-        return stmt.where((ProcessInstance.tenant_id == principal.tenant_id) | ProcessInstance.tenant_id.is_(None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -16,3 +17,13 @@ class Principal:
     def system(cls) -> Principal:
         """The engine itself (CLI, scheduler): not a person, so no user id in the audit trail."""
         return cls(user_id=None, username="system", tenant_id=None, roles=frozenset({"system"}))
+
+    def sees(self, tenant_id: int | None) -> bool:
+        """Tenant scope: another tenant's row is answered exactly like a missing one."""
+        return self.tenant_id is None or tenant_id in (None, self.tenant_id)
+
+    def scope(self, stmt: Any, tenant_column: Any) -> Any:
+        """The same rule as ``sees``, as a WHERE clause for list queries."""
+        if self.tenant_id is None:
+            return stmt
+        return stmt.where((tenant_column == self.tenant_id) | tenant_column.is_(None))

@@ -57,8 +57,7 @@ class TaskService:
                 stmt = stmt.where(HumanTask.lane == lane)
             if bpmn_id:
                 stmt = stmt.where(HumanTask.bpmn_id == bpmn_id)
-            if principal.tenant_id is not None:
-                stmt = stmt.where((HumanTask.tenant_id == principal.tenant_id) | HumanTask.tenant_id.is_(None))
+            stmt = principal.scope(stmt, HumanTask.tenant_id)
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             rows = session.execute(stmt.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)).all()
             return [TaskView(t, i) for t, i in rows], total
@@ -83,7 +82,7 @@ class TaskService:
 
         def locate(session: Session) -> str:
             row = self.platform.db.rows.task(session, task_id)
-            if row is None or not self._visible(principal, row):
+            if row is None or not principal.sees(row.tenant_id):
                 raise NotFound(f"task {task_id} does not exist")
             return row.instance_id
 
@@ -115,13 +114,9 @@ class TaskService:
 
     def _row(self, session: Session, principal: Principal, task_id: str) -> HumanTask:
         row = session.get(HumanTask, task_id)
-        if row is None or not self._visible(principal, row):
+        if row is None or not principal.sees(row.tenant_id):
             raise NotFound(f"task {task_id} does not exist")
         return row
-
-    @staticmethod
-    def _visible(principal: Principal, row: Any) -> bool:
-        return principal.tenant_id is None or row.tenant_id in (None, principal.tenant_id)
 
     def _form(self, name: str | None) -> FormDefinition | None:
         if not name:

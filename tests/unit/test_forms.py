@@ -294,7 +294,7 @@ def good_application(**changes: Any) -> dict[str, Any]:
 
 
 def test_shipped_forms_load(catalog: FormCatalog) -> None:
-    assert catalog.names() == ["approval", "guarantor-sign", "loan-application", "review"]
+    assert {"approval", "guarantor-sign", "loan-application", "review"} <= set(catalog.names())
     for name in catalog.names():
         form = catalog.get(name)
         assert form.name == name
