@@ -177,3 +177,50 @@ class HistorySchema(Schema):
 class HealthSchema(Schema):
     status = fields.String()
     database = fields.String()
+
+
+class ProductVersionSchema(Schema):
+    id = fields.Integer()
+    version = fields.Integer()
+    sha256 = fields.String()
+    definition_id = fields.Integer()
+    decisions = fields.Dict(metadata={"description": "decision slot -> content-hashed rule decision key"})
+    published_at = fields.DateTime()
+
+
+class ProductSchema(Schema):
+    code = fields.String()
+    name = fields.String()
+    system = fields.String()
+    series = fields.String()
+    archetype = fields.String()
+    tenant_id = fields.Integer(allow_none=True)
+    template_code = fields.String(allow_none=True)
+    current_version = fields.Integer(allow_none=True)
+
+
+class ProductDetailSchema(ProductSchema):
+    config = fields.Dict(metadata={"description": "the config of the current published version"})
+    draft = fields.Dict(metadata={"description": "the editable config (a merge patch for local products)"})
+
+
+class ProductListSchema(Schema):
+    items = fields.List(fields.Nested(ProductSchema))
+    total = fields.Integer()
+
+
+class ProductQuerySchema(PageQuerySchema):
+    system = fields.String(validate=validate.OneOf(["支农", "兴商", "助企", "惠民"]))
+    series = fields.String(validate=validate.Length(max=64))
+    archetype = fields.String(validate=validate.Length(max=64))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=200))
+
+
+class ProductVersionListSchema(Schema):
+    items = fields.List(fields.Nested(ProductVersionSchema))
+
+
+class ApplicationSchema(Schema):
+    applicant = fields.Dict(required=True, metadata={"description": "the borrower: name, id_number, mobile …"})
+    data = fields.Dict(load_default=dict, metadata={"description": "amount, term_months and what the rules read"})
+    business_key = fields.String(validate=validate.Length(min=1, max=255))

@@ -70,9 +70,52 @@ def catalog_load() -> None:
     except CreditFlowError as exc:
         _fail(exc)
     click.echo(
-        f"forms: {len(platform.forms.names())}; processes: "
+        f"forms: {len(platform.forms.names())}; products: {platform.products.list(Principal.system())[1]}; processes: "
         + ", ".join(f"{d.key} v{d.version}" for d in result.definitions)
     )
+
+
+@main.group()
+def products() -> None:
+    """Credit products."""
+
+
+@products.command("validate")
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+def products_validate(directory: Path | None) -> None:
+    """Validate every product config in DIRECTORY (default: the standard catalog); exit 1 on any problem."""
+    from engine.catalog.config import DEFAULT_STANDARD_DIR, validate_catalog
+    from engine.forms.catalog import FormCatalog
+    from engine.services.products import RULES_DIR, archetype_keys, rule_files
+
+    settings = Settings.from_env()
+    folder = directory or DEFAULT_STANDARD_DIR
+    problems = validate_catalog(
+        folder,
+        archetypes=archetype_keys(settings.bpmn_dir),
+        forms=FormCatalog(settings.forms_dir),
+        rule_files=rule_files(RULES_DIR),
+    )
+    count = len(list(folder.glob("*.json")))
+    if problems:
+        for problem in problems:
+            click.echo(f"  - {problem.get('file', '')} {problem['field']}: {problem['message']}", err=True)
+        click.echo(f"{len(problems)} problem(s) in {count} product(s)", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {count} product(s) valid")
+
+
+@products.command("publish")
+@click.argument("code")
+def products_publish(code: str) -> None:
+    """Publish a product's current config as a new immutable version."""
+    from engine.services.principal import Principal
+
+    try:
+        version = _platform().products.publish(Principal.system(), code)
+    except CreditFlowError as exc:
+        _fail(exc)
+    click.echo(f"{code} version {version.version} ({version.sha256[:12]})")
 
 
 @main.group()

@@ -16,6 +16,7 @@ from engine.runtime.workflow_state import CreditFlowScriptEngine
 from engine.services.auth import AuthService
 from engine.services.definitions import DefinitionService
 from engine.services.instances import InstanceService
+from engine.services.products import ProductService
 from engine.services.spec_cache import SpecCache
 from engine.services.tasks import TaskService
 from engine.services.workflow_cache import WorkflowCache
@@ -49,6 +50,7 @@ class CreditFlow:
         self.definitions = DefinitionService(self)
         self.instances = InstanceService(self)
         self.tasks = TaskService(self)
+        self.products = ProductService(self)
 
     @staticmethod
     def check_expression(source: str, mode: str) -> str | None:

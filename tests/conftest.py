@@ -68,8 +68,15 @@ def bureau(id_number: str) -> dict[str, Any]:
 
 @pytest.fixture
 def connectors() -> ConnectorRegistry:
+    """The demo connectors (deterministic) with the bureau replaced by one that fails on request."""
+    from engine.runtime import demo_connectors
+
     registry = ConnectorRegistry()
     registry.register("credit_bureau/score", bureau)
+    registry.register("documents/contract", demo_connectors.contract)
+    registry.register("core_banking/disburse", demo_connectors.disburse)
+    registry.register("core_banking/renew", demo_connectors.renew)
+    registry.register("guarantee/apply", demo_connectors.guarantee_apply)
     return registry
 
 

@@ -180,3 +180,40 @@ def test_upgrade_works_on_an_empty_database(tmp_path: Any) -> None:
         tables = {r[0] for r in connection.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
     database.dispose()
     assert {t.name for t in Base.metadata.sorted_tables} | {"alembic_version"} <= tables
+
+
+def test_upgrading_a_populated_database_keeps_its_rows(tmp_path: Any) -> None:
+    """Later revisions rebuild tables on SQLite; rows and the references to them must survive."""
+    from engine.store.db import Database
+    from engine.store.migrate import upgrade
+
+    database = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(database, "0001")
+    with database.engine.begin() as conn:
+        conn.execute(text("INSERT INTO deployment (id, sha256, created_at) VALUES (1, 'x', '2026-12-01 00:00:00')"))
+        conn.execute(
+            text(
+                "INSERT INTO process_definition (id, key, version, sha256, deployment_id, called_definition_ids,"
+                " created_at) VALUES (1, 'p', 1, 'x', 1, '[]', '2026-12-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO process_instance (id, definition_id, status, state, serializer_version, version, data,"
+                " created_at, updated_at, audit_seq, audit_head) VALUES ('i1', 1, 'running', '{}', '1.5', 3, '{}',"
+                " '2026-12-01 00:00:00', '2026-12-01 00:00:00', 0, 'h')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO human_task (id, instance_id, bpmn_id, status, created_at)"
+                " VALUES ('t1', 'i1', 'review', 'ready', '2026-12-01 00:00:00')"
+            )
+        )
+    upgrade(database)
+    with database.engine.connect() as conn:
+        row = conn.execute(text("SELECT version, product_version_id FROM process_instance WHERE id = 'i1'")).one()
+        tasks = conn.execute(text("SELECT count(*) FROM human_task WHERE instance_id = 'i1'")).scalar()
+        enforced = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
+    database.dispose()
+    assert tuple(row) == (3, None) and tasks == 1 and enforced == 1

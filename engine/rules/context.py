@@ -27,9 +27,13 @@ def to_zen_context(context: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(context, Mapping):
         raise RuleEvaluationError(f"the rule context must be a mapping, not {type(context).__name__}")
     plain = {}
-    for name, value in context.items():  # the hot path of every evaluation: no work for text and flags
+    for name, value in context.items():  # the hot path of every evaluation: plain values pass untouched
         path = name if type(name) is str else str(name)
-        plain[path] = value if type(value) in _AS_IS else _plain(value, path)
+        kind = type(value)
+        if kind in _AS_IS or (kind is int and value in _INT_RANGE) or (kind is float and math.isfinite(value)):
+            plain[path] = value
+        else:
+            plain[path] = _plain(value, path)
     return plain
 
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import zen
 
 from engine.rules.expressions import referenced_names
 from engine.rules.jdm import input_schema
+from engine.rules.parameters import PLACEHOLDER
 
 Problem = dict[str, str]
 
@@ -35,7 +36,6 @@ _REFUSED = {
     "customNode": "custom nodes run host code; bank-authored decisions may not contain code",
     "decisionNode": "sub-decision nodes load other decisions by key; chain decisions in the process instead",
 }
-_PLACEHOLDER = re.compile(r"\{\{\s*\w+\s*\}\}")
 
 
 def lint_decision(content: dict[str, Any], data_dictionary: Mapping[str, str]) -> list[Problem]:
@@ -49,6 +49,7 @@ def lint_decision(content: dict[str, Any], data_dictionary: Mapping[str, str]) -
 class _Linter:
     def __init__(self, content: Mapping[str, Any], nodes: list[Mapping[str, Any]], dictionary: Mapping[str, str]):
         self.content = content
+        self.node_list = nodes
         self.nodes = {node["id"]: node for node in nodes}
         self.dictionary = dictionary
         self.problems: list[Problem] = []
@@ -57,13 +58,22 @@ class _Linter:
 
     def run(self) -> list[Problem]:
         self._edges()
-        for node in self.nodes.values():
+        for node in self.node_list:  # not self.nodes: a node hiding behind a duplicate id is still checked
+            if self.nodes[node["id"]] is not node:
+                self.add(str(node.get("name") or node["id"]), f"node id {node['id']!r} is used twice")
             self._node(node)
         self._schema()
         return self.problems
 
     def add(self, location: str, message: str) -> None:
         self.problems.append({"location": location, "message": message})
+
+    def _items(self, body: Mapping[str, Any], key: str, name: str) -> list[Mapping[str, Any]]:
+        items = body.get(key)
+        if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+            self.add(f"{name}/{key}", f"{key} must be a list of objects")
+            return []
+        return items
 
     def _edges(self) -> None:
         edges = self.content.get("edges", [])
@@ -93,23 +103,23 @@ class _Linter:
         if kind == "decisionTableNode":
             self._table(name, body, known)
         elif kind == "expressionNode":
-            for index, item in enumerate(_items(body, "expressions", name, self.add)):
+            for index, item in enumerate(self._items(body, "expressions", name)):
                 self._expression(f"{name}/{item.get('key', index)}/value", item.get("value"), known, unary=False)
         elif kind == "switchNode":
-            for index, item in enumerate(_items(body, "statements", name, self.add)):
+            for index, item in enumerate(self._items(body, "statements", name)):
                 if item.get("condition"):
                     self._expression(f"{name}/{index}/condition", item["condition"], known, unary=False)
 
     def _table(self, name: str, body: Mapping[str, Any], known: set[str]) -> None:
         if body.get("hitPolicy") not in ("first", "collect"):
             self.add(f"{name}/hitPolicy", f"hit policy must be 'first' or 'collect', not {body.get('hitPolicy')!r}")
-        inputs = _items(body, "inputs", name, self.add)
-        outputs = _items(body, "outputs", name, self.add)
+        inputs = self._items(body, "inputs", name)
+        outputs = self._items(body, "outputs", name)
         for column in inputs:
             field = column.get("field")
             if field:
                 self._read(f"{name}/inputs/{column.get('name')}", _root(str(field)), known)
-        for index, rule in enumerate(_items(body, "rules", name, self.add)):
+        for index, rule in enumerate(self._items(body, "rules", name)):
             row = f"{name}/{rule.get('_id') or index}"
             for column in inputs:
                 cell = rule.get(column.get("id"), "")
@@ -125,7 +135,7 @@ class _Linter:
         try:
             (zen.compile_unary_expression if unary else zen.compile_expression)(text)
         except Exception as exc:  # zen raises RuntimeError with a JSON description
-            if _PLACEHOLDER.search(text):
+            if PLACEHOLDER.search(text):
                 self.add(location, f"unfilled parameter placeholder in {text!r}; apply the bank's parameters first")
             else:
                 self.add(location, f"{text!r} does not compile: {_zen_message(exc)}")
@@ -164,10 +174,7 @@ class _Linter:
         except ValueError as exc:
             self.add(location, str(exc))
             return
-        required = set(schema["required"])
-        for branch in _list(schema.get("allOf")):  # conditional: {"if": {...}, "then": {"required": [...]}}
-            then = branch.get("then") if isinstance(branch, Mapping) else None
-            required.update(_list(then.get("required")) if isinstance(then, Mapping) else [])
+        required = _required(schema)
         properties = schema.get("properties")
         for field in sorted(self.reads):
             declared = properties.get(field) if isinstance(properties, Mapping) else None
@@ -183,16 +190,15 @@ class _Linter:
                 )
 
 
-def _items(body: Mapping[str, Any], key: str, name: str, add: Callable[[str, str], None]) -> list[Mapping[str, Any]]:
-    items = body.get(key)
-    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
-        add(f"{name}/{key}", f"{key} must be a list of objects")
-        return []
-    return items
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def _required(schema: Mapping[str, Any]) -> set[str]:
+    """Top-level ``required`` plus ``allOf: [{"if": …, "then": {"required": […]}}]`` (fields of one segment)."""
+    names = list(schema["required"])
+    branches = schema.get("allOf")
+    for branch in branches if isinstance(branches, list) else []:
+        then = branch.get("then") if isinstance(branch, Mapping) else None
+        if isinstance(then, Mapping) and isinstance(then.get("required"), list):
+            names.extend(then["required"])
+    return {name for name in names if isinstance(name, str)}
 
 
 def _produced(kind: Any, body: Mapping[str, Any]) -> set[str]:

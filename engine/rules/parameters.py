@@ -3,6 +3,7 @@
 Templates carry ``{{param_name}}`` where an expression expects a value (``> {{max_age}}``,
 ``{{base_rate_bp}}``, ``!= {{home_province}}``). Reading ``params.max_age`` at run time works too but is
 ~3x slower than a literal (research/rules.md §3), so each bank's published version gets literals.
+A placeholder stands for a whole value, never for part of a string literal or of a reason text.
 """
 
 from __future__ import annotations

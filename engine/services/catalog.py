@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 def load_catalog(
     platform: CreditFlow, principal: Principal, progress: Callable[[str], None] = lambda _msg: None
 ) -> DeployResult:
-    """Deploy bpmn/ as one bundle, so archetypes may call each other."""
+    """Deploy bpmn/ as one bundle (archetypes may call each other), then publish the standard products."""
     files = sorted([*platform.settings.bpmn_dir.glob("*.bpmn"), *platform.settings.bpmn_dir.glob("*.dmn")])
     if not files:
         raise InvalidInput(f"no models in {platform.settings.bpmn_dir}")
     progress(f"deploying {len(files)} model file(s) from {platform.settings.bpmn_dir}")
-    return platform.definitions.deploy(principal, [(f.name, f.read_bytes()) for f in files])
+    result = platform.definitions.deploy(principal, [(f.name, f.read_bytes()) for f in files])
+    platform.products.load_standard(principal, progress=progress)
+    return result

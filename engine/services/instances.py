@@ -25,6 +25,7 @@ from engine.store.models import AuditEvent, ProcessDefinition, ProcessInstance
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
+    from engine.services.products import Binding
 
 STATUSES = (RUNNING, COMPLETED, CANCELLED, ERROR)
 Locator = Callable[[Session], str]
@@ -51,14 +52,19 @@ class InstanceService:
     def start(
         self,
         principal: Principal,
-        definition_key: str,
+        definition_key: str | None = None,
         *,
         version: int | None = None,
+        binding: Binding | None = None,
         business_key: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> InstanceView:
+        """Start a bare process definition by key, or an application bound to a product version."""
         with self._committed() as keep, self.platform.db.transaction(write=True) as session:
-            found = self.platform.db.rows.definition_id(session, definition_key, version)
+            if binding is not None:
+                found: int | None = binding.definition_id
+            else:
+                found = self.platform.db.rows.definition_id(session, definition_key or "", version)
             if found is None:
                 field = "version" if version is not None else "definition_key"
                 at = f" at version {version}" if version is not None else ""
@@ -68,12 +74,14 @@ class InstanceService:
                 )
             definition = self.platform.specs.get(session, found)
             workflow = new_workflow(definition.spec, definition.subprocess_specs, self.platform.script_engine)
+            workflow.decision_bindings = binding.decisions if binding is not None else {}
             workflow.get_next_task(state=TaskState.READY).data.update(data or {})
             now = self.platform.clock.now()
             instance = self.platform.db.rows.instances.record(
                 id=str(uuid.uuid4()),
                 tenant_id=principal.tenant_id,
                 definition_id=definition.id,
+                product_version_id=binding.version_id if binding is not None else None,
                 business_key=business_key,
                 status=RUNNING,
                 state="",
@@ -186,6 +194,9 @@ class InstanceService:
                     workflow = load_state(
                         instance.state, definition.spec, definition.subprocess_specs, self.platform.script_engine
                     )
+                    if instance.product_version_id is not None:
+                        binding = self.platform.products.binding(session, instance.product_version_id)
+                        workflow.decision_bindings = binding.decisions
                 execution = Execution(
                     session,
                     self.platform.db.rows,

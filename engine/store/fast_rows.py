@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import make_dataclass
+from dataclasses import field, make_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +37,9 @@ class RowType:
         self.columns = [c.name for c in table.columns]
         self.json = {c.name for c in table.columns if isinstance(c.type, JSON)}
         self.times = {c.name for c in table.columns if isinstance(c.type, UtcDateTime)}
-        self.record = make_dataclass(f"{table.name.title().replace('_', '')}Record", [(c, Any) for c in self.columns])
+        self.record = make_dataclass(
+            f"{table.name.title().replace('_', '')}Record", [(c, Any, field(default=None)) for c in self.columns]
+        )
         self.select = f"SELECT {', '.join(self.columns)} FROM {table.name}"
         insert_columns = [c for c in self.columns if not (c == "id" and table.c.id.autoincrement is True)]
         self.insert_columns = insert_columns

@@ -17,8 +17,25 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(database: Database, revision: str = "head") -> None:
-    """Apply migrations on the platform's own engine (SQLite pragmas included)."""
+    """Apply migrations on the platform's own engine (SQLite pragmas included).
+
+    SQLite can only change a table by copying it ("batch" migrations), and dropping the old copy
+    trips foreign keys that point at it; so, as SQLite documents, foreign keys are off while the
+    migration runs and the result is checked with ``foreign_key_check`` before it commits.
+    """
     config = alembic_config(database.engine.url.render_as_string(hide_password=False))
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with database.engine.connect() as connection:
+        raw = connection.connection.driver_connection if database.is_sqlite else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")  # outside any transaction, or SQLite ignores it
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if raw is not None:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left dangling foreign keys: {broken[:5]}")
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")

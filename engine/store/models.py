@@ -113,12 +113,61 @@ class ProcessDefinition(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class Product(Base):
+    """A credit product: a province template (``template_id`` null) or a bank's local variant.
+
+    ``draft`` is the editable config: the full document for a template, a JSON Merge Patch over
+    the template for a local product. Publishing freezes it into a ``ProductVersion``.
+    """
+
+    __tablename__ = "product"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("product.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    system: Mapped[str] = mapped_column(String(16))
+    series: Mapped[str] = mapped_column(String(64), index=True)
+    archetype: Mapped[str] = mapped_column(String(64), index=True)
+    draft: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ProductVersion(Base):
+    """An immutable, content-hashed published version: the resolved config and what it runs."""
+
+    __tablename__ = "product_version"
+    __table_args__ = (UniqueConstraint("product_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
+    # decision slot -> content-hashed rule decision key
+    decisions: Mapped[dict[str, str]] = mapped_column(JsonDocument)
+    template_version_id: Mapped[int | None] = mapped_column(ForeignKey("product_version.id"))
+    published_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    published_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+
+
+class RuleDecision(Base):
+    """A rule decision with the bank's parameters written in; the key carries its content hash."""
+
+    __tablename__ = "rule_decision"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    content: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class ProcessInstance(Base):
     __tablename__ = "process_instance"
     __table_args__ = (Index("ix_process_instance_tenant_status", "tenant_id", "status"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)
+    product_version_id: Mapped[int | None] = mapped_column(ForeignKey("product_version.id"), index=True)
     business_key: Mapped[str | None] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(16))  # running | completed | cancelled | error
     state: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,88 @@
+"""Credit products: browse the catalog, publish versions, start applications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from api.schemas import (
+    ApplicationSchema,
+    InstanceSchema,
+    ProductDetailSchema,
+    ProductListSchema,
+    ProductQuerySchema,
+    ProductVersionListSchema,
+    ProductVersionSchema,
+)
+from api.security import current_principal
+from api.views.instances import instance_body
+from engine.services.products import ProductView
+
+blp = Blueprint("products", __name__, url_prefix="/api/v1/products", description="Credit products")
+
+
+def _service() -> Any:
+    return current_app.extensions["creditflow"].products
+
+
+def product_body(view: ProductView) -> dict[str, Any]:
+    p, current = view.product, view.current
+    return {
+        "code": p.code,
+        "name": p.name,
+        "system": p.system,
+        "series": p.series,
+        "archetype": p.archetype,
+        "tenant_id": p.tenant_id,
+        "template_code": None,
+        "current_version": current.version if current else None,
+        "config": current.config if current else None,
+        "draft": p.draft,
+    }
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(ProductQuerySchema, location="query")
+@blp.response(200, ProductListSchema)
+def list_products(query: dict[str, Any]) -> dict[str, Any]:
+    items, total = _service().list(
+        current_principal(),
+        system=query.get("system"),
+        series=query.get("series"),
+        archetype=query.get("archetype"),
+        limit=query["limit"],
+        offset=query["offset"],
+    )
+    return {"items": [product_body(view) for view in items], "total": total}
+
+
+@blp.route("/<code>", methods=["GET"])
+@blp.response(200, ProductDetailSchema)
+def get_product(code: str) -> dict[str, Any]:
+    return product_body(_service().get(current_principal(), code))
+
+
+@blp.route("/<code>/versions", methods=["GET"])
+@blp.response(200, ProductVersionListSchema)
+def versions(code: str) -> dict[str, Any]:
+    return {"items": _service().versions(current_principal(), code)}
+
+
+@blp.route("/<code>/publish", methods=["POST"])
+@blp.response(200, ProductVersionSchema)
+@blp.alt_response(422, description="the config or its rule decisions do not pass; `errors` lists every problem")
+def publish(code: str) -> Any:
+    return _service().publish(current_principal(), code)
+
+
+@blp.route("/<code>/applications", methods=["POST"])
+@blp.arguments(ApplicationSchema)
+@blp.response(201, InstanceSchema)
+@blp.alt_response(422, description="outside the product's limits, or the product is not published")
+def apply(body: dict[str, Any], code: str) -> dict[str, Any]:
+    view = _service().apply(
+        current_principal(), code, applicant=body["applicant"], data=body["data"], business_key=body.get("business_key")
+    )
+    return instance_body(view)

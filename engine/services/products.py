@@ -1,0 +1,307 @@
+"""Credit products: the province's templates, publishing immutable versions, starting applications.
+
+Publishing resolves a product's config, validates it (schema, cross-checks, the archetype being
+deployed), writes the product's rule parameters into each bound rule decision, lints those
+decisions against the product's data dictionary (fail closed), and freezes the result under a
+content hash. An application is a process instance bound to one product version for its whole life.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs, validate_product_config
+from engine.config import REPO_ROOT
+from engine.errors import InvalidInput, InvalidModel, NotFound
+from engine.rules.lint import lint_decision
+from engine.rules.parameters import apply_parameters, placeholders
+from engine.services.principal import Principal
+from engine.store.models import ProcessDefinition, Product, ProductVersion, RuleDecision
+
+if TYPE_CHECKING:
+    from engine.container import CreditFlow
+    from engine.services.instances import InstanceView
+
+RULES_DIR = REPO_ROOT / "product_configs" / "rules"
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What an application runs: the product version's process definition and decision keys."""
+
+    version_id: int
+    definition_id: int
+    decisions: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ProductView:
+    product: Product
+    current: ProductVersion | None
+
+
+class ProductService:
+    def __init__(self, platform: CreditFlow, rules_dir: Path = RULES_DIR) -> None:
+        self.platform = platform
+        self.rules_dir = rules_dir
+        self._bindings: dict[int, Binding] = {}
+        self._lock = threading.Lock()
+
+    # -- the standard catalog ------------------------------------------------------------------
+
+    def load_standard(
+        self, principal: Principal, directory: Path = DEFAULT_STANDARD_DIR, progress: Callable[[str], None] = print
+    ) -> list[ProductVersion]:
+        """Create or update the province templates from files and publish those that changed."""
+        configs = load_product_configs(directory)
+        now = self.platform.clock.now()
+        with self.platform.db.transaction(write=True) as session:
+            existing = {p.code: p for p in session.scalars(select(Product).where(Product.template_id.is_(None)))}
+            for code, config in configs.items():
+                product = existing.get(code) or Product(code=code, tenant_id=None, created_at=now)
+                _describe(product, config)
+                product.draft, product.updated_at = config, now
+                session.add(product)
+        versions = []
+        for index, code in enumerate(sorted(configs), 1):
+            versions.append(self.publish(principal, code))
+            if index % 10 == 0 or index == len(configs):
+                progress(f"published {index}/{len(configs)} products")
+        return versions
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def publish(self, principal: Principal, code: str) -> ProductVersion:
+        """Freeze the product's current config as a new version, or return the identical latest one."""
+        with self.platform.db.transaction(write=True) as session:
+            product = self._product(session, principal, code)
+            config = product.draft
+            problems = validate_product_config(
+                config,
+                archetypes=self._deployed_archetypes(session),
+                forms=self.platform.forms,
+                rule_files=rule_files(self.rules_dir),
+            )
+            if problems:
+                raise InvalidInput(f"product {code} cannot be published", problems)
+            definition = self.platform.definitions.find(session, config["archetype"])
+            decisions, rule_problems = self._build_decisions(session, config)
+            if rule_problems:
+                raise InvalidModel(f"the rule decisions of product {code} do not pass", rule_problems)
+            digest = _sha256({"config": config, "definition": definition.id, "decisions": decisions})
+            latest = session.scalars(
+                select(ProductVersion)
+                .where(ProductVersion.product_id == product.id)
+                .order_by(ProductVersion.version.desc())
+            ).first()
+            if latest is not None and latest.sha256 == digest:
+                return latest
+            version = ProductVersion(
+                product_id=product.id,
+                version=(latest.version + 1) if latest else 1,
+                sha256=digest,
+                config=config,
+                definition_id=definition.id,
+                decisions=decisions,
+                published_at=self.platform.clock.now(),
+                published_by_id=principal.user_id,
+            )
+            session.add(version)
+            session.flush()
+            return version
+
+    def _build_decisions(self, session: Session, config: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """Write the product's parameters into each bound rule file and lint it; keys carry the content hash."""
+        decisions: dict[str, str] = {}
+        problems: list[dict[str, Any]] = []
+        dictionary = config.get("data_dictionary") or {}
+        for slot, rule_name in sorted(config["bindings"].get("decisions", {}).items()):
+            template = json.loads((self.rules_dir / f"{rule_name}.json").read_text(encoding="utf-8"))
+            wanted = placeholders(template)
+            params = {**self._default_parameters(rule_name), **(config.get("rule_parameters") or {})}
+            try:
+                content = apply_parameters(template, {k: v for k, v in params.items() if k in wanted})
+            except Exception as exc:  # ParameterError lists every missing or unusable value
+                problems.append({"location": f"bindings.decisions.{slot}", "message": str(exc)})
+                continue
+            problems.extend({**p, "location": f"{slot}:{p['location']}"} for p in lint_decision(content, dictionary))
+            key = f"{rule_name}@{_sha256(content)[:16]}"
+            if session.get(RuleDecision, key) is None:
+                session.add(RuleDecision(key=key, content=content, created_at=self.platform.clock.now()))
+            decisions[slot] = key
+        return decisions, problems
+
+    def _default_parameters(self, rule_name: str) -> dict[str, Any]:
+        path = self.rules_dir / f"{rule_name}.params.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    @staticmethod
+    def _deployed_archetypes(session: Session) -> set[str]:
+        return set(session.scalars(select(ProcessDefinition.key).distinct()))
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def list(
+        self,
+        principal: Principal,
+        *,
+        system: str | None = None,
+        series: str | None = None,
+        archetype: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[ProductView], int]:
+        with self.platform.db.transaction() as session:
+            stmt = principal.scope(select(Product), Product.tenant_id)
+            for column, value in ((Product.system, system), (Product.series, series), (Product.archetype, archetype)):
+                if value:
+                    stmt = stmt.where(column == value)
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            products = session.scalars(stmt.order_by(Product.code).limit(limit).offset(offset)).all()
+            newest = (
+                select(ProductVersion.product_id, func.max(ProductVersion.version).label("v"))
+                .where(ProductVersion.product_id.in_([p.id for p in products]))
+                .group_by(ProductVersion.product_id)
+                .subquery()
+            )
+            current = {
+                v.product_id: v
+                for v in session.scalars(
+                    select(ProductVersion).join(
+                        newest,
+                        (newest.c.product_id == ProductVersion.product_id) & (newest.c.v == ProductVersion.version),
+                    )
+                )
+            }
+            return [ProductView(p, current.get(p.id)) for p in products], total
+
+    def get(self, principal: Principal, code: str) -> ProductView:
+        with self.platform.db.transaction() as session:
+            product = self._product(session, principal, code)
+            return ProductView(product, self._latest(session, product.id))
+
+    def versions(self, principal: Principal, code: str) -> list[ProductVersion]:
+        with self.platform.db.transaction() as session:
+            product = self._product(session, principal, code)
+            return list(
+                session.scalars(
+                    select(ProductVersion)
+                    .where(ProductVersion.product_id == product.id)
+                    .order_by(ProductVersion.version.desc())
+                )
+            )
+
+    # -- applications --------------------------------------------------------------------------
+
+    def apply(
+        self,
+        principal: Principal,
+        code: str,
+        *,
+        applicant: dict[str, Any],
+        data: dict[str, Any],
+        business_key: str | None = None,
+    ) -> InstanceView:
+        """Start an application on the product's current published version, within its limits."""
+        with self.platform.db.transaction() as session:
+            product = self._product(session, principal, code)
+            version = self._latest(session, product.id)
+            if version is None:
+                raise InvalidInput(
+                    f"product {code} has no published version", [{"field": "code", "message": "not published"}]
+                )
+            binding = self.binding(session, version.id)
+            config = version.config
+        problems = _limit_problems(config["parameters"], data)
+        if problems:
+            raise InvalidInput(f"the application is outside the limits of product {code}", problems)
+        start_data = {
+            **data,
+            "applicant": applicant,
+            "product": {"code": code, "version": version.version, "name": config["name"]},
+        }
+        return self.platform.instances.start(principal, binding=binding, business_key=business_key, data=start_data)
+
+    def binding(self, session: Session, version_id: int) -> Binding:
+        """The (immutable) binding of a product version; its decisions are registered with the rule engine."""
+        found = self._bindings.get(version_id)
+        if found is None:
+            version = session.get(ProductVersion, version_id)
+            found = Binding(version.id, version.definition_id, dict(version.decisions))
+            rules = self.platform.rules
+            for key in found.decisions.values():
+                if key not in rules:
+                    rules.register(key, session.get(RuleDecision, key).content)
+            with self._lock:
+                found = self._bindings.setdefault(version_id, found)
+        return found
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _product(session: Session, principal: Principal, code: str) -> Product:
+        product = session.scalars(select(Product).where(Product.code == code)).first()
+        if product is None or not principal.sees(product.tenant_id):
+            raise NotFound(f"product {code} does not exist")
+        return product
+
+    @staticmethod
+    def _latest(session: Session, product_id: int) -> ProductVersion | None:
+        return session.scalars(
+            select(ProductVersion)
+            .where(ProductVersion.product_id == product_id)
+            .order_by(ProductVersion.version.desc())
+        ).first()
+
+
+def rule_files(rules_dir: Path) -> set[str]:
+    """Rule decision names (file stems), leaving out their ``.fields``/``.params`` companions."""
+    return {p.stem for p in rules_dir.glob("*.json") if not p.name.endswith((".fields.json", ".params.json"))}
+
+
+def archetype_keys(bpmn_dir: Path) -> set[str]:
+    """The archetype process keys the shipped manifest declares (for checks without a database)."""
+    manifest = json.loads((bpmn_dir / "archetypes.json").read_text(encoding="utf-8"))
+    return {entry["key"] for entry in manifest["archetypes"]}
+
+
+def _describe(product: Product, config: dict[str, Any]) -> None:
+    product.name, product.system = config["name"], config["system"]
+    product.series, product.archetype = config["series"], config["archetype"]
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(
+        json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _limit_problems(parameters: dict[str, Any], data: dict[str, Any]) -> list[dict[str, str]]:
+    """The requested amount and term must lie within the product's ranges."""
+    problems = []
+    amount, term = data.get("amount"), data.get("term_months")
+    if amount is not None:
+        try:
+            value = Decimal(str(amount))
+        except InvalidOperation:
+            value = None
+        low, high = Decimal(parameters["amount"]["min"]), Decimal(parameters["amount"]["max"])
+        if value is None or not value.is_finite() or not low <= value <= high:
+            problems.append({"field": "data.amount", "message": f"must be between {low} and {high}"})
+    if term is not None:
+        low_t, high_t = parameters["term_months"]["min"], parameters["term_months"]["max"]
+        if not isinstance(term, int) or isinstance(term, bool) or not low_t <= term <= high_t:
+            problems.append(
+                {"field": "data.term_months", "message": f"must be a whole number from {low_t} to {high_t}"}
+            )
+    return problems

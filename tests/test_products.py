@@ -1,0 +1,139 @@
+"""Products: publishing immutable versions from the standard catalog, fail-closed rules, applications."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from engine.catalog.config import DEFAULT_STANDARD_DIR
+from engine.container import CreditFlow
+from engine.errors import InvalidInput, InvalidModel
+from engine.services.catalog import load_catalog
+from engine.services.principal import Principal
+from engine.store.models import ProcessInstance, Product, RuleDecision
+from tests.conftest import ApiClient, resident_id
+
+SYSTEM = Principal.system()
+CODES = ("XEKD-XIN", "FND-DAINONG")  # an A1 instant product with all three decisions, an A4 one without
+
+
+@pytest.fixture
+def catalog(platform: CreditFlow, tmp_path: Path) -> CreditFlow:
+    """The archetypes deployed and two standard products published (all 95 take a while; see test_catalog)."""
+    subset = tmp_path / "standard"
+    subset.mkdir()
+    for code in CODES:
+        shutil.copy(DEFAULT_STANDARD_DIR / f"{code}.json", subset)
+    files = sorted(platform.settings.bpmn_dir.glob("*.bpmn"))
+    platform.definitions.deploy(SYSTEM, [(f.name, f.read_bytes()) for f in files])
+    platform.products.load_standard(SYSTEM, subset, progress=lambda _m: None)
+    return platform
+
+
+def edit_draft(platform: CreditFlow, code: str, change: Any) -> None:
+    with platform.db.transaction(write=True) as session:
+        product = session.scalars(select(Product).where(Product.code == code)).one()
+        draft = copy.deepcopy(product.draft)
+        change(draft)
+        product.draft = draft
+
+
+def test_publishing_is_content_hashed_and_versions_are_immutable(catalog: CreditFlow) -> None:
+    first = catalog.products.publish(SYSTEM, "XEKD-XIN")
+    assert first.version == 1 and set(first.decisions) == {"access", "scorecard", "pricing"}
+    assert catalog.products.publish(SYSTEM, "XEKD-XIN").id == first.id  # nothing changed: same version
+
+    edit_draft(catalog, "XEKD-XIN", lambda d: d["rule_parameters"].update(max_age=55))
+    second = catalog.products.publish(SYSTEM, "XEKD-XIN")
+    assert second.version == 2 and second.sha256 != first.sha256
+    assert second.decisions["access"] != first.decisions["access"]  # the parameter went into the rules
+    assert second.decisions["pricing"] == first.decisions["pricing"]
+    assert [v.version for v in catalog.products.versions(SYSTEM, "XEKD-XIN")] == [2, 1]
+    with catalog.db.transaction() as session:
+        content = json.dumps(session.get(RuleDecision, second.decisions["access"]).content, ensure_ascii=False)
+    assert "{{max_age}}" not in content and "55" in content
+
+
+def test_an_application_keeps_the_version_it_started_on(catalog: CreditFlow) -> None:
+    view = catalog.products.apply(
+        SYSTEM, "FND-DAINONG", applicant=applicant(), data={"amount": "800000.00", "term_months": 12}
+    )
+    assert view.instance.status == "running" and view.tasks
+    edit_draft(catalog, "FND-DAINONG", lambda d: d["parameters"]["term_months"].update(max=30))
+    newer = catalog.products.publish(SYSTEM, "FND-DAINONG")
+    assert newer.version == 2
+    with catalog.db.transaction() as session:
+        started_on = session.get(ProcessInstance, view.instance.id).product_version_id
+    assert started_on != newer.id
+    assert view.instance.data["product"] == {
+        "code": "FND-DAINONG",
+        "version": 1,
+        "name": view.instance.data["product"]["name"],
+    }
+
+
+def test_applications_outside_the_product_limits_are_refused(catalog: CreditFlow) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        catalog.products.apply(
+            SYSTEM, "FND-DAINONG", applicant=applicant(), data={"amount": "1.00", "term_months": 999}
+        )
+    assert {p["field"] for p in caught.value.problems} == {"data.amount", "data.term_months"}
+    with catalog.db.transaction() as session:
+        assert session.scalars(select(ProcessInstance)).first() is None
+
+
+def test_publishing_fails_closed_on_broken_configs_and_rules(catalog: CreditFlow) -> None:
+    edit_draft(catalog, "XEKD-XIN", lambda d: d["parameters"]["amount"].update(min="9000000.00"))
+    with pytest.raises(InvalidInput) as caught:
+        catalog.products.publish(SYSTEM, "XEKD-XIN")
+    assert any(p["field"].startswith("parameters.amount") for p in caught.value.problems)
+
+    def drop_field(draft: dict[str, Any]) -> None:
+        draft["parameters"]["amount"]["min"] = "1000.00"
+        del draft["data_dictionary"]["age"]
+
+    edit_draft(catalog, "XEKD-XIN", drop_field)
+    with pytest.raises(InvalidModel) as rules:
+        catalog.products.publish(SYSTEM, "XEKD-XIN")
+    assert any("age" in p["message"] for p in rules.value.problems)
+    assert [v.version for v in catalog.products.versions(SYSTEM, "XEKD-XIN")] == [1]
+
+
+def test_products_over_http(catalog: CreditFlow, app: Any, api: ApiClient) -> None:
+    listing = api.get("/api/v1/products?archetype=a1_instant_online").get_json()
+    assert [p["code"] for p in listing["items"]] == ["XEKD-XIN"] and listing["items"][0]["current_version"] == 1
+    detail = api.get("/api/v1/products/FND-DAINONG").get_json()
+    assert detail["config"]["code"] == "FND-DAINONG" and detail["system"] in {"支农", "兴商", "助企", "惠民"}
+    assert api.get("/api/v1/products/NOPE").status_code == 404
+    assert api.get("/api/v1/products?system=火星").status_code == 422
+    started = api.post(
+        "/api/v1/products/FND-DAINONG/applications",
+        json={"applicant": applicant(), "data": {"amount": "600000.00", "term_months": 24}, "business_key": "APP-7"},
+    )
+    assert started.status_code == 201, started.get_json()
+    assert started.get_json()["business_key"] == "APP-7" and started.get_json()["tasks"]
+    bad = api.post("/api/v1/products/FND-DAINONG/applications", json={"data": {}})
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "applicant"
+    versions = api.get("/api/v1/products/FND-DAINONG/versions").get_json()["items"]
+    assert [v["version"] for v in versions] == [1]
+
+
+def test_catalog_load_publishes_all_95_standard_products(platform: CreditFlow) -> None:
+    load_catalog(platform, SYSTEM)
+    views, total = platform.products.list(SYSTEM, limit=200)
+    assert total == 95
+    assert {v.product.system for v in views} == {"支农", "兴商", "助企", "惠民"}
+    assert all(v.current is not None and v.current.version == 1 for v in views)
+    load_catalog(platform, SYSTEM)  # loading again changes nothing
+    again, _ = platform.products.list(SYSTEM, limit=200)
+    assert [v.current.id for v in again] == [v.current.id for v in views]
+
+
+def applicant() -> dict[str, str]:
+    return {"name": "王小二", "id_number": resident_id(), "mobile": "13800138000"}
