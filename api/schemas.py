@@ -195,7 +195,7 @@ class ProductSchema(Schema):
     series = fields.String()
     archetype = fields.String()
     tenant_id = fields.Integer(allow_none=True)
-    template_code = fields.String(allow_none=True)
+    template_id = fields.Integer(allow_none=True, metadata={"description": "set for a bank's local product"})
     current_version = fields.Integer(allow_none=True)
 
 
@@ -224,3 +224,31 @@ class ApplicationSchema(Schema):
     applicant = fields.Dict(required=True, metadata={"description": "the borrower: name, id_number, mobile …"})
     data = fields.Dict(load_default=dict, metadata={"description": "amount, term_months and what the rules read"})
     business_key = fields.String(validate=validate.Length(min=1, max=255))
+
+
+class CloneSchema(Schema):
+    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Z][A-Z0-9-]{1,31}$"))
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    overrides = fields.Dict(load_default=dict, metadata={"description": "JSON Merge Patch over the template"})
+
+
+class DraftSchema(Schema):
+    draft = fields.Dict(
+        required=True,
+        metadata={"description": "the full config of a template, or a local product's merge patch"},
+    )
+
+
+class DiffSchema(Schema):
+    code = fields.String()
+    template = fields.String()
+    base_version = fields.Integer()
+    latest_template_version = fields.Integer()
+    changes = fields.List(fields.Dict())
+
+
+class RebaseSchema(Schema):
+    code = fields.String()
+    from_version = fields.Integer()
+    to_version = fields.Integer()
+    conflicts = fields.List(fields.Dict(), metadata={"description": "overridden values the province also changed"})

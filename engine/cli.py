@@ -118,6 +118,74 @@ def products_publish(code: str) -> None:
     click.echo(f"{code} version {version.version} ({version.sha256[:12]})")
 
 
+@products.command("clone")
+@click.argument("template")
+@click.argument("code")
+@click.option("--tenant", "tenant_code", required=True, help="The bank's tenant code.")
+@click.option("--overrides", type=click.File("r"), help="A JSON Merge Patch file.")
+def products_clone(template: str, code: str, tenant_code: str, overrides: Any) -> None:
+    """Make a bank's local product CODE from a province TEMPLATE."""
+    platform = _platform()
+    try:
+        view = platform.products.clone(
+            _tenant_principal(platform, tenant_code),
+            template,
+            code=code,
+            name=None,
+            overrides=json.load(overrides) if overrides else {},
+        )
+    except CreditFlowError as exc:
+        _fail(exc)
+    click.echo(f"cloned {template} into {view.product.code}")
+
+
+@products.command("diff")
+@click.argument("code")
+def products_diff(code: str) -> None:
+    """Show a local product's overrides against its template."""
+    from engine.services.principal import Principal
+
+    try:
+        click.echo(json.dumps(_platform().products.diff(Principal.system(), code), ensure_ascii=False, indent=2))
+    except CreditFlowError as exc:
+        _fail(exc)
+
+
+@products.command("rebase")
+@click.argument("code")
+def products_rebase(code: str) -> None:
+    """Move a local product onto its template's newest version; exit 1 if there are conflicts."""
+    from engine.services.principal import Principal
+
+    try:
+        result = _platform().products.rebase(Principal.system(), code)
+    except CreditFlowError as exc:
+        _fail(exc)
+    click.echo(f"{code}: template version {result['from_version']} -> {result['to_version']}")
+    for conflict in result["conflicts"]:
+        click.echo(
+            f"  CONFLICT {conflict['path']}: template {conflict['template_before']!r} -> "
+            f"{conflict['template_after']!r}, kept local {conflict['local']!r}",
+            err=True,
+        )
+    if result["conflicts"]:
+        sys.exit(1)
+
+
+def _tenant_principal(platform: Any, tenant_code: str) -> Any:
+    """Act for a bank from the command line (an operator's tool, like the API with that bank's user)."""
+    from sqlalchemy import select
+
+    from engine.services.principal import Principal
+    from engine.store.models import Tenant
+
+    with platform.db.transaction() as session:
+        tenant = session.scalars(select(Tenant).where(Tenant.code == tenant_code)).first()
+    if tenant is None:
+        _fail(CreditFlowError(f"no tenant {tenant_code}", [{"field": "tenant", "message": "unknown"}]))
+    return Principal(user_id=None, username=f"cli@{tenant_code}", tenant_id=tenant.id)
+
+
 @main.group()
 def demo() -> None:
     """Demo data."""

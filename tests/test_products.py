@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR
 from engine.container import CreditFlow
-from engine.errors import InvalidInput, InvalidModel
+from engine.errors import Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.services.catalog import load_catalog
 from engine.services.principal import Principal
 from engine.store.models import ProcessInstance, Product, RuleDecision
@@ -137,3 +137,79 @@ def test_catalog_load_publishes_all_95_standard_products(platform: CreditFlow) -
 
 def applicant() -> dict[str, str]:
     return {"name": "王小二", "id_number": resident_id(), "mobile": "13800138000"}
+
+
+def principal_of(platform: CreditFlow, username: str) -> Principal:
+    from engine.store.models import User
+
+    with platform.db.transaction() as session:
+        user = session.scalars(select(User).where(User.username == username)).one()
+        return Principal(user.id, user.username, user.tenant_id)
+
+
+def test_a_bank_clones_adjusts_publishes_and_rebases_its_local_product(catalog: CreditFlow, seeded: CreditFlow) -> None:
+    bank, other_bank, province = (principal_of(catalog, u) for u in ("ly_officer", "qh_officer", "pm"))
+    local = catalog.products.clone(
+        bank,
+        "XEKD-XIN",
+        code="LY-XEKD-XIN",
+        name="陵源薪e贷",
+        overrides={
+            "parameters": {"amount": {"max": "150000.00"}},
+            "rule_parameters": {"max_age": 58, "max_amount": 150000},
+        },
+    )
+    assert local.product.template_id is not None and local.product.name == "陵源薪e贷"
+    version = catalog.products.publish(bank, "LY-XEKD-XIN")
+    assert version.config["parameters"]["amount"]["max"] == "150000.00"
+    assert version.config["rule_parameters"]["max_age"] == 58 and version.template_version_id is not None
+    assert version.decisions["access"] != catalog.products.get(SYSTEM, "XEKD-XIN").current.decisions["access"]
+
+    diff = catalog.products.diff(bank, "LY-XEKD-XIN")
+    assert {c["path"] for c in diff["changes"]} >= {"parameters.amount.max", "rule_parameters.max_age", "name"}
+
+    # ownership: other banks cannot see it, banks cannot publish templates, the province cannot clone
+    with pytest.raises(NotFound):
+        catalog.products.publish(other_bank, "LY-XEKD-XIN")
+    with pytest.raises(Forbidden):
+        catalog.products.publish(bank, "XEKD-XIN")
+    with pytest.raises(Forbidden):
+        catalog.products.clone(province, "XEKD-XIN", code="PROV-COPY", name=None, overrides={})
+    assert "LY-XEKD-XIN" not in {v.product.code for v in catalog.products.list(other_bank)[0]}
+
+    # the province publishes a new template version touching one overridden value and one other
+    def province_change(draft: dict[str, Any]) -> None:
+        draft["parameters"]["amount"]["max"] = "250000.00"
+        draft["parameters"]["term_months"]["max"] = 24
+
+    edit_draft(catalog, "XEKD-XIN", province_change)
+    assert catalog.products.publish(province, "XEKD-XIN").version == 2
+    result = catalog.products.rebase(bank, "LY-XEKD-XIN")
+    assert (result["from_version"], result["to_version"]) == (1, 2)
+    assert [c["path"] for c in result["conflicts"]] == ["parameters.amount.max"]
+    assert result["conflicts"][0]["local"] == "150000.00"
+    rebased = catalog.products.publish(bank, "LY-XEKD-XIN")
+    assert rebased.version == 2
+    assert rebased.config["parameters"]["amount"]["max"] == "150000.00"  # the bank's value was kept
+    assert rebased.config["parameters"]["term_months"]["max"] == 24  # the province's other change arrived
+
+
+def test_clone_and_diff_over_http(catalog: CreditFlow, app: Any) -> None:
+    from tests.conftest import login
+
+    bank = login(app, "ly_officer")
+    cloned = bank.post(
+        "/api/v1/products/FND-DAINONG/clone",
+        json={"code": "LY-DAINONG", "overrides": {"time_limits": {"process": "P7D"}}},
+    )
+    assert cloned.status_code == 201, cloned.get_json()
+    assert bank.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-DAINONG"}).status_code == 409
+    assert bank.post("/api/v1/products/FND-DAINONG/clone", json={"code": "bad code"}).status_code == 422
+    published = bank.post("/api/v1/products/LY-DAINONG/publish")
+    assert published.status_code == 200 and published.get_json()["version"] == 1
+    diff = bank.get("/api/v1/products/LY-DAINONG/diff").get_json()
+    assert {"path": "time_limits.process", "template": diff["changes"][0]["template"], "local": "P7D"} in diff[
+        "changes"
+    ]
+    assert login(app, "qh_officer").get("/api/v1/products/LY-DAINONG").status_code == 404
+    assert bank.post("/api/v1/products/FND-DAINONG/publish").status_code == 403

@@ -9,12 +9,16 @@ from flask_smorest import Blueprint
 
 from api.schemas import (
     ApplicationSchema,
+    CloneSchema,
+    DiffSchema,
+    DraftSchema,
     InstanceSchema,
     ProductDetailSchema,
     ProductListSchema,
     ProductQuerySchema,
     ProductVersionListSchema,
     ProductVersionSchema,
+    RebaseSchema,
 )
 from api.security import current_principal
 from api.views.instances import instance_body
@@ -86,3 +90,33 @@ def apply(body: dict[str, Any], code: str) -> dict[str, Any]:
         current_principal(), code, applicant=body["applicant"], data=body["data"], business_key=body.get("business_key")
     )
     return instance_body(view)
+
+
+@blp.route("/<code>/clone", methods=["POST"])
+@blp.arguments(CloneSchema)
+@blp.response(201, ProductDetailSchema)
+@blp.alt_response(403, description="only banks clone province templates")
+def clone(body: dict[str, Any], code: str) -> dict[str, Any]:
+    view = _service().clone(
+        current_principal(), code, code=body["code"], name=body.get("name"), overrides=body["overrides"]
+    )
+    return product_body(view)
+
+
+@blp.route("/<code>/draft", methods=["PUT"])
+@blp.arguments(DraftSchema)
+@blp.response(200, ProductDetailSchema)
+def set_draft(body: dict[str, Any], code: str) -> dict[str, Any]:
+    return product_body(_service().set_draft(current_principal(), code, body["draft"]))
+
+
+@blp.route("/<code>/diff", methods=["GET"])
+@blp.response(200, DiffSchema)
+def diff(code: str) -> dict[str, Any]:
+    return _service().diff(current_principal(), code)
+
+
+@blp.route("/<code>/rebase", methods=["POST"])
+@blp.response(200, RebaseSchema)
+def rebase(code: str) -> dict[str, Any]:
+    return _service().rebase(current_principal(), code)

@@ -21,12 +21,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs, validate_product_config
+from engine.catalog.merge_patch import dotted, leaves, merge_patch, value_at
 from engine.config import REPO_ROOT
-from engine.errors import InvalidInput, InvalidModel, NotFound
+from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
 from engine.services.principal import Principal
-from engine.store.models import ProcessDefinition, Product, ProductVersion, RuleDecision
+from engine.store.models import ProcessDefinition, Product, ProductVersion, RuleDecision, Tenant
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -85,7 +86,9 @@ class ProductService:
         """Freeze the product's current config as a new version, or return the identical latest one."""
         with self.platform.db.transaction(write=True) as session:
             product = self._product(session, principal, code)
-            config = product.draft
+            self._check_owner(session, principal, product)
+            base = session.get(ProductVersion, product.base_version_id) if product.base_version_id else None
+            config = merge_patch(base.config, product.draft) if base is not None else product.draft
             problems = validate_product_config(
                 config,
                 archetypes=self._deployed_archetypes(session),
@@ -98,7 +101,9 @@ class ProductService:
             decisions, rule_problems = self._build_decisions(session, config)
             if rule_problems:
                 raise InvalidModel(f"the rule decisions of product {code} do not pass", rule_problems)
-            digest = _sha256({"config": config, "definition": definition.id, "decisions": decisions})
+            digest = _sha256(
+                {"config": config, "definition": definition.id, "decisions": decisions, "base": product.base_version_id}
+            )
             latest = session.scalars(
                 select(ProductVersion)
                 .where(ProductVersion.product_id == product.id)
@@ -113,6 +118,7 @@ class ProductService:
                 config=config,
                 definition_id=definition.id,
                 decisions=decisions,
+                template_version_id=base.id if base is not None else None,
                 published_at=self.platform.clock.now(),
                 published_by_id=principal.user_id,
             )
@@ -148,6 +154,124 @@ class ProductService:
     @staticmethod
     def _deployed_archetypes(session: Session) -> set[str]:
         return set(session.scalars(select(ProcessDefinition.key).distinct()))
+
+    # -- local products: clone, edit, diff, rebase -----------------------------------------------
+
+    def clone(
+        self, principal: Principal, template_code: str, *, code: str, name: str | None, overrides: dict[str, Any]
+    ) -> ProductView:
+        """A bank's local product: the template's current version plus the bank's merge patch."""
+        if principal.tenant_id is None or self._is_province(principal):
+            raise Forbidden("only a bank clones templates into local products")
+        with self.platform.db.transaction(write=True) as session:
+            template = self._product(session, principal, template_code)
+            base = self._latest(session, template.id)
+            if template.template_id is not None or base is None:
+                raise InvalidInput(
+                    f"{template_code} is not a published province template",
+                    [{"field": "code", "message": "clone a published province template"}],
+                )
+            if session.scalars(select(Product.id).where(Product.code == code)).first() is not None:
+                raise Conflict(f"product code {code} is taken", [{"field": "code", "message": "already exists"}])
+            draft = merge_patch(overrides, {"code": code, **({"name": name} if name else {})})
+            product = Product(
+                code=code,
+                tenant_id=principal.tenant_id,
+                template_id=template.id,
+                base_version_id=base.id,
+                draft=draft,
+                created_at=self.platform.clock.now(),
+                updated_at=self.platform.clock.now(),
+            )
+            _describe(product, merge_patch(base.config, draft))
+            session.add(product)
+            session.flush()
+            return ProductView(product, None)
+
+    def set_draft(self, principal: Principal, code: str, draft: dict[str, Any]) -> ProductView:
+        """Replace the editable config (a local product's overrides); running applications are untouched."""
+        with self.platform.db.transaction(write=True) as session:
+            product = self._product(session, principal, code)
+            self._check_owner(session, principal, product)
+            if draft.get("code", code) != code:
+                raise InvalidInput("the code of a product cannot change", [{"field": "code", "message": "must stay"}])
+            base = session.get(ProductVersion, product.base_version_id) if product.base_version_id else None
+            product.draft = {**draft, "code": code} if base is not None else draft
+            _describe(product, merge_patch(base.config, product.draft) if base is not None else product.draft)
+            product.updated_at = self.platform.clock.now()
+            return ProductView(product, self._latest(session, product.id))
+
+    def diff(self, principal: Principal, code: str) -> dict[str, Any]:
+        """A local product's overrides against its template base, and whether the template moved on."""
+        with self.platform.db.transaction() as session:
+            product = self._product(session, principal, code)
+            if product.base_version_id is None:
+                raise InvalidInput(
+                    f"{code} is a template, not a local product", [{"field": "code", "message": "template"}]
+                )
+            base = session.get(ProductVersion, product.base_version_id)
+            newest = self._latest(session, product.template_id)
+            resolved = merge_patch(base.config, product.draft)
+            changes = [
+                {"path": dotted(path), "template": value_at(base.config, path), "local": value_at(resolved, path)}
+                for path, _ in leaves(product.draft)
+                if value_at(base.config, path) != value_at(resolved, path)
+            ]
+            return {
+                "code": code,
+                "template": session.get(Product, product.template_id).code,
+                "base_version": base.version,
+                "latest_template_version": newest.version,
+                "changes": changes,
+            }
+
+    def rebase(self, principal: Principal, code: str) -> dict[str, Any]:
+        """Move a local product onto the template's newest version, keeping the bank's overrides.
+
+        Where the province changed a value the bank had overridden, the bank's value stays and the
+        change is reported as a conflict for a person to decide, never silently overwritten.
+        """
+        with self.platform.db.transaction(write=True) as session:
+            product = self._product(session, principal, code)
+            self._check_owner(session, principal, product)
+            if product.base_version_id is None:
+                raise InvalidInput(
+                    f"{code} is a template, not a local product", [{"field": "code", "message": "template"}]
+                )
+            old = session.get(ProductVersion, product.base_version_id)
+            new = self._latest(session, product.template_id)
+            conflicts = [
+                {
+                    "path": dotted(path),
+                    "template_before": value_at(old.config, path),
+                    "template_after": value_at(new.config, path),
+                    "local": value,
+                }
+                for path, value in leaves(product.draft)
+                if path != ("code",) and value_at(old.config, path) != value_at(new.config, path)
+            ]
+            product.base_version_id, product.updated_at = new.id, self.platform.clock.now()
+            _describe(product, merge_patch(new.config, product.draft))
+            return {"code": code, "from_version": old.version, "to_version": new.version, "conflicts": conflicts}
+
+    def _check_owner(self, session: Session, principal: Principal, product: Product) -> None:
+        """Banks edit and publish only their own products; the province owns the templates."""
+        if principal.tenant_id is None:
+            return
+        if product.tenant_id is None:
+            if not self._is_province(principal, session):
+                raise Forbidden(f"{product.code} is a province template; clone it to make a local product")
+        elif product.tenant_id != principal.tenant_id:
+            raise NotFound(f"product {product.code} does not exist")
+
+    def _is_province(self, principal: Principal, session: Session | None = None) -> bool:
+        if principal.tenant_id is None:
+            return False
+        if session is None:
+            with self.platform.db.transaction() as own:
+                return self._is_province(principal, own)
+        tenant = session.get(Tenant, principal.tenant_id)
+        return tenant is not None and tenant.kind == "province"
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -125,6 +125,8 @@ class Product(Base):
     code: Mapped[str] = mapped_column(String(64), unique=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
     template_id: Mapped[int | None] = mapped_column(ForeignKey("product.id"), index=True)
+    # for a local product: the template version its overrides apply to (moved by rebase)
+    base_version_id: Mapped[int | None] = mapped_column(ForeignKey("product_version.id", use_alter=True))
     name: Mapped[str] = mapped_column(String(200))
     system: Mapped[str] = mapped_column(String(16))
     series: Mapped[str] = mapped_column(String(64), index=True)
