@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import timedelta
 from typing import Any
 
 from tests.conftest import MODELS, ApiClient, login
+
+FORMS = MODELS.parent.parent / "forms"
 
 PROBLEM = "application/problem+json"
 
@@ -151,7 +154,7 @@ def test_run_an_instance_to_its_end_over_http(api: ApiClient) -> None:
     detail = api.get(f"/api/v1/tasks/{task['id']}").get_json()
     assert detail["form_definition"]["name"].startswith("review")
     assert "recommendation" in detail["form_definition"]["schema"]["properties"]
-    assert detail["form_definition"]["ui_schema"] is not None
+    assert detail["form_definition"]["ui_schema"] == json.loads((FORMS / "review-uischema.json").read_text())
     assert detail["data"]["amount"] == 8000
 
     bad = api.post(

@@ -213,3 +213,45 @@ def test_clone_and_diff_over_http(catalog: CreditFlow, app: Any) -> None:
     ]
     assert login(app, "qh_officer").get("/api/v1/products/LY-DAINONG").status_code == 404
     assert bank.post("/api/v1/products/FND-DAINONG/publish").status_code == 403
+
+
+def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: CreditFlow, seeded: CreditFlow) -> None:
+    bank = principal_of(catalog, "ly_officer")
+    tightened = {
+        "investigation": {
+            "required": [
+                "investigation_conclusion",
+                "interview_done",
+                "site_visit_date",
+                "investigation_report",
+                "village_cadre_opinion",
+            ],
+            "properties": {"village_cadre_opinion": {"type": "string", "title": "村两委意见", "minLength": 4}},
+        }
+    }
+    catalog.products.clone(bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides={"form_overrides": tightened})
+    catalog.products.publish(bank, "LY-DAINONG")
+    view = catalog.products.apply(
+        bank, "LY-DAINONG", applicant=applicant(), data={"amount": "800000.00", "term_months": 12}
+    )
+    task = next(t for t in view.tasks if t.bpmn_id == "main_investigation")
+    detail = catalog.tasks.get(bank, task.id)
+    assert "village_cadre_opinion" in detail.form.schema["properties"]
+    with pytest.raises(InvalidInput) as caught:
+        catalog.tasks.complete(
+            bank,
+            task.id,
+            {
+                "investigation_conclusion": "reject",
+                "interview_done": True,
+                "site_visit_date": "2026-11-30",
+                "investigation_report": "经营正常，负债偏高。",
+            },
+        )
+    assert {p["field"] for p in caught.value.problems} == {"village_cadre_opinion"}
+
+    loosened = {"investigation": {"required": ["investigation_conclusion"]}}
+    catalog.products.set_draft(bank, "LY-DAINONG", {"form_overrides": loosened})
+    with pytest.raises(InvalidInput) as refused:
+        catalog.products.publish(bank, "LY-DAINONG")
+    assert any("cannot be dropped" in p["message"] for p in refused.value.problems)

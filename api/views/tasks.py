@@ -44,7 +44,7 @@ def get_task(task_id: str) -> dict[str, Any]:
         form = {
             "name": view.form.name,
             "schema": view.form.schema,
-            "ui_schema": view.ui_form.schema if view.ui_form else view.form.ui_schema,
+            "ui_schema": view.form.ui_schema,
         }
     return {
         "id": t.id,

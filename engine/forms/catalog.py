@@ -173,6 +173,7 @@ class FormCatalog:
             .with_resources((name, DRAFT202012.create_resource(schema)) for name, schema in schemas.items())
             .crawl()
         )
+        self._registry = registry
         dependencies: dict[str, set[str]] = {}
         for file_name in schemas:
             found, dependencies[file_name] = _check_keywords(file_name, registry)
@@ -208,6 +209,21 @@ class FormCatalog:
             return self._forms[self._aliases[name]]
         except KeyError:
             raise KeyError(f"no form {name!r} in {self.directory}") from None
+
+    def derive(self, name: str, schema: dict[str, Any], label: str) -> FormDefinition:
+        """A variant of form ``name`` with another schema (a bank's product adding or tightening
+        fields), resolving ``$ref`` against this catalog like the shipped forms."""
+        base = self.get(name)
+        problem = _schema_problem(schema)
+        if problem is not None:
+            raise InvalidFormDefinition(f"{label}: {problem}", [{"location": label, "message": problem}])
+        return FormDefinition(
+            name=base.name,
+            schema=schema,
+            ui_schema=base.ui_schema,
+            sha256=hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest(),
+            validator=FormValidator(schema, registry=self._registry, format_checker=FORMAT_CHECKER),
+        )
 
     def names(self) -> list[str]:
         """Form names, sorted (shared-definition files are not forms)."""

@@ -24,6 +24,8 @@ from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs, va
 from engine.catalog.merge_patch import dotted, leaves, merge_patch, value_at
 from engine.config import REPO_ROOT
 from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFound
+from engine.forms.catalog import FormDefinition, InvalidFormDefinition
+from engine.forms.overrides import loosening_problems
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
 from engine.services.principal import Principal
@@ -43,6 +45,7 @@ class Binding:
     version_id: int
     definition_id: int
     decisions: dict[str, str]
+    forms: dict[str, FormDefinition]
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class ProductService:
             if problems:
                 raise InvalidInput(f"product {code} cannot be published", problems)
             definition = self.platform.definitions.find(session, config["archetype"])
+            problems = self._form_override_problems(config)
+            if problems:
+                raise InvalidInput(f"the form overrides of product {code} do not pass", problems)
             decisions, rule_problems = self._build_decisions(session, config)
             if rule_problems:
                 raise InvalidModel(f"the rule decisions of product {code} do not pass", rule_problems)
@@ -146,6 +152,31 @@ class ProductService:
                 session.add(RuleDecision(key=key, content=content, created_at=self.platform.clock.now()))
             decisions[slot] = key
         return decisions, problems
+
+    def _form_override_problems(self, config: dict[str, Any]) -> list[dict[str, str]]:
+        problems: list[dict[str, str]] = []
+        for name, patch in (config.get("form_overrides") or {}).items():
+            field = f"form_overrides.{name}"
+            if name not in self.platform.forms:
+                problems.append({"field": field, "message": f"no form {name!r} in the form catalog"})
+                continue
+            base = self.platform.forms.get(name).schema
+            derived = merge_patch(base, patch)
+            try:
+                self.platform.forms.derive(name, derived, field)
+            except InvalidFormDefinition as exc:
+                problems.append({"field": field, "message": exc.detail})
+                continue
+            problems.extend({"field": field, "message": m} for m in loosening_problems(base, derived))
+        return problems
+
+    def derived_forms(self, config: dict[str, Any]) -> dict[str, FormDefinition]:
+        """The product's own variants of forms, by the form name its user tasks reference."""
+        forms = self.platform.forms
+        return {
+            forms.get(name).name: forms.derive(name, merge_patch(forms.get(name).schema, patch), name)
+            for name, patch in (config.get("form_overrides") or {}).items()
+        }
 
     def _default_parameters(self, rule_name: str) -> dict[str, Any]:
         path = self.rules_dir / f"{rule_name}.params.json"
@@ -361,7 +392,9 @@ class ProductService:
         found = self._bindings.get(version_id)
         if found is None:
             version = session.get(ProductVersion, version_id)
-            found = Binding(version.id, version.definition_id, dict(version.decisions))
+            found = Binding(
+                version.id, version.definition_id, dict(version.decisions), self.derived_forms(version.config)
+            )
             rules = self.platform.rules
             for key in found.decisions.values():
                 if key not in rules:

@@ -29,7 +29,6 @@ class TaskView:
     instance: ProcessInstance
     data: dict[str, Any] | None = None
     form: FormDefinition | None = None
-    ui_form: FormDefinition | None = None
 
 
 class TaskService:
@@ -75,7 +74,9 @@ class TaskService:
                 )
                 task = workflow.get_task_from_id(uuid.UUID(row.id))
                 data = plain_json(task.data) if task is not None else None
-            return TaskView(row, instance, data, self._form(row.form), self._form(row.ui_form))
+            version = instance.product_version_id
+            form = self._form(row.form, version, session)
+            return TaskView(row, instance, data, form)
 
     def complete(self, principal: Principal, task_id: str, data: dict[str, Any]) -> InstanceView:
         """Validate against the task's form, complete it, and run the instance on to its next wait."""
@@ -92,7 +93,7 @@ class TaskService:
                 raise Conflict(f"task {task_id} is no longer open")
             if execution.instance.status != RUNNING:
                 raise Conflict(f"instance is {execution.instance.status}; its tasks cannot be completed now")
-            form = self._form(row.form)
+            form = self._form(row.form, execution.instance.product_version_id, execution.session)
             if form is not None and (problems := validate_form_data(form, data)):
                 raise InvalidInput(f"the submitted data does not match form {form.name}", problems)
             task = execution.workflow.get_task_from_id(uuid.UUID(task_id))
@@ -118,10 +119,14 @@ class TaskService:
             raise NotFound(f"task {task_id} does not exist")
         return row
 
-    def _form(self, name: str | None) -> FormDefinition | None:
+    def _form(self, name: str | None, product_version_id: int | None, session: Session) -> FormDefinition | None:
+        """The task's form, as the instance's product version adjusted it (banks add or tighten fields)."""
         if not name:
             return None
         try:
-            return self.platform.forms.get(name)
+            form = self.platform.forms.get(name)
         except KeyError:
             return None
+        if product_version_id is None:
+            return form
+        return self.platform.products.binding(session, product_version_id).forms.get(form.name, form)

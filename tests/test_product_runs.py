@@ -1,0 +1,522 @@
+"""Every standard product runs: published, applied for with data generated from its own config, the
+archetype's start schema and its forms, and driven to an approved end with real rule decisions.
+
+Nothing here knows a product or a form by name. Start data comes from the product (amount and term
+inside its ranges, one of its guarantee types and customer segments, every field of its data
+dictionary), the archetype's start schema and example (bpmn/archetypes.json), and a clean applicant
+profile keyed by the province's field vocabulary (the rules' ``<rule>.fields.json``). Task data is
+generated from each form's JSON Schema; where a form asks for a decision, the approving option is
+taken. Messages are answered with the manifest's payload examples.
+
+All tests share one database with the archetypes deployed once (deploying the bundle costs more
+than publishing a product); each test publishes its own product, so no test depends on another.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from sqlalchemy import text
+
+from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs
+from engine.clock import FrozenClock
+from engine.config import Settings
+from engine.container import CreditFlow
+from engine.errors import Conflict
+from engine.forms.formats import FORMAT_CHECKER, age_on
+from engine.forms.validation import validate_form_data
+from engine.runtime import demo_connectors
+from engine.runtime.connectors import ConnectorRegistry
+from engine.services.instances import InstanceView
+from engine.services.principal import Principal
+from engine.store.db import Database
+from engine.store.models import Base
+from tests.conftest import PG_URL, bureau
+
+SYSTEM = Principal.system()
+ROOT = Path(__file__).resolve().parents[1]
+FORMS_DIR = ROOT / "forms"
+RULES_DIR = ROOT / "product_configs" / "rules"
+MANIFEST = json.loads((ROOT / "bpmn" / "archetypes.json").read_text("utf-8"))
+ARCHETYPES = {archetype["key"]: archetype for archetype in MANIFEST["archetypes"]}
+CATALOG = load_product_configs(DEFAULT_STANDARD_DIR)
+TODAY = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+# Where a form field offers a decision, the option that moves the application forward.
+APPROVING = ("approve", "agree", "confirmed", "recommend_approve", "recommend", "pass")
+
+# A clean applicant in the province's rule vocabulary: every field some rule's data dictionary names
+# (product_configs/rules/*.fields.json), with a value no access rule objects to. ``segment`` and
+# ``guarantee_type`` come from the product, ``applied_amount`` and ``score`` from the archetype
+# where it derives them (see INPUT_MAPPINGS).
+CLEAN = {
+    "age": 35,
+    "province_code": "37",
+    "monthly_income": 50000,
+    "debt_to_income": 0.1,
+    "current_overdue_count": 0,
+    "current_overdue_amount": 0,
+    "max_overdue_days_24m": 0,
+    "overdue_count_24m": 0,
+    "max_consecutive_overdue_24m": 0,
+    "credit_inquiries_3m": 0,
+    "credit_inquiries_6m": 1,
+    "lender_count": 1,
+    "existing_loans_count": 1,
+    "guarantee_exposure": 0,
+    "guaranteed_overdue_count": 0,
+    "credit_card_utilization": 0.2,
+    "court_enforcement_records": 0,
+    "dishonest_debtor": False,
+    "blacklist_hit": False,
+    "fraud_list_hit": False,
+    "worst_loan_class": "normal",
+    "special_transactions_5y": 0,
+    "has_credit_history": True,
+    "is_related_party": False,
+    "employment_years": 10,
+    "social_insurance_months": 60,
+    "provident_fund_months": 60,
+    "tax_grade": "A",
+    "credit_household_rating": "AAA",
+    "household_annual_income": 300000,
+    "farm_area_mu": 50,
+    "monthly_acquiring_flow": 200000,
+    "avg_deposit_6m": 100000,
+    "employer_type": "state_owned",
+    "annual_sales": 5000000,
+    "annual_tax_paid": 100000,
+    "score": 750,  # where no scorecard step computes it: the bank's internal rating, sent with the application
+}
+OCCUPATION = {
+    "farmer": "agriculture",
+    "merchant": "self_employed",
+    "small_business": "self_employed",
+    "salaried": "enterprise_employee",
+}
+PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "boolean": (bool,),
+    "amount": (str,),
+}
+RULE_SEGMENTS: dict[str, str] = MANIFEST["conventions"]["rule_segments"]["mapping"]
+
+
+def input_mappings(archetype: dict[str, Any]) -> dict[str, str]:
+    """Rule inputs the archetype computes itself before a decision (field -> expression)."""
+    return {name: source for slot in archetype["decision_slots"] for name, source in slot.get("inputs", {}).items()}
+
+
+# -- generating data from a JSON Schema -----------------------------------------------------------------
+
+
+def _check_character(body: str, weights: tuple[int, ...], charset: str, modulus: int, negate: bool) -> str:
+    total = sum(charset.index(c) * w for c, w in zip(body, weights, strict=True))
+    return charset[(-total if negate else total) % modulus]
+
+
+def resident_id(born: date, region: str = "370102", sequence: str = "123") -> str:
+    body = f"{region}{born:%Y%m%d}{sequence}"
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    total = sum(int(c) * w for c, w in zip(body, weights, strict=True))
+    return body + "10X98765432"[total % 11]
+
+
+def bank_card(prefix: str = "622202123456789012") -> str:
+    total = 0
+    for position, char in enumerate(reversed(prefix)):
+        digit = int(char) * (1 if position % 2 else 2)
+        total += digit - 9 if digit > 9 else digit
+    return prefix + str(-total % 10)
+
+
+def uscc(body: str = "91370100MA3C4K5L6") -> str:
+    charset = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    weights = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+    return body + _check_character(body, weights, charset, 31, negate=True)
+
+
+class SchemaData:
+    """Valid data for a JSON Schema: the required properties (also those an ``if``/``then`` requires,
+    with the constraints a ``then`` adds), enums (the approving option where there is one), the
+    platform's formats, bounds, ``minItems`` and ``$ref`` to the form catalog's shared definitions.
+
+    ``amount`` is what amount fields (an approved or suggested amount) repeat: the applied amount.
+    """
+
+    FILLER = "经核实，情况属实，同意办理。"
+
+    def __init__(self, *, born: date, amount: str | None = None) -> None:
+        self.born = born
+        self.amount = amount
+        self.documents: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, schema: dict[str, Any]) -> Any:
+        return self.value(schema, schema)
+
+    def _document(self, name: str) -> dict[str, Any]:
+        if name not in self.documents:
+            self.documents[name] = json.loads((FORMS_DIR / name).read_text("utf-8"))
+        return self.documents[name]
+
+    def resolve(self, schema: dict[str, Any], base: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Follow ``$ref`` (another catalog file or this document); sibling keywords win over the target."""
+        while "$ref" in schema:
+            file_name, _, pointer = schema["$ref"].partition("#")
+            document = self._document(file_name) if file_name else base
+            target: Any = document
+            for part in filter(None, pointer.split("/")):
+                target = target[part]
+            schema = {**target, **{key: value for key, value in schema.items() if key != "$ref"}}
+            base = document
+        return schema, base
+
+    def value(self, schema: dict[str, Any], base: dict[str, Any]) -> Any:
+        schema, base = self.resolve(schema, base)
+        if "const" in schema:
+            return schema["const"]
+        if "enum" in schema:
+            options = schema["enum"]
+            return next((option for option in APPROVING if option in options), options[0])
+        kinds = schema.get("type", "object" if "properties" in schema else None)
+        kind = kinds if isinstance(kinds, str) else ("string" if "string" in kinds else kinds[0])
+        if kind == "object":
+            return self.object(schema, base)
+        if kind == "array":
+            items = schema.get("items", {})
+            return [self.value(items, base) for _ in range(schema.get("minItems", 0))]
+        if kind == "string":
+            return self.string(schema)
+        if kind in ("integer", "number"):
+            low = schema.get("minimum", schema.get("exclusiveMinimum", 0) + 1)
+            return min(low, schema.get("maximum", low))
+        if kind == "boolean":
+            return False
+        raise AssertionError(f"no generator for {schema}")
+
+    def string(self, schema: dict[str, Any]) -> str:
+        match schema.get("format"):
+            case None:
+                assert "pattern" not in schema, f"no generator for pattern {schema['pattern']}"
+                low, high = schema.get("minLength", 0), schema.get("maxLength", len(self.FILLER))
+                return (self.FILLER * (1 + low // len(self.FILLER)))[: max(low, min(high, len(self.FILLER)))]
+            case "cn-resident-id":
+                return resident_id(self.born)
+            case "cn-mobile":
+                return "13800138000"
+            case "bank-card":
+                return bank_card()
+            case "cn-uscc":
+                return uscc()
+            case "date":
+                return TODAY.date().isoformat()
+            case "amount":
+                low = Decimal(str(schema.get("minimum", 0)))
+                return self.amount if self.amount and Decimal(self.amount) >= low else f"{max(low, Decimal(10000)):.2f}"
+            case unknown:
+                raise AssertionError(f"no generator for format {unknown}")
+
+    def object(self, schema: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+        properties = dict(schema.get("properties", {}))
+        required = list(schema.get("required", []))
+        conditionals = [part for part in [schema, *schema.get("allOf", [])] if "if" in part]
+        data: dict[str, Any] = {}
+        for _ in range(1 + len(conditionals)):  # each round may switch on one more conditional
+            for name in required:
+                if name not in data:
+                    data[name] = self.value(properties.get(name, {}), base)
+            changed = False
+            for part in conditionals:
+                if not Draft202012Validator(part["if"]).is_valid(data):
+                    continue
+                then = part.get("then", {})
+                for name in then.get("required", []):
+                    if name not in required:
+                        required.append(name)
+                        changed = True
+                for name, extra in then.get("properties", {}).items():
+                    merged = {**self.resolve(properties.get(name, {}), base)[0], **extra}
+                    if name in data and not Draft202012Validator(merged, format_checker=FORMAT_CHECKER).is_valid(
+                        data[name]
+                    ):
+                        data[name] = self.value(merged, base)
+                        changed = True
+                    properties[name] = merged
+            if not changed:
+                break
+        return data
+
+
+# -- the product's application ----------------------------------------------------------------------------
+
+
+def birth_date(age: int) -> date:
+    born = date(TODAY.year - age, 6, 15)
+    assert age_on(resident_id(born), TODAY.date()) == age
+    return born
+
+
+def choose_amount(parameters: dict[str, Any]) -> str:
+    low, high = Decimal(parameters["amount"]["min"]), Decimal(parameters["amount"]["max"])
+    return f"{min(high, max(low, Decimal(50000))):.2f}"
+
+
+def choose_term(parameters: dict[str, Any]) -> int:
+    return min(parameters["term_months"]["max"], max(parameters["term_months"]["min"], 12))
+
+
+def rule_segment(product: dict[str, Any]) -> str:
+    """The rules' customer segment of the product's first audience segment (manifest mapping)."""
+    return RULE_SEGMENTS[product["segments"][0]]
+
+
+def application(product: dict[str, Any], **changes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(applicant, data) for ``platform.products.apply``, from the product, its archetype and CLEAN."""
+    archetype = ARCHETYPES[product["archetype"]]
+    schema, example = archetype["start_data"], archetype["start_data_example"]
+    parameters = product["parameters"]
+    amount, term = choose_amount(parameters), choose_term(parameters)
+    profile = {**CLEAN, **changes}
+    generate = SchemaData(born=birth_date(profile["age"]), amount=amount)
+    applicant = generate(schema["properties"]["applicant"])
+    data: dict[str, Any] = {}
+    for name, spec in schema["properties"].items():
+        if name in ("applicant", "product"):  # apply() sets them
+            continue
+        if name == "amount":
+            data[name] = amount
+        elif name == "term_months":
+            data[name] = term
+        elif name in example:
+            data[name] = copy.deepcopy(example[name])
+        elif name in schema.get("required", []):
+            data[name] = generate(spec)
+    segment = rule_segment(product)
+    derived = input_mappings(archetype)
+    for field, kind in product["data_dictionary"].items():
+        if field in derived:
+            continue
+        if field == "segment":
+            value: Any = segment
+        elif field == "guarantee_type":
+            value = parameters["guarantee_types"][0]
+        elif field == "occupation_category":
+            value = profile.get(field, OCCUPATION[segment])
+        else:
+            assert field in profile, f"{product['code']}: no clean value for data dictionary field {field}"
+            value = profile[field]
+        assert isinstance(value, PYTHON_TYPES[kind]) and not (kind != "boolean" and isinstance(value, bool)), (
+            field,
+            kind,
+            value,
+        )
+        data[field] = value
+    started = {**data, "applicant": applicant, "product": {"code": product["code"], "version": 1, "name": "名称"}}
+    problems = [e.message for e in Draft202012Validator(schema, format_checker=FORMAT_CHECKER).iter_errors(started)]
+    assert problems == [], (product["code"], problems)
+    return applicant, data
+
+
+# -- driving an instance ----------------------------------------------------------------------------------
+
+
+def drive(platform: CreditFlow, view: InstanceView, max_steps: int = 40) -> tuple[InstanceView, list[str]]:
+    """Complete READY tasks with generated form data and answer awaited messages until the instance
+    stops running; returns the last view and the steps taken (task ids and message names)."""
+    archetype = ARCHETYPES[view.definition.key]
+    steps: list[str] = []
+    while view.instance.status == "running":
+        assert len(steps) < max_steps, steps
+        if view.tasks:
+            task = view.tasks[0]
+            detail = platform.tasks.get(SYSTEM, task.id)
+            form = platform.forms.get(task.form)
+            current = detail.data or {}
+            amount = current.get("amount")
+            data = SchemaData(born=birth_date(CLEAN["age"]), amount=str(amount) if amount else None)(form.schema)
+            assert validate_form_data(form, data) == [], (task.bpmn_id, data)
+            view = platform.tasks.complete(SYSTEM, task.id, data)  # InvalidInput (422) would fail the test
+            steps.append(task.bpmn_id)
+            continue
+        for message in archetype["messages"]:
+            try:
+                view = platform.instances.send_message(
+                    SYSTEM, view.instance.id, message["message"], copy.deepcopy(message["payload"]["example"])
+                )
+            except Conflict:  # not the message it is waiting for
+                continue
+            steps.append(message["message"])
+            break
+        else:
+            raise AssertionError(f"running, no task and no awaited manifest message: {steps}")
+    return view, steps
+
+
+def events(platform: CreditFlow, view: InstanceView, event_type: str) -> list[Any]:
+    return [e for e in platform.instances.history(SYSTEM, view.instance.id) if e.event_type == event_type]
+
+
+def end_of(platform: CreditFlow, view: InstanceView) -> str:
+    assert view.instance.status == "completed", (view.instance.status, view.instance.error)
+    return events(platform, view, "completed")[-1].payload["end"]
+
+
+def ends(archetype: dict[str, Any], outcome: str) -> set[str]:
+    return {end["id"] for end in archetype["end_events"] if end["outcome"] == outcome}
+
+
+# -- the shared platform ------------------------------------------------------------------------------------
+
+
+def _connectors() -> ConnectorRegistry:
+    """The conftest's deterministic connectors: the test bureau and the demo services."""
+    registry = ConnectorRegistry()
+    registry.register("credit_bureau/score", bureau)
+    registry.register("documents/contract", demo_connectors.contract)
+    registry.register("core_banking/disburse", demo_connectors.disburse)
+    registry.register("core_banking/renew", demo_connectors.renew)
+    registry.register("guarantee/apply", demo_connectors.guarantee_apply)
+    return registry
+
+
+@pytest.fixture(scope="module")
+def shared(migrated_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CreditFlow]:
+    """A fresh database for this module with the bpmn/ bundle deployed once."""
+    data_dir = tmp_path_factory.mktemp("product_runs")
+    if PG_URL:
+        database = Database(PG_URL)
+        tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+        with database.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        database.dispose()
+        url = PG_URL
+    else:
+        shutil.copy(migrated_template, data_dir / "creditflow.db")
+        url = f"sqlite:///{data_dir / 'creditflow.db'}"
+    settings = Settings(database_url=url, data_dir=data_dir, secret_key="test-secret-key-" + "x" * 32)
+    platform = CreditFlow(settings, clock=FrozenClock(TODAY), connectors=_connectors())
+    files = sorted(platform.settings.bpmn_dir.glob("*.bpmn"))
+    platform.definitions.deploy(SYSTEM, [(f.name, f.read_bytes()) for f in files])
+    yield platform
+    platform.close()
+
+
+def publish(platform: CreditFlow, code: str, tmp_path: Path) -> None:
+    folder = tmp_path / "standard"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(DEFAULT_STANDARD_DIR / f"{code}.json", folder)
+    (version,) = platform.products.load_standard(SYSTEM, folder, progress=lambda _m: None)
+    assert set(version.decisions) == set(CATALOG[code]["bindings"]["decisions"])
+
+
+# -- Task A: every product runs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", sorted(CATALOG))
+def test_every_standard_product_reaches_an_approved_end(shared: CreditFlow, tmp_path: Path, code: str) -> None:
+    product = CATALOG[code]
+    archetype = ARCHETYPES[product["archetype"]]
+    publish(shared, code, tmp_path)
+    applicant, data = application(product)
+    view = shared.products.apply(SYSTEM, code, applicant=applicant, data=data, business_key=f"RUN-{code}")
+    view, steps = drive(shared, view)
+    end = end_of(shared, view)
+    assert end in ends(archetype, "approved"), (code, end, steps, view.instance.data.get("access"))
+
+    evaluated = {e.bpmn_id: e.payload for e in events(shared, view, "rule_evaluated")}
+    slots = {slot["task"]: slot["slot"] for slot in archetype["decision_slots"]}
+    assert set(evaluated) == set(slots), (code, sorted(evaluated))
+    for task, payload in evaluated.items():  # each slot ran the product's own decision
+        assert payload["decision"].startswith(product["bindings"]["decisions"][slots[task]] + "@")
+    if "access" in evaluated:  # a clean applicant: no rule fires at all
+        assert evaluated["access"]["result"]["outcome"] == "approve" and evaluated["access"]["hits"] == [], code
+    user_tasks = {task["id"] for task in archetype["user_tasks"] if task["form"] != "connector-exception"}
+    assert set(steps) - {m["message"] for m in archetype["messages"]} <= user_tasks, steps
+
+
+# -- Task B: 薪e贷 on the instant archetype with its real decisions ---------------------------------------------
+
+INSTANT = "XEKD-XIN"
+
+
+def access_rows() -> list[dict[str, Any]]:
+    """The xed-access decision table's rows."""
+    content = json.loads((RULES_DIR / "xed-access.json").read_text("utf-8"))
+    (table,) = [node for node in content["nodes"] if node["type"] == "decisionTableNode"]
+    return table["content"]["rules"]
+
+
+def single_field_rule(field: str, cell: str) -> dict[str, str]:
+    """The one access rule that tests only ``field`` against ``cell``, as the hit it produces."""
+    (row,) = [
+        row
+        for row in access_rows()
+        if {key for key in row if key.startswith("in_") and row[key]} == {f"in_{field}"} and row[f"in_{field}"] == cell
+    ]
+    return {key: json.loads(row[f"out_{key}"]) for key in ("id", "level", "action", "reason")}
+
+
+@pytest.fixture
+def instant(shared: CreditFlow, tmp_path: Path) -> CreditFlow:
+    assert CATALOG[INSTANT]["archetype"] == "a1_instant_online"
+    publish(shared, INSTANT, tmp_path)
+    return shared
+
+
+def apply_instant(platform: CreditFlow, key: str, **changes: Any) -> InstanceView:
+    applicant, data = application(CATALOG[INSTANT], **changes)
+    return platform.products.apply(SYSTEM, INSTANT, applicant=applicant, data=data, business_key=key)
+
+
+def test_instant_product_approves_and_disburses_without_a_human(instant: CreditFlow) -> None:
+    view = apply_instant(instant, "XIN-OK")
+    assert view.tasks == [] and end_of(instant, view) == "end_approved"
+    data = view.instance.data
+    assert data["access"] == {"outcome": "approve", "level": "none", "hits": []}
+    assert data["score"] == data["scorecard"]["score"]  # the archetype hands the score to pricing
+    limit, amount = Decimal(str(data["pricing"]["limit"])), Decimal(data["amount"])
+    assert data["approved_amount"] == f"{min(limit, amount):.2f}"
+    rates = CATALOG[INSTANT]["rule_parameters"]
+    assert rates["min_rate_bp"] <= data["pricing"]["rate_bp"] <= rates["max_rate_bp"]
+    assert limit <= rates["max_amount"]
+    assert data["contract"]["contract_id"].startswith("HT-") and data["disbursement"]["disbursement_id"]
+    assert events(instant, view, "task_created") == []
+    evaluated = [e.bpmn_id for e in events(instant, view, "rule_evaluated")]
+    assert evaluated == ["access", "scorecard", "pricing"]
+
+
+def test_instant_product_sends_a_manual_review_case_to_exactly_one_reviewer(instant: CreditFlow) -> None:
+    related = single_field_rule("is_related_party", "true")
+    assert related["action"] == "manual_review"
+    view = apply_instant(instant, "XIN-GREY", is_related_party=True)
+    assert [t.bpmn_id for t in view.tasks] == ["manual_review"]
+    assert view.instance.data["access"] == {"outcome": "review", "level": related["level"], "hits": [related]}
+    view, steps = drive(instant, view)
+    assert steps == ["manual_review"] and end_of(instant, view) == "end_approved"
+    assert [e.bpmn_id for e in events(instant, view, "task_created")] == ["manual_review"]
+
+
+def test_instant_product_rejects_with_the_rule_hits_on_record(instant: CreditFlow) -> None:
+    blacklisted = single_field_rule("blacklist_hit", "true")
+    assert blacklisted["action"] == "reject"
+    view = apply_instant(instant, "XIN-NO", blacklist_hit=True)
+    assert view.tasks == [] and end_of(instant, view) == "end_auto_rejected"
+    access = view.instance.data["access"]
+    assert access == {"outcome": "reject", "level": "red", "hits": [blacklisted]}
+    (evaluation,) = [e for e in events(instant, view, "rule_evaluated") if e.bpmn_id == "access"]
+    assert evaluation.payload["hits"] == [blacklisted]
+    assert [(hit["id"], hit["reason"]) for hit in evaluation.payload["hits"]] == [
+        (blacklisted["id"], "命中本行黑名单")
+    ]
+    assert "contract" not in view.instance.data and events(instant, view, "task_created") == []
