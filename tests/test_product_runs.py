@@ -414,7 +414,7 @@ def shared(migrated_template: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def publish(platform: CreditFlow, code: str, tmp_path: Path) -> None:
     folder = tmp_path / "standard"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(DEFAULT_STANDARD_DIR / f"{code}.json", folder)
     (version,) = platform.products.load_standard(SYSTEM, folder, progress=lambda _m: None)
     assert set(version.decisions) == set(CATALOG[code]["bindings"]["decisions"])

@@ -64,7 +64,10 @@ class ProductService:
     # -- the standard catalog ------------------------------------------------------------------
 
     def load_standard(
-        self, principal: Principal, directory: Path = DEFAULT_STANDARD_DIR, progress: Callable[[str], None] = print
+        self,
+        principal: Principal,
+        directory: Path = DEFAULT_STANDARD_DIR,
+        progress: Callable[[str], None] = lambda _message: None,
     ) -> list[ProductVersion]:
         """Create or update the province templates from files and publish those that changed."""
         configs = load_product_configs(directory)
