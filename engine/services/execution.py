@@ -147,10 +147,7 @@ class Execution:
                 form=properties.get("formJsonSchemaFilename"),
                 ui_form=properties.get("formUiSchemaFilename"),
                 status="ready",
-                assignee_id=None,
-                completed_by_id=None,
                 created_at=self.now,
-                ended_at=None,
             )
             self._created.append(row)
             self.open_tasks[task_id] = row

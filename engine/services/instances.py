@@ -88,12 +88,9 @@ class InstanceService:
                 serializer_version=SERIALIZER_VERSION,
                 version=1,
                 data={},
-                error=None,
                 started_by_id=principal.user_id,
                 created_at=now,
                 updated_at=now,
-                ended_at=None,
-                next_timer_at=None,
                 audit_seq=0,
                 audit_head=GENESIS,
             )
