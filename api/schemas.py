@@ -213,6 +213,9 @@ class ProductQuerySchema(PageQuerySchema):
     system = fields.String(validate=validate.OneOf(["支农", "兴商", "助企", "惠民"]))
     series = fields.String(validate=validate.Length(max=64))
     archetype = fields.String(validate=validate.Length(max=64))
+    tenant = fields.String(
+        validate=validate.Length(max=64), metadata={"description": "a bank's code, or the province's for templates"}
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=200))
 
 

@@ -259,3 +259,17 @@ def test_dmn_files_are_validated_and_stored_with_the_bundle(api: ApiClient) -> N
     assert stored.status_code == 200 and stored.data == dmn
     alone = upload(api, "risk.dmn")
     assert alone.status_code == 422 and "no executable process" in alone.get_json()["detail"]
+
+
+def test_a_bank_sees_only_its_own_instances_and_the_province_sees_its_banks(app: Any, api: ApiClient) -> None:
+    upload(api, "linear.bpmn")
+    lingyuan, qinghe = login(app, "ly_officer"), login(app, "qh_officer")
+    started = lingyuan.post("/api/v1/process-instances", json={"definition_key": "linear", "data": {"amount": 1}})
+    instance_id, task_id = started.get_json()["id"], started.get_json()["tasks"][0]["id"]
+    assert qinghe.get(f"/api/v1/process-instances/{instance_id}").status_code == 404
+    assert qinghe.get(f"/api/v1/tasks/{task_id}").status_code == 404
+    assert qinghe.post(f"/api/v1/tasks/{task_id}/complete", json={"data": {}}).status_code == 404
+    assert qinghe.get("/api/v1/process-instances").get_json()["total"] == 0
+    assert qinghe.get("/api/v1/tasks").get_json()["total"] == 0
+    assert api.get(f"/api/v1/process-instances/{instance_id}").status_code == 200  # the province
+    assert lingyuan.get("/api/v1/tasks").get_json()["total"] == 1

@@ -19,12 +19,13 @@ import json
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+from lxml import etree
 from sqlalchemy import text
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs
@@ -50,6 +51,10 @@ MANIFEST = json.loads((ROOT / "bpmn" / "archetypes.json").read_text("utf-8"))
 ARCHETYPES = {archetype["key"]: archetype for archetype in MANIFEST["archetypes"]}
 CATALOG = load_product_configs(DEFAULT_STANDARD_DIR)
 TODAY = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+NS = {
+    "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
+    "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",
+}
 
 # Where a form field offers a decision, the option that moves the application forward.
 APPROVING = ("approve", "agree", "confirmed", "recommend_approve", "recommend", "pass")
@@ -268,8 +273,10 @@ def birth_date(age: int) -> date:
 
 
 def choose_amount(parameters: dict[str, Any]) -> str:
+    """The middle of the product's amount range, in whole hundreds (large ranges reach the committee)."""
     low, high = Decimal(parameters["amount"]["min"]), Decimal(parameters["amount"]["max"])
-    return f"{min(high, max(low, Decimal(50000))):.2f}"
+    middle = ((low + high) / 2).quantize(Decimal(100), rounding=ROUND_DOWN)
+    return f"{max(low, middle):.2f}"
 
 
 def choose_term(parameters: dict[str, Any]) -> int:
@@ -287,7 +294,8 @@ def application(product: dict[str, Any], **changes: Any) -> tuple[dict[str, Any]
     schema, example = archetype["start_data"], archetype["start_data_example"]
     parameters = product["parameters"]
     amount, term = choose_amount(parameters), choose_term(parameters)
-    profile = {**CLEAN, **changes}
+    # a clean applicant earns enough for the amount: a year's income is at least twice the loan
+    profile = {**CLEAN, "monthly_income": max(CLEAN["monthly_income"], int(Decimal(amount) / 6) + 1), **changes}
     generate = SchemaData(born=birth_date(profile["age"]), amount=amount)
     applicant = generate(schema["properties"]["applicant"])
     data: dict[str, Any] = {}
@@ -322,7 +330,11 @@ def application(product: dict[str, Any], **changes: Any) -> tuple[dict[str, Any]
             value,
         )
         data[field] = value
-    started = {**data, "applicant": applicant, "product": {"code": product["code"], "version": 1, "name": "名称"}}
+    started = {
+        **data,
+        "applicant": applicant,
+        "product": {"code": product["code"], "version": 1, "name": product["name"]},
+    }
     problems = [e.message for e in Draft202012Validator(schema, format_checker=FORMAT_CHECKER).iter_errors(started)]
     assert problems == [], (product["code"], problems)
     return applicant, data
@@ -423,6 +435,20 @@ def publish(platform: CreditFlow, code: str, tmp_path: Path) -> None:
 # -- Task A: every product runs ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("key", sorted(ARCHETYPES))
+def test_the_inputs_an_archetype_derives_are_its_decision_pre_scripts(key: str) -> None:
+    """The manifest's ``inputs`` of each decision slot are what the business-rule task's preScript computes."""
+    root = etree.parse(str(ROOT / "bpmn" / ARCHETYPES[key]["file"])).getroot()
+    scripts = {
+        task.get("id"): task.findtext(".//spiffworkflow:preScript", namespaces=NS)
+        for task in root.iterfind(".//bpmn:businessRuleTask", NS)
+    }
+    for slot in ARCHETYPES[key]["decision_slots"]:
+        inputs = slot.get("inputs", {})
+        expected = "\n".join(f"{name} = {source}" for name, source in inputs.items()) if inputs else None
+        assert scripts[slot["task"]] == expected, (key, slot["task"])
+
+
 @pytest.mark.parametrize("code", sorted(CATALOG))
 def test_every_standard_product_reaches_an_approved_end(shared: CreditFlow, tmp_path: Path, code: str) -> None:
     product = CATALOG[code]
@@ -490,7 +516,9 @@ def test_instant_product_approves_and_disburses_without_a_human(instant: CreditF
     rates = CATALOG[INSTANT]["rule_parameters"]
     assert rates["min_rate_bp"] <= data["pricing"]["rate_bp"] <= rates["max_rate_bp"]
     assert limit <= rates["max_amount"]
-    assert data["contract"]["contract_id"].startswith("HT-") and data["disbursement"]["disbursement_id"]
+    # the contract service is asked for this product's contract, by code, for the approved amount
+    assert data["contract"] == demo_connectors.contract(INSTANT, data["approved_amount"])
+    assert data["disbursement"] == demo_connectors.disburse(data["approved_amount"], data["account"])
     assert events(instant, view, "task_created") == []
     evaluated = [e.bpmn_id for e in events(instant, view, "rule_evaluated")]
     assert evaluated == ["access", "scorecard", "pricing"]
@@ -516,7 +544,5 @@ def test_instant_product_rejects_with_the_rule_hits_on_record(instant: CreditFlo
     assert access == {"outcome": "reject", "level": "red", "hits": [blacklisted]}
     (evaluation,) = [e for e in events(instant, view, "rule_evaluated") if e.bpmn_id == "access"]
     assert evaluation.payload["hits"] == [blacklisted]
-    assert [(hit["id"], hit["reason"]) for hit in evaluation.payload["hits"]] == [
-        (blacklisted["id"], "命中本行黑名单")
-    ]
+    assert [(hit["id"], hit["reason"]) for hit in evaluation.payload["hits"]] == [(blacklisted["id"], "命中本行黑名单")]
     assert "contract" not in view.instance.data and events(instant, view, "task_created") == []

@@ -255,3 +255,30 @@ def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: Cr
     with pytest.raises(InvalidInput) as refused:
         catalog.products.publish(bank, "LY-DAINONG")
     assert any("cannot be dropped" in p["message"] for p in refused.value.problems)
+
+
+def test_the_age_rules_read_comes_from_the_id_number_and_bad_ids_are_refused(catalog: CreditFlow) -> None:
+    view = catalog.products.apply(
+        SYSTEM, "FND-DAINONG", applicant=applicant(), data={"amount": "800000.00", "term_months": 12, "age": 30}
+    )
+    assert view.instance.data["age"] == 46  # born 1980-01-01; the clock says 2026-12-01
+    with pytest.raises(InvalidInput) as caught:
+        catalog.products.apply(
+            SYSTEM,
+            "FND-DAINONG",
+            applicant={**applicant(), "id_number": "370102198001011230"},
+            data={"amount": "800000.00", "term_months": 12},
+        )
+    assert [p["field"] for p in caught.value.problems] == ["applicant.id_number"]
+
+
+def test_products_are_filtered_by_tenant(catalog: CreditFlow, seeded: CreditFlow, app: Any, api: ApiClient) -> None:
+    catalog.products.clone(
+        principal_of(catalog, "ly_officer"), "FND-DAINONG", code="LY-DAINONG", name=None, overrides={}
+    )
+    bank = api.get("/api/v1/products?tenant=bank-lingyuan").get_json()
+    assert [p["code"] for p in bank["items"]] == ["LY-DAINONG"]
+    templates = api.get("/api/v1/products?tenant=province").get_json()
+    assert sorted(p["code"] for p in templates["items"]) == sorted(CODES)
+    unknown = api.get("/api/v1/products?tenant=nowhere")
+    assert unknown.status_code == 422 and unknown.get_json()["errors"][0]["field"] == "tenant"

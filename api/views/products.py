@@ -56,6 +56,7 @@ def list_products(query: dict[str, Any]) -> dict[str, Any]:
         system=query.get("system"),
         series=query.get("series"),
         archetype=query.get("archetype"),
+        tenant=query.get("tenant"),
         limit=query["limit"],
         offset=query["offset"],
     )

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from engine.errors import Unauthorized
 from engine.services.principal import Principal
-from engine.store.models import User, UserRole
+from engine.store.models import Tenant, User, UserRole
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -76,4 +76,9 @@ class AuthService:
             if user is None or not user.is_active:
                 raise Unauthorized("the user of this token is no longer active")
             roles = frozenset(session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
-            return Principal(user.id, user.username, user.tenant_id, roles)
+            scope = frozenset(
+                session.scalars(
+                    select(Tenant.id).where((Tenant.id == user.tenant_id) | (Tenant.parent_id == user.tenant_id))
+                )
+            )
+            return Principal(user.id, user.username, user.tenant_id, roles, scope)

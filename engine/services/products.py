@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -25,6 +26,7 @@ from engine.catalog.merge_patch import dotted, leaves, merge_patch, value_at
 from engine.config import REPO_ROOT
 from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.forms.catalog import FormDefinition, InvalidFormDefinition
+from engine.forms.formats import age_on, resident_id_problem
 from engine.forms.overrides import loosening_problems
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from engine.services.instances import InstanceView
 
 RULES_DIR = REPO_ROOT / "product_configs" / "rules"
+CHINA = ZoneInfo("Asia/Shanghai")  # the business calendar's zone: a birthday starts at midnight there
 
 
 @dataclass(frozen=True)
@@ -316,11 +319,21 @@ class ProductService:
         system: str | None = None,
         series: str | None = None,
         archetype: str | None = None,
+        tenant: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[ProductView], int]:
+        """Products the caller may see; ``tenant`` (a tenant code) narrows to one bank's products,
+        or to the province templates for the province's code."""
         with self.platform.db.transaction() as session:
             stmt = principal.scope(select(Product), Product.tenant_id)
+            if tenant:
+                owner = session.scalars(select(Tenant).where(Tenant.code == tenant)).first()
+                if owner is None:
+                    raise InvalidInput(f"no tenant {tenant!r}", [{"field": "tenant", "message": "unknown tenant"}])
+                stmt = stmt.where(
+                    Product.tenant_id.is_(None) if owner.kind == "province" else Product.tenant_id == owner.id
+                )
             for column, value in ((Product.system, system), (Product.series, series), (Product.archetype, archetype)):
                 if value:
                     stmt = stmt.where(column == value)
@@ -380,11 +393,17 @@ class ProductService:
                 )
             binding = self.binding(session, version.id)
             config = version.config
-        problems = _limit_problems(config["parameters"], data)
+        problems = _limit_problems(config["parameters"], data) + _applicant_problems(applicant)
         if problems:
             raise InvalidInput(f"the application is outside the limits of product {code}", problems)
         start_data = {
             **data,
+            # the age the rules read is derived from the ID number, never taken from the client
+            **(
+                {"age": age_on(applicant["id_number"], self.platform.clock.now().astimezone(CHINA).date())}
+                if "id_number" in applicant
+                else {}
+            ),
             "applicant": applicant,
             "product": {"code": code, "version": version.version, "name": config["name"]},
         }
@@ -444,6 +463,15 @@ def _sha256(value: Any) -> str:
     return hashlib.sha256(
         json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
     ).hexdigest()
+
+
+def _applicant_problems(applicant: dict[str, Any]) -> list[dict[str, str]]:
+    """The ID number, when given, must be a real one: rules read the age derived from it."""
+    number = applicant.get("id_number")
+    if number is None:
+        return []
+    problem = resident_id_problem(number) if isinstance(number, str) else "must be text"
+    return [{"field": "applicant.id_number", "message": problem}] if problem else []
 
 
 def _limit_problems(parameters: dict[str, Any], data: dict[str, Any]) -> list[dict[str, str]]:
