@@ -1,12 +1,13 @@
 """Every standard product runs: published, applied for with data generated from its own config, the
 archetype's start schema and its forms, and driven to an approved end with real rule decisions.
 
-Nothing here knows a product or a form by name. Start data comes from the product (amount and term
-inside its ranges, one of its guarantee types and customer segments, every field of its data
-dictionary), the archetype's start schema and example (bpmn/archetypes.json), and a clean applicant
-profile keyed by the province's field vocabulary (the rules' ``<rule>.fields.json``). Task data is
-generated from each form's JSON Schema; where a form asks for a decision, the approving option is
-taken. Messages are answered with the manifest's payload examples.
+The run over the catalog knows no product or form by name. Start data comes from the product
+(amount and term inside its ranges, its first guarantee type and customer segment, every field of
+its data dictionary that the archetype does not compute itself), the archetype's start schema and
+example (bpmn/archetypes.json), and a clean applicant profile keyed by the province's field
+vocabulary (the rules' ``<rule>.fields.json``). Task data is generated from each form's JSON Schema;
+where a form asks for a decision, the approving option is taken. Messages are answered with the
+manifest's payload examples.
 
 All tests share one database with the archetypes deployed once (deploying the bundle costs more
 than publishing a product); each test publishes its own product, so no test depends on another.
@@ -61,8 +62,8 @@ APPROVING = ("approve", "agree", "confirmed", "recommend_approve", "recommend", 
 
 # A clean applicant in the province's rule vocabulary: every field some rule's data dictionary names
 # (product_configs/rules/*.fields.json), with a value no access rule objects to. ``segment`` and
-# ``guarantee_type`` come from the product, ``applied_amount`` and ``score`` from the archetype
-# where it derives them (see INPUT_MAPPINGS).
+# ``guarantee_type`` come from the product; ``applied_amount`` and (in A1) ``score`` are computed by
+# the archetype (the decision slots' ``inputs`` in the manifest), so the application leaves them out.
 CLEAN = {
     "age": 35,
     "province_code": "37",
@@ -126,11 +127,6 @@ def input_mappings(archetype: dict[str, Any]) -> dict[str, str]:
 # -- generating data from a JSON Schema -----------------------------------------------------------------
 
 
-def _check_character(body: str, weights: tuple[int, ...], charset: str, modulus: int, negate: bool) -> str:
-    total = sum(charset.index(c) * w for c, w in zip(body, weights, strict=True))
-    return charset[(-total if negate else total) % modulus]
-
-
 def resident_id(born: date, region: str = "370102", sequence: str = "123") -> str:
     body = f"{region}{born:%Y%m%d}{sequence}"
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -149,7 +145,8 @@ def bank_card(prefix: str = "622202123456789012") -> str:
 def uscc(body: str = "91370100MA3C4K5L6") -> str:
     charset = "0123456789ABCDEFGHJKLMNPQRTUWXY"
     weights = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-    return body + _check_character(body, weights, charset, 31, negate=True)
+    total = sum(charset.index(c) * w for c, w in zip(body, weights, strict=True))
+    return body + charset[-total % 31]
 
 
 class SchemaData:
@@ -194,7 +191,8 @@ class SchemaData:
         if "enum" in schema:
             options = schema["enum"]
             return next((option for option in APPROVING if option in options), options[0])
-        kinds = schema.get("type", "object" if "properties" in schema else None)
+        kinds = schema.get("type") or ("object" if "properties" in schema else None)
+        assert kinds, f"no type in {schema}"
         kind = kinds if isinstance(kinds, str) else ("string" if "string" in kinds else kinds[0])
         if kind == "object":
             return self.object(schema, base)
@@ -227,8 +225,9 @@ class SchemaData:
             case "date":
                 return TODAY.date().isoformat()
             case "amount":
-                low = Decimal(str(schema.get("minimum", 0)))
-                return self.amount if self.amount and Decimal(self.amount) >= low else f"{max(low, Decimal(10000)):.2f}"
+                wanted = Decimal(self.amount) if self.amount else Decimal(10000)
+                wanted = max(wanted, Decimal(str(schema.get("minimum", 0))))
+                return f"{min(wanted, Decimal(str(schema.get('maximum', wanted)))):.2f}"
             case unknown:
                 raise AssertionError(f"no generator for format {unknown}")
 

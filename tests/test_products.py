@@ -17,7 +17,7 @@ from engine.errors import Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.services.catalog import load_catalog
 from engine.services.principal import Principal
 from engine.store.models import ProcessInstance, Product, RuleDecision
-from tests.conftest import ApiClient, resident_id
+from tests.conftest import ApiClient, bank_card, resident_id
 
 SYSTEM = Principal.system()
 CODES = ("XEKD-XIN", "FND-DAINONG")  # an A1 instant product with all three decisions, an A4 one without
@@ -62,7 +62,10 @@ def test_publishing_is_content_hashed_and_versions_are_immutable(catalog: Credit
 
 def test_an_application_keeps_the_version_it_started_on(catalog: CreditFlow) -> None:
     view = catalog.products.apply(
-        SYSTEM, "FND-DAINONG", applicant=applicant(), data={"amount": "800000.00", "term_months": 12}
+        SYSTEM,
+        "FND-DAINONG",
+        applicant=applicant(),
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
     )
     assert view.instance.status == "running" and view.tasks
     edit_draft(catalog, "FND-DAINONG", lambda d: d["parameters"]["term_months"].update(max=30))
@@ -81,7 +84,10 @@ def test_an_application_keeps_the_version_it_started_on(catalog: CreditFlow) -> 
 def test_applications_outside_the_product_limits_are_refused(catalog: CreditFlow) -> None:
     with pytest.raises(InvalidInput) as caught:
         catalog.products.apply(
-            SYSTEM, "FND-DAINONG", applicant=applicant(), data={"amount": "1.00", "term_months": 999}
+            SYSTEM,
+            "FND-DAINONG",
+            applicant=applicant(),
+            data={"amount": "1.00", "term_months": 999, "account": bank_card()},
         )
     assert {p["field"] for p in caught.value.problems} == {"data.amount", "data.term_months"}
     with catalog.db.transaction() as session:
@@ -114,7 +120,11 @@ def test_products_over_http(catalog: CreditFlow, app: Any, api: ApiClient) -> No
     assert api.get("/api/v1/products?system=火星").status_code == 422
     started = api.post(
         "/api/v1/products/FND-DAINONG/applications",
-        json={"applicant": applicant(), "data": {"amount": "600000.00", "term_months": 24}, "business_key": "APP-7"},
+        json={
+            "applicant": applicant(),
+            "data": {"amount": "600000.00", "term_months": 24, "account": bank_card()},
+            "business_key": "APP-7",
+        },
     )
     assert started.status_code == 201, started.get_json()
     assert started.get_json()["business_key"] == "APP-7" and started.get_json()["tasks"]
@@ -232,7 +242,10 @@ def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: Cr
     catalog.products.clone(bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides={"form_overrides": tightened})
     catalog.products.publish(bank, "LY-DAINONG")
     view = catalog.products.apply(
-        bank, "LY-DAINONG", applicant=applicant(), data={"amount": "800000.00", "term_months": 12}
+        bank,
+        "LY-DAINONG",
+        applicant=applicant(),
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
     )
     task = next(t for t in view.tasks if t.bpmn_id == "main_investigation")
     detail = catalog.tasks.get(bank, task.id)
@@ -259,7 +272,10 @@ def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: Cr
 
 def test_the_age_rules_read_comes_from_the_id_number_and_bad_ids_are_refused(catalog: CreditFlow) -> None:
     view = catalog.products.apply(
-        SYSTEM, "FND-DAINONG", applicant=applicant(), data={"amount": "800000.00", "term_months": 12, "age": 30}
+        SYSTEM,
+        "FND-DAINONG",
+        applicant=applicant(),
+        data={"amount": "800000.00", "term_months": 12, "age": 30, "account": bank_card()},
     )
     assert view.instance.data["age"] == 46  # born 1980-01-01; the clock says 2026-12-01
     with pytest.raises(InvalidInput) as caught:
@@ -267,7 +283,7 @@ def test_the_age_rules_read_comes_from_the_id_number_and_bad_ids_are_refused(cat
             SYSTEM,
             "FND-DAINONG",
             applicant={**applicant(), "id_number": "370102198001011230"},
-            data={"amount": "800000.00", "term_months": 12},
+            data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
         )
     assert [p["field"] for p in caught.value.problems] == ["applicant.id_number"]
 
@@ -282,3 +298,14 @@ def test_products_are_filtered_by_tenant(catalog: CreditFlow, seeded: CreditFlow
     assert sorted(p["code"] for p in templates["items"]) == sorted(CODES)
     unknown = api.get("/api/v1/products?tenant=nowhere")
     assert unknown.status_code == 422 and unknown.get_json()["errors"][0]["field"] == "tenant"
+
+
+def test_an_application_missing_what_its_process_needs_is_refused(catalog: CreditFlow) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        catalog.products.apply(
+            SYSTEM,
+            "FND-DAINONG",
+            applicant={**applicant(), "mobile": "123"},
+            data={"amount": "800000.00", "term_months": 12},
+        )
+    assert {p["field"] for p in caught.value.problems} == {"data.account", "applicant.mobile"}

@@ -99,3 +99,26 @@ def test_runaway_or_escaping_scripts_fail_the_step_with_a_clear_error(
     # the worker is fine: the next instance runs normally
     deploy_model(platform, "after", script="y = 2", condition="False")
     assert platform.instances.start(SYSTEM, "after", data={}).instance.status == "completed"
+
+
+def test_decimal_money_survives_save_and_load_and_unstorable_data_is_a_clear_4xx(platform: CreditFlow) -> None:
+    from decimal import Decimal
+
+    from engine.container import CreditFlow as Platform
+    from engine.errors import ScriptError
+    from tests.conftest import deploy
+
+    deploy(platform, "script_error.bpmn")  # compute → review (a wait, so the state is stored and reloaded)
+    view = platform.instances.start(SYSTEM, "script_error", data={"amount": Decimal("100.10"), "divisor": 2})
+    assert view.instance.data["ratio"] == "50.05"  # Decimal / int stays Decimal, shown as text
+    fresh = Platform(platform.settings, clock=platform.clock, connectors=platform.connectors)  # no cached workflow
+    task = fresh.tasks.get(SYSTEM, view.tasks[0].id)
+    assert task.data["ratio"] == "50.05"
+    done = fresh.tasks.complete(SYSTEM, task.task.id, {"recommendation": "reject", "comment": "金额不符"})
+    assert done.instance.status == "completed"
+    fresh.close()
+
+    deploy_model(platform, "unstorable", script="x = range(3)")
+    with pytest.raises(ScriptError, match="cannot be stored"):
+        platform.instances.start(SYSTEM, "unstorable", data={})
+    assert platform.instances.list(SYSTEM, definition_key="unstorable")[1] == 0

@@ -18,6 +18,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.spiff.serializer.task_spec import ServiceTaskConverter
 
+from engine.errors import ScriptError
 from engine.runtime.connectors import ConnectorRegistry
 from engine.runtime.decision_task import DecisionTask, DecisionTaskConverter
 from engine.runtime.service_task import ConnectorServiceTask
@@ -48,6 +49,16 @@ SERIALIZER = BpmnWorkflowSerializer(
     )
 )
 SERIALIZER_VERSION: str = SERIALIZER.VERSION
+# Money is Decimal (never float) and dates are dates: both must survive a save and a load.
+SERIALIZER.registry.register(Decimal, lambda value: {"value": str(value)}, lambda dct: Decimal(dct["value"]))
+SERIALIZER.registry.register(
+    date, lambda value: {"value": value.isoformat()}, lambda dct: date.fromisoformat(dct["value"])
+)
+# Convert the way SpiffWorkflow's own serialize_json does: a shallow conversion, with its JSON encoder
+# turning registered types inside task data (Decimal, dates, UUIDs) into tagged objects. Every
+# conversion here is for JSON, so the registry stays in that mode.
+SERIALIZER.registry._encoder_mode = True
+_ENCODER = SERIALIZER._encoder_cls
 
 
 class CreditFlowScriptEngine(PythonScriptEngine):
@@ -64,9 +75,16 @@ def new_workflow(spec: Any, subprocess_specs: dict[str, Any], engine: CreditFlow
 
 
 def dump_state(workflow: BpmnWorkflow) -> str:
+    """The instance state as JSON; ScriptError if a script left data that cannot be stored."""
     state = SERIALIZER.to_dict(workflow)
     state[SERIALIZER.VERSION_KEY] = SERIALIZER_VERSION
-    return json.dumps(state, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return json.dumps(state, separators=(",", ":"), ensure_ascii=False, cls=_ENCODER)
+    except (TypeError, ValueError) as exc:
+        raise ScriptError(
+            f"the process data cannot be stored: {exc}; "
+            "task data may hold text, numbers, Decimal, dates, lists and dicts"
+        ) from None
 
 
 def load_state(state: str, spec: Any, subprocess_specs: dict[str, Any], engine: CreditFlowScriptEngine) -> BpmnWorkflow:

@@ -26,8 +26,9 @@ from engine.catalog.merge_patch import dotted, leaves, merge_patch, value_at
 from engine.config import REPO_ROOT
 from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.forms.catalog import FormDefinition, InvalidFormDefinition
-from engine.forms.formats import age_on, resident_id_problem
+from engine.forms.formats import FORMAT_CHECKER, age_on, resident_id_problem
 from engine.forms.overrides import loosening_problems
+from engine.forms.validation import FormValidator, validate_form_data
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
 from engine.services.principal import Principal
@@ -63,6 +64,7 @@ class ProductService:
         self.rules_dir = rules_dir
         self._bindings: dict[int, Binding] = {}
         self._lint_results: dict[str, list[dict[str, Any]]] = {}
+        self._start: dict[str, FormDefinition] | None = None
         self._lock = threading.Lock()
 
     # -- the standard catalog ------------------------------------------------------------------
@@ -404,7 +406,7 @@ class ProductService:
             binding = self.binding(session, version.id)
             config = version.config
         problems = _limit_problems(config["parameters"], data) + _applicant_problems(applicant)
-        if problems:
+        if problems:  # the age below needs a valid ID number
             raise InvalidInput(f"the application is outside the limits of product {code}", problems)
         start_data = {
             **data,
@@ -417,7 +419,32 @@ class ProductService:
             "applicant": applicant,
             "product": {"code": code, "version": version.version, "name": config["name"]},
         }
+        start_form = self._start_forms().get(config["archetype"])
+        if start_form is not None and (missing := validate_form_data(start_form, start_data)):
+            raise InvalidInput(
+                f"the application lacks what process {config['archetype']} needs",
+                [
+                    {**p, "field": p["field"] if p["field"].startswith("applicant") else f"data.{p['field']}"}
+                    for p in missing
+                ],
+            )
         return self.platform.instances.start(principal, binding=binding, business_key=business_key, data=start_data)
+
+    def _start_forms(self) -> dict[str, FormDefinition]:
+        """What each archetype needs to start (the manifest's ``start_data`` schemas), as forms."""
+        if self._start is None:
+            manifest = json.loads((self.platform.settings.bpmn_dir / "archetypes.json").read_text(encoding="utf-8"))
+            self._start = {
+                entry["key"]: FormDefinition(
+                    name=f"start:{entry['key']}",
+                    schema=entry["start_data"],
+                    ui_schema=None,
+                    sha256=_sha256(entry["start_data"]),
+                    validator=FormValidator(entry["start_data"], format_checker=FORMAT_CHECKER),
+                )
+                for entry in manifest["archetypes"]
+            }
+        return self._start
 
     def binding(self, session: Session, version_id: int) -> Binding:
         """The (immutable) binding of a product version; its decisions are registered with the rule engine."""
