@@ -263,7 +263,7 @@ class ProductService:
             resolved = merge_patch(base.config, product.draft)
             changes = [
                 {"path": dotted(path), "template": value_at(base.config, path), "local": value_at(resolved, path)}
-                for path, _ in leaves(product.draft)
+                for path, _ in sorted(leaves(product.draft))
                 if value_at(base.config, path) != value_at(resolved, path)
             ]
             return {
@@ -296,7 +296,7 @@ class ProductService:
                     "template_after": value_at(new.config, path),
                     "local": value,
                 }
-                for path, value in leaves(product.draft)
+                for path, value in sorted(leaves(product.draft))
                 if path != ("code",) and value_at(old.config, path) != value_at(new.config, path)
             ]
             product.base_version_id, product.updated_at = new.id, self.platform.clock.now()
