@@ -309,3 +309,23 @@ def test_an_application_missing_what_its_process_needs_is_refused(catalog: Credi
             data={"amount": "800000.00", "term_months": 12},
         )
     assert {p["field"] for p in caught.value.problems} == {"data.account", "applicant.mobile"}
+
+
+def test_a_product_maps_the_archetype_lanes_and_task_forms_to_its_own(catalog: CreditFlow, seeded: CreditFlow) -> None:
+    bank = principal_of(catalog, "ly_officer")
+    overrides = {
+        "bindings": {"roles": {"loan_officer": "senior_approver"}, "forms": {"co_investigation": "investigation"}}
+    }
+    catalog.products.clone(bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides=overrides)
+    catalog.products.publish(bank, "LY-DAINONG")
+    view = catalog.products.apply(
+        bank,
+        "LY-DAINONG",
+        applicant=applicant(),
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+    )
+    tasks = {t.bpmn_id: t for t in view.tasks}
+    assert tasks["main_investigation"].lane == "senior_approver"  # mapped
+    assert tasks["co_investigation"].lane == "co_investigator"  # not mapped: the archetype's lane
+    assert tasks["co_investigation"].form == "investigation"
+    assert catalog.tasks.get(bank, tasks["co_investigation"].id).form.name == "investigation"

@@ -30,8 +30,8 @@ class DecisionTask(SpiffBpmnTask):
 
     def _run_hook(self, task: Task) -> bool:
         engine = task.workflow.script_engine
-        bindings = getattr(task.workflow.top_workflow, "decision_bindings", None) or {}
-        key = bindings.get(self.decision, self.decision)
+        binding = getattr(task.workflow.top_workflow, "product_binding", None)
+        key = binding.decisions.get(self.decision, self.decision) if binding is not None else self.decision
         try:
             evaluation = engine.rules.evaluate(key, task.data)
         except Exception as exc:

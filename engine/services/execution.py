@@ -137,15 +137,20 @@ class Execution:
                 continue
             spec = task.task_spec
             properties = (getattr(spec, "extensions", None) or {}).get("properties") or {}
+            lane = spec.lane or properties.get("candidateRole")
+            form = properties.get("formJsonSchemaFilename")
+            binding = getattr(self.workflow, "product_binding", None)
+            if binding is not None:  # the product maps the archetype's lanes and forms to its own
+                lane = binding.roles.get(lane, lane)
+                form = binding.task_forms.get(spec.bpmn_id, form)
             row = self.rows.tasks.record(
                 id=task_id,
                 instance_id=self.instance.id,
                 tenant_id=self.instance.tenant_id,
                 bpmn_id=spec.bpmn_id,
                 name=spec.bpmn_name,
-                lane=spec.lane or properties.get("candidateRole"),
-                form=properties.get("formJsonSchemaFilename"),
-                ui_form=properties.get("formUiSchemaFilename"),
+                lane=lane,
+                form=form,
                 status="ready",
                 created_at=self.now,
             )

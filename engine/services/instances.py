@@ -74,7 +74,7 @@ class InstanceService:
                 )
             definition = self.platform.specs.get(session, found)
             workflow = new_workflow(definition.spec, definition.subprocess_specs, self.platform.script_engine)
-            workflow.decision_bindings = binding.decisions if binding is not None else {}
+            workflow.product_binding = binding
             workflow.get_next_task(state=TaskState.READY).data.update(data or {})
             now = self.platform.clock.now()
             instance = self.platform.db.rows.instances.record(
@@ -192,8 +192,7 @@ class InstanceService:
                         instance.state, definition.spec, definition.subprocess_specs, self.platform.script_engine
                     )
                     if instance.product_version_id is not None:
-                        binding = self.platform.products.binding(session, instance.product_version_id)
-                        workflow.decision_bindings = binding.decisions
+                        workflow.product_binding = self.platform.products.binding(session, instance.product_version_id)
                 execution = Execution(
                     session,
                     self.platform.db.rows,

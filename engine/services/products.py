@@ -44,12 +44,16 @@ CHINA = ZoneInfo("Asia/Shanghai")  # the business calendar's zone: a birthday st
 
 @dataclass(frozen=True)
 class Binding:
-    """What an application runs: the product version's process definition and decision keys."""
+    """What an application runs: the product version's process, and how it fills the archetype's
+    slots: rule decisions per business-rule task, the form per user task, the role per lane, and
+    its own variants of forms (``form_overrides``) by form name."""
 
     version_id: int
     definition_id: int
     decisions: dict[str, str]
-    forms: dict[str, FormDefinition]
+    task_forms: dict[str, str]
+    roles: dict[str, str]
+    derived_forms: dict[str, FormDefinition]
 
 
 @dataclass(frozen=True)
@@ -451,8 +455,14 @@ class ProductService:
         found = self._bindings.get(version_id)
         if found is None:
             version = session.get(ProductVersion, version_id)
+            bindings = version.config["bindings"]
             found = Binding(
-                version.id, version.definition_id, dict(version.decisions), self.derived_forms(version.config)
+                version.id,
+                version.definition_id,
+                dict(version.decisions),
+                dict(bindings.get("forms") or {}),
+                dict(bindings.get("roles") or {}),
+                self.derived_forms(version.config),
             )
             rules = self.platform.rules
             for key in found.decisions.values():

@@ -129,4 +129,4 @@ class TaskService:
             return None
         if product_version_id is None:
             return form
-        return self.platform.products.binding(session, product_version_id).forms.get(form.name, form)
+        return self.platform.products.binding(session, product_version_id).derived_forms.get(form.name, form)

@@ -197,8 +197,7 @@ class HumanTask(Base):
     bpmn_id: Mapped[str] = mapped_column(String(255))
     name: Mapped[str | None] = mapped_column(String(255))
     lane: Mapped[str | None] = mapped_column(String(255))
-    form: Mapped[str | None] = mapped_column(String(255))
-    ui_form: Mapped[str | None] = mapped_column(String(255))
+    form: Mapped[str | None] = mapped_column(String(255))  # its UI schema comes with the form
     status: Mapped[str] = mapped_column(String(16))  # ready | completed | cancelled
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
