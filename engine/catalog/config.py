@@ -27,6 +27,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from engine.errors import CreditFlowError
 from engine.forms.formats import amount_problem
+from engine.json_documents import load_object
 
 __all__ = [
     "DEFAULT_STANDARD_DIR",
@@ -67,38 +68,15 @@ def _schema_validator() -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=FormatChecker(["date"]))
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Refuse duplicate keys: json would keep the last one and silently hide the first value."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _read_directory(directory: Path) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
     """Parse every ``*.json`` file strictly; documents by file stem, and one problem per unreadable file."""
     documents: dict[str, dict[str, Any]] = {}
     problems: list[Problem] = []
     for path in sorted(directory.glob("*.json")):
         try:
-            document = json.loads(
-                path.read_bytes().decode("utf-8"),
-                object_pairs_hook=_no_duplicate_keys,
-                parse_constant=_refuse_constant,
-            )
+            documents[path.stem] = load_object(path.read_bytes())
         except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             problems.append({"file": path.name, "field": "", "message": f"not valid JSON: {error}"})
-            continue
-        if not isinstance(document, dict):
-            problems.append({"file": path.name, "field": "", "message": "the top level must be a JSON object"})
-            continue
-        documents[path.stem] = document
     return documents, problems
 
 

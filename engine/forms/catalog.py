@@ -33,6 +33,7 @@ from referencing.jsonschema import DRAFT202012
 from engine.errors import CreditFlowError
 from engine.forms.formats import FORMAT_CHECKER
 from engine.forms.validation import FormValidator
+from engine.json_documents import load_object
 
 __all__ = ["DEFAULT_FORMS_DIR", "FormCatalog", "FormDefinition", "InvalidFormDefinition"]
 
@@ -64,28 +65,6 @@ class FormDefinition:
     ui_schema: dict[str, Any] | None
     sha256: str
     validator: Validator = field(repr=False, compare=False)
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Reject duplicate keys: json would keep the last one and silently drop, say, a ``required``."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse(raw: bytes) -> dict[str, Any]:
-    """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, an object at the top."""
-    document = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
-    if not isinstance(document, dict):
-        raise ValueError("the top level must be a JSON object")
-    return document
 
 
 def _schema_problem(schema: dict[str, Any]) -> str | None:
@@ -157,7 +136,7 @@ class FormCatalog:
         ui_schemas: dict[str, dict[str, Any]] = {}
         for file_name, content in raw.items():
             try:
-                document = _parse(content)
+                document = load_object(content)
             except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 problems.append({"location": file_name, "message": f"not valid JSON: {error}"})
                 continue
