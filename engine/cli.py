@@ -251,16 +251,42 @@ def audit_verify(instance_id: str) -> None:
 
 
 @main.command()
+@click.option("--once", is_flag=True, help="Run a single pass and exit (cron, tests).")
+@click.option("--interval", default=5.0, show_default=True, type=float, help="Seconds between passes.")
+def scheduler(once: bool, interval: float) -> None:
+    """Fire due BPMN timers; APScheduler only keeps time, the database decides what is due."""
+    from engine.jobs.scheduler import run_forever, run_pass
+
+    platform = _platform()
+    if once:
+        click.echo(f"timers fired in {run_pass(platform)} instance(s)")
+        return
+    click.echo(f"scheduler running every {interval:g} s")
+    run_forever(platform, interval)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int, help="0 picks a free port.")
 @click.option("--threads", default=8, show_default=True, type=int)
-def serve(host: str, port: int, threads: int) -> None:
+@click.option(
+    "--scheduler/--no-scheduler",
+    "with_scheduler",
+    default=True,
+    show_default=True,
+    help="Also fire due timers in this process.",
+)
+def serve(host: str, port: int, threads: int, with_scheduler: bool) -> None:
     """Serve the HTTP API (waitress); prints one line once it accepts connections."""
     from waitress import create_server
 
     from api import create_app
+    from engine.jobs.scheduler import start_background
 
-    server = create_server(create_app(_platform()), host=host, port=port, threads=threads, ident="creditflow")
+    platform = _platform()
+    server = create_server(create_app(platform), host=host, port=port, threads=threads, ident="creditflow")
+    if with_scheduler:
+        start_background(platform)
     click.echo(f"CreditFlow API listening on http://{host}:{server.effective_port}/api/docs", nl=True)
     sys.stdout.flush()
     server.run()

@@ -1,0 +1,64 @@
+"""BPMN timers fire through the scheduler pass at their due time, once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import time_machine
+
+from engine.container import CreditFlow
+from engine.jobs.timers import fire_due_timers
+from engine.services.principal import Principal
+from tests.conftest import deploy
+
+SYSTEM = Principal.system()
+START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+
+def test_an_interrupting_boundary_timer_fires_once_when_due(platform: CreditFlow) -> None:
+    deploy(platform, "timer_bare.bpmn")  # review with a bare "PT4H" boundary timer
+    with time_machine.travel(START, tick=False) as traveller:
+        view = platform.instances.start(SYSTEM, "timer_bare", data={})
+        assert view.instance.next_timer_at == START + timedelta(hours=4)
+        assert fire_due_timers(platform, now=START + timedelta(hours=3)) == 0  # not due yet
+
+        traveller.shift(timedelta(hours=5))
+        now = START + timedelta(hours=5)
+        assert fire_due_timers(platform, now=now) == 1
+        after = platform.instances.get(SYSTEM, view.instance.id)
+        assert after.instance.status == "completed" and after.tasks == []
+        assert after.instance.next_timer_at is None
+        assert fire_due_timers(platform, now=now) == 0  # a second pass (or node) finds nothing
+
+    events = platform.instances.history(SYSTEM, view.instance.id)
+    kinds = [e.event_type for e in events]
+    assert kinds.count("timer_fired") == 1 and "task_cancelled" in kinds
+    assert next(e for e in events if e.event_type == "completed").payload["end"] == "end_timeout"
+
+
+def test_a_task_completed_before_its_timer_cancels_the_timer(platform: CreditFlow) -> None:
+    deploy(platform, "timer_bare.bpmn")
+    with time_machine.travel(START, tick=False) as traveller:
+        view = platform.instances.start(SYSTEM, "timer_bare", data={})
+        traveller.shift(timedelta(hours=1))
+        done = platform.tasks.complete(SYSTEM, view.tasks[0].id, {"recommendation": "reject", "comment": "不符合条件"})
+        assert done.instance.status == "completed" and done.instance.next_timer_at is None
+        traveller.shift(timedelta(hours=5))
+        assert fire_due_timers(platform, now=START + timedelta(hours=6)) == 0
+
+
+def test_the_scheduler_command_runs_one_pass(platform: CreditFlow, settings: Any, monkeypatch: Any) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import main as cli
+
+    deploy(platform, "timer_bare.bpmn")
+    with time_machine.travel(START, tick=False) as traveller:
+        view = platform.instances.start(SYSTEM, "timer_bare", data={})
+        traveller.shift(timedelta(hours=5))
+        monkeypatch.setenv("DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("CREDITFLOW_DATA_DIR", str(settings.data_dir))
+        result = CliRunner().invoke(cli, ["scheduler", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0 and "1 instance(s)" in result.output
+    assert platform.instances.get(SYSTEM, view.instance.id).instance.status == "completed"
