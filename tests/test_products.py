@@ -329,3 +329,17 @@ def test_a_product_maps_the_archetype_lanes_and_task_forms_to_its_own(catalog: C
     assert tasks["co_investigation"].lane == "co_investigator"  # not mapped: the archetype's lane
     assert tasks["co_investigation"].form == "investigation"
     assert catalog.tasks.get(bank, tasks["co_investigation"].id).form.name == "investigation"
+
+
+def test_malformed_drafts_and_overrides_are_4xx_at_publish_never_500(catalog: CreditFlow, app: Any) -> None:
+    from tests.conftest import login
+
+    bank, province = login(app, "ly_officer"), login(app, "pm")
+    cloned = bank.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-X", "overrides": {"name": 5}})
+    assert cloned.status_code == 201
+    refused = bank.post("/api/v1/products/LY-X/publish")
+    assert refused.status_code == 422 and any(e["field"] == "name" for e in refused.get_json()["errors"])
+    emptied = province.put("/api/v1/products/FND-DAINONG/draft", json={"draft": {}})
+    assert emptied.status_code == 200
+    assert province.post("/api/v1/products/FND-DAINONG/publish").status_code == 422
+    assert province.put("/api/v1/products/FND-DAINONG/draft", json={"draft": []}).status_code == 422

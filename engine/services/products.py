@@ -502,8 +502,14 @@ def archetype_keys(bpmn_dir: Path) -> set[str]:
 
 
 def _describe(product: Product, config: dict[str, Any]) -> None:
-    product.name, product.system = config["name"], config["system"]
-    product.series, product.archetype = config["series"], config["archetype"]
+    """Copy the listing columns from a config; a draft may still be incomplete or wrong (publishing
+    validates it), so only well-formed values are taken and the columns never get a non-text value."""
+    for column in ("name", "system", "series", "archetype"):
+        value = config.get(column)
+        if isinstance(value, str) and value:
+            setattr(product, column, value[:200])
+        elif getattr(product, column) is None:
+            setattr(product, column, "")
 
 
 def _sha256(value: Any) -> str:
