@@ -52,3 +52,18 @@ def test_db_upgrade_on_an_empty_sqlite_file(tmp_path: Any, monkeypatch: Any) -> 
     result = CliRunner().invoke(cli, ["db", "upgrade"], catch_exceptions=False)
     assert result.exit_code == 0 and "is at head" in result.output
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_products_validate_passes_on_the_standard_catalog_and_fails_on_a_broken_one(
+    settings: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    ok = invoke(settings, monkeypatch, "products", "validate")
+    assert ok.exit_code == 0 and "95 product(s) valid" in ok.output
+
+    from engine.catalog.config import DEFAULT_STANDARD_DIR
+
+    broken = json.loads((DEFAULT_STANDARD_DIR / "XED.json").read_text(encoding="utf-8"))
+    broken["parameters"]["amount"]["min"] = "9999999.00"
+    (tmp_path / "XED.json").write_text(json.dumps(broken, ensure_ascii=False), encoding="utf-8")
+    bad = CliRunner().invoke(cli, ["products", "validate", str(tmp_path)])
+    assert bad.exit_code == 1 and "parameters.amount" in bad.output
