@@ -80,6 +80,10 @@ class TaskSchema(Schema):
     completed_by_id = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
     ended_at = fields.DateTime(allow_none=True)
+    warn_at = fields.DateTime(allow_none=True, metadata={"description": "turns yellow (80 % of the step's limit)"})
+    due_at = fields.DateTime(allow_none=True, metadata={"description": "the step's time limit, in working time"})
+    escalate_at = fields.DateTime(allow_none=True, metadata={"description": "turns red (150 %)"})
+    level = fields.String(metadata={"description": "SLA colour now: none, yellow, orange or red"})
 
 
 class TaskListSchema(Schema):
@@ -119,6 +123,7 @@ class InstanceSummarySchema(Schema):
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     ended_at = fields.DateTime(allow_none=True)
+    due_at = fields.DateTime(allow_none=True, metadata={"description": "the product's process time limit"})
 
 
 class InstanceSchema(InstanceSummarySchema):

@@ -20,6 +20,7 @@ from engine.services.products import ProductService
 from engine.services.spec_cache import SpecCache
 from engine.services.tasks import TaskService
 from engine.services.workflow_cache import WorkflowCache
+from engine.sla.calendar import BusinessCalendar
 from engine.store.db import Database
 
 
@@ -45,6 +46,8 @@ class CreditFlow:
             RestrictedEnvironment(limits=ScriptLimits(max_seconds=settings.script_max_seconds)), connectors, self.rules
         )
         self.specs = SpecCache()
+        # one calendar for now: tenant calendars with their override tables come with the scheduler work
+        self.calendar = BusinessCalendar()
         self.workflows = WorkflowCache()
         self.auth = AuthService(self)
         self.definitions = DefinitionService(self)

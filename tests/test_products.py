@@ -343,3 +343,60 @@ def test_malformed_drafts_and_overrides_are_4xx_at_publish_never_500(catalog: Cr
     assert emptied.status_code == 200
     assert province.post("/api/v1/products/FND-DAINONG/publish").status_code == 422
     assert province.put("/api/v1/products/FND-DAINONG/draft", json={"draft": []}).status_code == 422
+
+
+def test_step_and_process_time_limits_are_computed_in_working_time_when_work_opens(
+    catalog: CreditFlow, seeded: CreditFlow, app: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.conftest import login
+
+    bank = principal_of(catalog, "ly_officer")
+    limits = {"time_limits": {"process": "P10D", "steps": {"main_investigation": "PT4H"}}}
+    catalog.products.clone(bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides=limits)
+    catalog.products.publish(bank, "LY-DAINONG")
+    # the clock: Tuesday 2026-12-01 09:00 in Beijing
+    view = catalog.products.apply(
+        bank,
+        "LY-DAINONG",
+        applicant=applicant(),
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+    )
+    task = next(t for t in view.tasks if t.bpmn_id == "main_investigation")
+    beijing = timedelta(hours=8)
+    # 4 working hours from 09:00 with the 12:00-13:30 lunch break: 14:30; yellow at 80 % (3h12m): 13:42;
+    # red at 150 % (6 h): 16:30
+    assert task.due_at == datetime(2026, 12, 1, 14, 30, tzinfo=UTC) - beijing
+    assert task.warn_at == datetime(2026, 12, 1, 13, 42, tzinfo=UTC) - beijing
+    assert task.escalate_at == datetime(2026, 12, 1, 16, 30, tzinfo=UTC) - beijing
+    assert view.instance.due_at == datetime(2026, 12, 15, 9, 0, tzinfo=UTC) - beijing  # 10 working days
+    co = next(t for t in view.tasks if t.bpmn_id == "co_investigation")
+    assert co.due_at is None  # no limit for that step
+
+    api = login(app, "ly_officer")
+    assert api.get(f"/api/v1/tasks/{task.id}").get_json()["level"] == "none"
+    catalog.clock.advance(timedelta(hours=5, minutes=30))  # 14:30 Beijing: the limit is reached
+    detail = api.get(f"/api/v1/tasks/{task.id}").get_json()
+    assert detail["level"] == "orange" and detail["due_at"].startswith("2026-12-01T06:30")
+    listed = api.get("/api/v1/tasks?bpmn_id=main_investigation").get_json()["items"]
+    assert [t["level"] for t in listed] == ["orange"]
+
+
+def test_a_limit_reaching_a_year_without_a_calendar_is_flagged_not_guessed(
+    catalog: CreditFlow, seeded: CreditFlow
+) -> None:
+    bank = principal_of(catalog, "ly_officer")
+    catalog.products.clone(
+        bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides={"time_limits": {"process": "P40D"}}
+    )
+    catalog.products.publish(bank, "LY-DAINONG")
+    view = catalog.products.apply(
+        bank,
+        "LY-DAINONG",
+        applicant=applicant(),
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+    )
+    assert view.instance.status == "running" and view.instance.due_at is None  # 40 working days reach 2027
+    missing = [e for e in catalog.instances.history(bank, view.instance.id) if e.event_type == "calendar_missing"]
+    assert missing and missing[0].payload["year"] == 2027

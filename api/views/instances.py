@@ -42,6 +42,7 @@ def instance_body(view: InstanceView) -> dict[str, Any]:
         "created_at": i.created_at,
         "updated_at": i.updated_at,
         "ended_at": i.ended_at,
+        "due_at": i.due_at,
     }
 
 

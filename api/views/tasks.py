@@ -7,7 +7,14 @@ from typing import Any
 from flask import current_app
 from flask_smorest import Blueprint
 
-from api.schemas import CompleteTaskSchema, InstanceSchema, TaskDetailSchema, TaskListSchema, TaskQuerySchema
+from api.schemas import (
+    CompleteTaskSchema,
+    InstanceSchema,
+    TaskDetailSchema,
+    TaskListSchema,
+    TaskQuerySchema,
+    TaskSchema,
+)
 from api.security import current_principal
 from api.views.instances import instance_body
 
@@ -31,7 +38,7 @@ def list_tasks(query: dict[str, Any]) -> dict[str, Any]:
         limit=query["limit"],
         offset=query["offset"],
     )
-    return {"items": [v.task for v in views], "total": total}
+    return {"items": [{**_columns(v.task), "level": v.level} for v in views], "total": total}
 
 
 @blp.route("/<task_id>", methods=["GET"])
@@ -46,20 +53,12 @@ def get_task(task_id: str) -> dict[str, Any]:
             "schema": view.form.schema,
             "ui_schema": view.form.ui_schema,
         }
-    return {
-        "id": t.id,
-        "instance_id": t.instance_id,
-        "bpmn_id": t.bpmn_id,
-        "name": t.name,
-        "lane": t.lane,
-        "form": t.form,
-        "status": t.status,
-        "completed_by_id": t.completed_by_id,
-        "created_at": t.created_at,
-        "ended_at": t.ended_at,
-        "data": view.data,
-        "form_definition": form,
-    }
+    return {**_columns(t), "level": view.level, "data": view.data, "form_definition": form}
+
+
+def _columns(task: Any) -> dict[str, Any]:
+    """The task row's own fields, as TaskSchema lists them (``level`` is computed by the service)."""
+    return {name: getattr(task, name) for name in TaskSchema().fields if name != "level"}
 
 
 @blp.route("/<task_id>/complete", methods=["POST"])

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from engine.runtime.decision_task import EVALUATION_KEY
 from engine.runtime.workflow_state import dump_state, plain_json
+from engine.sla.calendar import UnknownCalendarYear
 from engine.store.audit import Journal
 from engine.store.fast_rows import FastRows
 
@@ -110,6 +111,15 @@ class Execution:
         self.rows.append_audit(self.session, audit)
         self._closed, self._created, self.is_new = [], [], False
 
+    def deadlines(self, binding: Any, step: str | None) -> Any:
+        """A clock's thresholds from the product's limits; a year without a calendar leaves the clock
+        unset and says so in the audit trail instead of guessing (or failing the step)."""
+        try:
+            return binding.deadlines(step, self.now)
+        except UnknownCalendarYear as exc:
+            self.journal.record("calendar_missing", actor=False, step=step, year=exc.year, message=exc.detail)
+            return None
+
     def _observe(self, task: Task) -> None:
         spec = task.task_spec
         evaluation = task.internal_data.pop(EVALUATION_KEY, None)
@@ -140,9 +150,11 @@ class Execution:
             lane = spec.lane or properties.get("candidateRole")
             form = properties.get("formJsonSchemaFilename")
             binding = getattr(self.workflow, "product_binding", None)
+            deadlines = None
             if binding is not None:  # the product maps the archetype's lanes and forms to its own
                 lane = binding.roles.get(lane, lane)
                 form = binding.task_forms.get(spec.bpmn_id, form)
+                deadlines = self.deadlines(binding, spec.bpmn_id)
             row = self.rows.tasks.record(
                 id=task_id,
                 instance_id=self.instance.id,
@@ -153,6 +165,9 @@ class Execution:
                 form=form,
                 status="ready",
                 created_at=self.now,
+                warn_at=deadlines.warn_at if deadlines else None,
+                due_at=deadlines.overdue_at if deadlines else None,
+                escalate_at=deadlines.escalate_at if deadlines else None,
             )
             self._created.append(row)
             self.open_tasks[task_id] = row

@@ -103,6 +103,8 @@ class InstanceService:
                 data=data or {},
             )
             execution = Execution(session, self.platform.db.rows, instance, workflow, journal, now, is_new=True)
+            if binding is not None and (process := execution.deadlines(binding, None)) is not None:
+                instance.due_at = process.overdue_at
             execution.run()
             keep.append(execution)
             return InstanceView(instance, definition, ordered(execution.open_tasks.values()))

@@ -12,7 +12,8 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ from engine.forms.validation import FormValidator, validate_form_data
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
 from engine.services.principal import Principal
+from engine.sla.calendar import BusinessCalendar
+from engine.sla.deadlines import Thresholds, TimeLimit, parse_limit, thresholds
 from engine.store.models import ProcessDefinition, Product, ProductVersion, RuleDecision, Tenant
 
 if TYPE_CHECKING:
@@ -54,6 +57,17 @@ class Binding:
     task_forms: dict[str, str]
     roles: dict[str, str]
     derived_forms: dict[str, FormDefinition]
+    process_limit: TimeLimit | None = None
+    step_limits: dict[str, TimeLimit] = field(default_factory=dict)
+    calendar: BusinessCalendar | None = None
+
+    def deadlines(self, step: str | None, started: datetime) -> Thresholds | None:
+        """Yellow/orange/red times of a step (or, for ``None``, the whole process), or None when the
+        product sets no limit. UnknownCalendarYear propagates: a year nobody entered is never guessed."""
+        limit = self.process_limit if step is None else self.step_limits.get(step)
+        if limit is None or self.calendar is None:
+            return None
+        return thresholds(self.calendar, started, limit)
 
 
 @dataclass(frozen=True)
@@ -455,7 +469,9 @@ class ProductService:
         found = self._bindings.get(version_id)
         if found is None:
             version = session.get(ProductVersion, version_id)
-            bindings = version.config["bindings"]
+            bindings, limits = version.config["bindings"], version.config.get("time_limits") or {}
+            calendar = self.platform.calendar
+            kind = limits.get("calendar", "working")
             found = Binding(
                 version.id,
                 version.definition_id,
@@ -463,6 +479,12 @@ class ProductService:
                 dict(bindings.get("forms") or {}),
                 dict(bindings.get("roles") or {}),
                 self.derived_forms(version.config),
+                parse_limit(limits["process"], kind, hours=calendar.hours) if limits.get("process") else None,
+                {
+                    step: parse_limit(text, kind, hours=calendar.hours)
+                    for step, text in (limits.get("steps") or {}).items()
+                },
+                calendar,
             )
             rules = self.platform.rules
             for key in found.decisions.values():

@@ -17,6 +17,7 @@ from engine.runtime.workflow_state import load_state, plain_json
 from engine.services.execution import RUNNING, Execution
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
+from engine.sla.deadlines import stored_level
 from engine.store.models import HumanTask, ProcessInstance
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 class TaskView:
     task: HumanTask
     instance: ProcessInstance
+    level: str  # SLA colour now: none | yellow | orange | red
     data: dict[str, Any] | None = None
     form: FormDefinition | None = None
 
@@ -59,7 +61,8 @@ class TaskService:
             stmt = principal.scope(stmt, HumanTask.tenant_id)
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             rows = session.execute(stmt.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)).all()
-            return [TaskView(t, i) for t, i in rows], total
+            now = self.platform.clock.now()
+            return [TaskView(t, i, stored_level(t, now)) for t, i in rows], total
 
     def get(self, principal: Principal, task_id: str) -> TaskView:
         """The task with its form and the data the form opens with."""
@@ -76,7 +79,7 @@ class TaskService:
                 data = plain_json(task.data) if task is not None else None
             version = instance.product_version_id
             form = self._form(row.form, version, session)
-            return TaskView(row, instance, data, form)
+            return TaskView(row, instance, stored_level(row, self.platform.clock.now()), data, form)
 
     def complete(self, principal: Principal, task_id: str, data: dict[str, Any]) -> InstanceView:
         """Validate against the task's form, complete it, and run the instance on to its next wait."""

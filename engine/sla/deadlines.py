@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from engine.sla.calendar import DEFAULT_HOURS, BusinessCalendar, WorkingHours, as_utc
 
@@ -216,3 +217,11 @@ def _elapsed(
             break
         used -= _between(calendar, limit, begin, min(end, now))
     return used
+
+
+def stored_level(task: Any, now: datetime) -> Level:
+    """The level of a clock from its stored thresholds (no calendar needed): how inboxes colour rows."""
+    for at, reached in ((task.escalate_at, Level.RED), (task.due_at, Level.ORANGE), (task.warn_at, Level.YELLOW)):
+        if at is not None and now >= at:
+            return reached
+    return Level.NONE

@@ -182,6 +182,7 @@ class ProcessInstance(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     next_timer_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the product's process time limit
     audit_seq: Mapped[int] = mapped_column(Integer, default=0)
     audit_head: Mapped[str] = mapped_column(String(64))
 
@@ -199,6 +200,10 @@ class HumanTask(Base):
     lane: Mapped[str | None] = mapped_column(String(255))
     form: Mapped[str | None] = mapped_column(String(255))  # its UI schema comes with the form
     status: Mapped[str] = mapped_column(String(16))  # ready | completed | cancelled
+    # the step's time limit in working time, computed once when the task opens (yellow/orange/red)
+    warn_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    escalate_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
