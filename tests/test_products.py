@@ -157,6 +157,19 @@ def principal_of(platform: CreditFlow, username: str) -> Principal:
         return Principal(user.id, user.username, user.tenant_id)
 
 
+def local_application(catalog: CreditFlow, overrides: dict[str, Any]) -> Any:
+    """陵源's local variant of FND-DAINONG with ``overrides``, published, and one application on it."""
+    bank = principal_of(catalog, "ly_officer")
+    catalog.products.clone(bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides=overrides)
+    catalog.products.publish(bank, "LY-DAINONG")
+    return catalog.products.apply(
+        bank,
+        "LY-DAINONG",
+        applicant=applicant(),
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+    )
+
+
 def test_a_bank_clones_adjusts_publishes_and_rebases_its_local_product(catalog: CreditFlow, seeded: CreditFlow) -> None:
     bank, other_bank, province = (principal_of(catalog, u) for u in ("ly_officer", "qh_officer", "pm"))
     local = catalog.products.clone(
@@ -239,14 +252,7 @@ def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: Cr
             "properties": {"village_cadre_opinion": {"type": "string", "title": "村两委意见", "minLength": 4}},
         }
     }
-    catalog.products.clone(bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides={"form_overrides": tightened})
-    catalog.products.publish(bank, "LY-DAINONG")
-    view = catalog.products.apply(
-        bank,
-        "LY-DAINONG",
-        applicant=applicant(),
-        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
-    )
+    view = local_application(catalog, {"form_overrides": tightened})
     task = next(t for t in view.tasks if t.bpmn_id == "main_investigation")
     detail = catalog.tasks.get(bank, task.id)
     assert "village_cadre_opinion" in detail.form.schema["properties"]
@@ -316,14 +322,7 @@ def test_a_product_maps_the_archetype_lanes_and_task_forms_to_its_own(catalog: C
     overrides = {
         "bindings": {"roles": {"loan_officer": "senior_approver"}, "forms": {"co_investigation": "investigation"}}
     }
-    catalog.products.clone(bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides=overrides)
-    catalog.products.publish(bank, "LY-DAINONG")
-    view = catalog.products.apply(
-        bank,
-        "LY-DAINONG",
-        applicant=applicant(),
-        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
-    )
+    view = local_application(catalog, overrides)
     tasks = {t.bpmn_id: t for t in view.tasks}
     assert tasks["main_investigation"].lane == "senior_approver"  # mapped
     assert tasks["co_investigation"].lane == "co_investigator"  # not mapped: the archetype's lane
@@ -387,16 +386,7 @@ def test_a_limit_reaching_a_year_without_a_calendar_is_flagged_not_guessed(
     catalog: CreditFlow, seeded: CreditFlow
 ) -> None:
     bank = principal_of(catalog, "ly_officer")
-    catalog.products.clone(
-        bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides={"time_limits": {"process": "P40D"}}
-    )
-    catalog.products.publish(bank, "LY-DAINONG")
-    view = catalog.products.apply(
-        bank,
-        "LY-DAINONG",
-        applicant=applicant(),
-        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
-    )
+    view = local_application(catalog, {"time_limits": {"process": "P40D"}})
     assert view.instance.status == "running" and view.instance.due_at is None  # 40 working days reach 2027
     missing = [e for e in catalog.instances.history(bank, view.instance.id) if e.event_type == "calendar_missing"]
     assert missing and missing[0].payload["year"] == 2027
