@@ -390,3 +390,14 @@ def test_a_limit_reaching_a_year_without_a_calendar_is_flagged_not_guessed(
     assert view.instance.status == "running" and view.instance.due_at is None  # 40 working days reach 2027
     missing = [e for e in catalog.instances.history(bank, view.instance.id) if e.event_type == "calendar_missing"]
     assert missing and missing[0].payload["year"] == 2027
+
+
+def test_a_local_product_names_its_template_over_http(catalog: CreditFlow, app: Any) -> None:
+    from tests.conftest import login
+
+    bank = login(app, "ly_officer")
+    bank.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-DAINONG"})
+    local = bank.get("/api/v1/products/LY-DAINONG").get_json()
+    template = bank.get("/api/v1/products/FND-DAINONG").get_json()
+    assert template["template_id"] is None and local["template_id"] is not None
+    assert local["tenant_id"] is not None and template["tenant_id"] is None

@@ -40,7 +40,7 @@ def product_body(view: ProductView) -> dict[str, Any]:
         "series": p.series,
         "archetype": p.archetype,
         "tenant_id": p.tenant_id,
-        "template_code": None,
+        "template_id": p.template_id,
         "current_version": current.version if current else None,
         "config": current.config if current else None,
         "draft": p.draft,
