@@ -67,3 +67,47 @@ def test_products_validate_passes_on_the_standard_catalog_and_fails_on_a_broken_
     (tmp_path / "XED.json").write_text(json.dumps(broken, ensure_ascii=False), encoding="utf-8")
     bad = CliRunner().invoke(cli, ["products", "validate", str(tmp_path)])
     assert bad.exit_code == 1 and "parameters.amount" in bad.output
+
+
+def test_products_clone_and_rebase_from_the_command_line(settings: Any, monkeypatch: Any, tmp_path: Any) -> None:
+    from sqlalchemy import select
+
+    from engine.container import CreditFlow
+    from engine.services.principal import Principal
+    from engine.store.models import Product
+
+    assert invoke(settings, monkeypatch, "demo", "seed").exit_code == 0
+    assert invoke(settings, monkeypatch, "catalog", "load").exit_code == 0
+    patch = tmp_path / "patch.json"
+    patch.write_text(json.dumps({"rule_parameters": {"max_age": 55}}), encoding="utf-8")
+    cloned = invoke(
+        settings,
+        monkeypatch,
+        "products",
+        "clone",
+        "XED",
+        "LY-XED",
+        "--tenant",
+        "bank-lingyuan",
+        "--overrides",
+        str(patch),
+    )
+    assert cloned.exit_code == 0 and "cloned XED into LY-XED" in cloned.output
+
+    platform = CreditFlow(settings)
+    with platform.db.transaction() as session:
+        draft = dict(session.scalars(select(Product.draft).where(Product.code == "XED")).one())
+    platform.products.set_draft(
+        Principal.system(), "XED", {**draft, "rule_parameters": {**draft["rule_parameters"], "max_age": 60}}
+    )
+    platform.products.publish(Principal.system(), "XED")
+    platform.close()
+
+    rebased = CliRunner().invoke(cli, ["products", "rebase", "LY-XED"])
+    assert rebased.exit_code == 1
+    assert "template version 1 -> 2" in rebased.output and "CONFLICT rule_parameters.max_age" in rebased.output
+    diff = json.loads(invoke(settings, monkeypatch, "products", "diff", "LY-XED").output)
+    assert (
+        diff["base_version"] == 2
+        and {"path": "rule_parameters.max_age", "template": 60, "local": 55} in diff["changes"]
+    )
