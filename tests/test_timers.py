@@ -62,3 +62,24 @@ def test_the_scheduler_command_runs_one_pass(platform: CreditFlow, settings: Any
         result = CliRunner().invoke(cli, ["scheduler", "--once"], catch_exceptions=False)
     assert result.exit_code == 0 and "1 instance(s)" in result.output
     assert platform.instances.get(SYSTEM, view.instance.id).instance.status == "completed"
+
+
+def test_a_timer_pass_skips_an_instance_another_node_holds(platform: CreditFlow) -> None:
+    """On PostgreSQL the pass does not queue behind a held row; on SQLite writers are serialized anyway."""
+    from sqlalchemy import text
+
+    deploy(platform, "timer_bare.bpmn")
+    with time_machine.travel(START, tick=False) as traveller:
+        view = platform.instances.start(SYSTEM, "timer_bare", data={})
+        traveller.shift(timedelta(hours=5))
+        now = START + timedelta(hours=5)
+        if platform.db.is_sqlite:
+            assert fire_due_timers(platform, now=now) == 1
+            return
+        with platform.db.engine.connect() as other_node:
+            other_node.execute(
+                text("SELECT id FROM process_instance WHERE id = :i FOR UPDATE"), {"i": view.instance.id}
+            )
+            assert fire_due_timers(platform, now=now) == 0  # held elsewhere: skipped, not waited for
+            other_node.rollback()
+        assert fire_due_timers(platform, now=now) == 1

@@ -3,7 +3,8 @@
 SpiffWorkflow only notices that time passed when asked (``refresh_timers``), so each instance
 stores the due time of its earliest waiting timer (``next_timer_at``, indexed) and a pass picks the
 due ones. Each instance is handled under its lock in its own transaction; a second node that picked
-the same instance finds nothing due once the first committed, so a timer fires exactly once.
+the same instance finds nothing due once the first committed, so a timer fires exactly once. On
+PostgreSQL an instance another node holds is skipped (``SKIP LOCKED``) instead of waited for.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def fire_due_timers(platform: CreditFlow, now: datetime | None = None, limit: in
     for instance_id in due:
         names: list[str] = []
         try:
-            platform.instances.change(Principal.system(), instance_id, lambda e, names=names: _fire(e, now, names))
+            platform.instances.change(
+                Principal.system(), instance_id, lambda e, names=names: _fire(e, now, names), skip_locked=True
+            )
         except (Conflict, NotFound):
-            continue  # changed or gone meanwhile: the next pass sees its new state
+            continue  # held by another node, changed or gone: the next pass sees its new state
         fired += bool(names)
     return fired
 

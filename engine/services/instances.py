@@ -43,6 +43,10 @@ def ordered(tasks: Iterable[Any]) -> list[Any]:
     return sorted(tasks, key=lambda t: (t.created_at, t.id))
 
 
+class Busy(Conflict):
+    """The instance is locked by someone else and the caller chose not to wait."""
+
+
 class InstanceService:
     def __init__(self, platform: CreditFlow) -> None:
         self.platform = platform
@@ -166,25 +170,36 @@ class InstanceService:
         return self.change(principal, instance_id, deliver)
 
     def change(
-        self, principal: Principal, instance_id: str | Locator, step: Callable[[Execution], None]
+        self,
+        principal: Principal,
+        instance_id: str | Locator,
+        step: Callable[[Execution], None],
+        *,
+        skip_locked: bool = False,
     ) -> InstanceView:
         """Run ``step`` on the instance under its lock, in one transaction.
 
         ``instance_id`` may be a function finding the id inside that transaction (e.g. from a task).
+        With ``skip_locked`` (background work on PostgreSQL) an instance another node holds raises
+        ``Busy`` at once instead of waiting for it.
         """
-        with self.execution(principal, instance_id) as execution:
+        with self.execution(principal, instance_id, skip_locked=skip_locked) as execution:
             step(execution)
             definition = self.platform.specs.get(execution.session, execution.instance.definition_id)
             return InstanceView(execution.instance, definition, ordered(execution.open_tasks.values()))
 
     @contextmanager
-    def execution(self, principal: Principal, instance_id: str | Locator) -> Iterator[Execution]:
+    def execution(
+        self, principal: Principal, instance_id: str | Locator, *, skip_locked: bool = False
+    ) -> Iterator[Execution]:
         """Lock the instance row, load its workflow, and hand out an Execution for one change."""
         try:
             with self._committed() as keep, self.platform.db.transaction(write=True) as session:
                 if callable(instance_id):
                     instance_id = instance_id(session)
-                instance = self.platform.db.rows.instance(session, instance_id, lock=True)
+                instance = self.platform.db.rows.instance(session, instance_id, lock=True, skip_locked=skip_locked)
+                if instance is None and skip_locked and self.platform.db.rows.instance(session, instance_id):
+                    raise Busy(f"process instance {instance_id} is being changed by another node")
                 if instance is None or not principal.sees(instance.tenant_id):
                     raise NotFound(f"process instance {instance_id} does not exist")
                 workflow = self.platform.workflows.take(instance.id, instance.version)

@@ -92,6 +92,8 @@ class FastRows:
         self.audit = RowType(AuditEvent.__table__, postgres)
         p = self.instances.mark
         self._lock = f"{self.instances.select} WHERE id = {p}" + (" FOR UPDATE" if postgres else "")
+        # background passes skip an instance someone else holds instead of queueing behind it
+        self._lock_or_skip = self._lock + (" SKIP LOCKED" if postgres else "")
         self._get = f"{self.instances.select} WHERE id = {p}"
         updatable = [c for c in self.instances.columns if c not in ("id", "version")]
         assignments = ", ".join(f"{c} = {self.instances.placeholder(c)}" for c in updatable)
@@ -120,9 +122,12 @@ class FastRows:
         row = cursor.fetchone()
         return row[0] if row else None
 
-    def instance(self, session: Session, instance_id: str, *, lock: bool = False) -> Any | None:
+    def instance(
+        self, session: Session, instance_id: str, *, lock: bool = False, skip_locked: bool = False
+    ) -> Any | None:
+        """The instance row; ``lock`` waits for the row lock, ``skip_locked`` returns None if it is taken."""
         cursor = self._cursor(session)
-        cursor.execute(self._lock if lock else self._get, (instance_id,))
+        cursor.execute(self._lock_or_skip if skip_locked else self._lock if lock else self._get, (instance_id,))
         row = cursor.fetchone()
         return self.instances.decode(row) if row else None
 
