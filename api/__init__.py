@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from api.problems import from_domain_error, from_http_exception, problem
 from api.schemas import ProblemSchema
 from api.security import authenticate_request
-from api.views import auth, definitions, health, instances, products, tasks
+from api.views import admin, auth, definitions, health, instances, products, tasks
 from engine.errors import CreditFlowError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def create_app(platform: Any) -> Flask:
     app.json.ensure_ascii = False  # Chinese names and labels as text, not \u escapes
     app.extensions["creditflow"] = platform
     api = CreditFlowApi(app)
-    for module in (health, auth, definitions, instances, tasks, products):
+    for module in (health, auth, definitions, instances, tasks, products, admin):
         api.register_blueprint(module.blp)
 
     @app.before_request

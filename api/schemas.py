@@ -260,3 +260,18 @@ class RebaseSchema(Schema):
     from_version = fields.Integer()
     to_version = fields.Integer()
     conflicts = fields.List(fields.Dict(), metadata={"description": "overridden values the province also changed"})
+
+
+class CalendarDaySchema(Schema):
+    day = fields.Date(dump_only=True)
+    workday = fields.Boolean(required=True, metadata={"description": "true: a working day; false: a day off"})
+    note = fields.String(load_default="", validate=validate.Length(max=200), metadata={"description": "e.g. 台风停业"})
+    tenant_id = fields.Integer(dump_only=True, allow_none=True)
+
+
+class CalendarDayListSchema(Schema):
+    items = fields.List(fields.Nested(CalendarDaySchema))
+
+
+class CalendarQuerySchema(Schema):
+    year = fields.Integer(required=True, validate=validate.Range(min=2000, max=2100))

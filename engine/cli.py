@@ -187,6 +187,33 @@ def _tenant_principal(platform: Any, tenant_code: str) -> Any:
 
 
 @main.group()
+def calendar() -> None:
+    """The business calendar's province-wide override table."""
+
+
+@calendar.command("set")
+@click.argument("day", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.argument("kind", type=click.Choice(["workday", "holiday"]))
+@click.option("--note", default="", help="e.g. 2027年元旦")
+def calendar_set(day: Any, kind: str, note: str) -> None:
+    """Mark DAY as a workday or a holiday for every bank."""
+    from engine.services.principal import Principal
+
+    _platform().calendars.set_day(Principal.system(), day.date(), kind == "workday", note)
+    click.echo(f"{day.date()} is a {kind}")
+
+
+@calendar.command("cover")
+@click.argument("year", type=click.IntRange(2000, 2100))
+def calendar_cover(year: int) -> None:
+    """Declare YEAR's holidays and make-up days entered; its other days then follow plain weekends."""
+    from engine.services.principal import Principal
+
+    _platform().calendars.cover_year(Principal.system(), year)
+    click.echo(f"{year} is entered")
+
+
+@main.group()
 def demo() -> None:
     """Demo data."""
 

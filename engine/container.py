@@ -14,13 +14,13 @@ from engine.runtime.demo_connectors import register_demo_connectors
 from engine.runtime.sandbox import RestrictedEnvironment, ScriptLimits, check_source
 from engine.runtime.workflow_state import CreditFlowScriptEngine
 from engine.services.auth import AuthService
+from engine.services.calendars import CalendarService
 from engine.services.definitions import DefinitionService
 from engine.services.instances import InstanceService
 from engine.services.products import ProductService
 from engine.services.spec_cache import SpecCache
 from engine.services.tasks import TaskService
 from engine.services.workflow_cache import WorkflowCache
-from engine.sla.calendar import BusinessCalendar
 from engine.store.db import Database
 
 
@@ -46,14 +46,13 @@ class CreditFlow:
             RestrictedEnvironment(limits=ScriptLimits(max_seconds=settings.script_max_seconds)), connectors, self.rules
         )
         self.specs = SpecCache()
-        # one calendar for now: tenant calendars with their override tables come with the scheduler work
-        self.calendar = BusinessCalendar()
         self.workflows = WorkflowCache()
         self.auth = AuthService(self)
         self.definitions = DefinitionService(self)
         self.instances = InstanceService(self)
         self.tasks = TaskService(self)
         self.products = ProductService(self)
+        self.calendars = CalendarService(self)
 
     @staticmethod
     def check_expression(source: str, mode: str) -> str | None:

@@ -5,19 +5,22 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR
+from engine.cli import main as cli
 from engine.container import CreditFlow
 from engine.errors import Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.services.catalog import load_catalog
 from engine.services.principal import Principal
 from engine.store.models import ProcessInstance, Product, RuleDecision
-from tests.conftest import ApiClient, bank_card, resident_id
+from tests.conftest import ApiClient, bank_card, login, resident_id
 
 SYSTEM = Principal.system()
 CODES = ("XEKD-XIN", "FND-DAINONG")  # an A1 instant product with all three decisions, an A4 one without
@@ -401,3 +404,41 @@ def test_a_local_product_names_its_template_over_http(catalog: CreditFlow, app: 
     template = bank.get("/api/v1/products/FND-DAINONG").get_json()
     assert template["template_id"] is None and local["template_id"] is not None
     assert local["tenant_id"] is not None and template["tenant_id"] is None
+
+
+# -- the business calendar that time limits follow ------------------------------------------------------------
+
+
+def test_entering_2027_in_the_calendar_lets_a_limit_reach_into_it(
+    catalog: CreditFlow, app: Any, settings: Any, monkeypatch: Any
+) -> None:
+    admin = login(app, "admin")
+    assert (
+        admin.put("/api/v1/admin/calendar/days/2027-01-01", json={"workday": False, "note": "元旦"}).status_code == 200
+    )
+    assert admin.put("/api/v1/admin/calendar/years/2027").status_code == 204
+    listed = admin.get("/api/v1/admin/calendar/days?year=2027").get_json()["items"]
+    assert [(d["day"], d["workday"], d["note"]) for d in listed] == [("2027-01-01", False, "元旦")]
+
+    view = local_application(catalog, {"time_limits": {"process": "P40D"}})
+    # 40 working days from Tue 2026-12-01 09:00 Beijing: 22 to 31 December, then 18 in 2027 with
+    # 1 January off: Wednesday 2027-01-27 09:00
+    assert view.instance.due_at == datetime(2027, 1, 27, 9, 0, tzinfo=UTC) - timedelta(hours=8)
+
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CREDITFLOW_DATA_DIR", str(settings.data_dir))
+    done = CliRunner().invoke(
+        cli, ["calendar", "set", "2027-01-04", "holiday", "--note", "示例"], catch_exceptions=False
+    )
+    assert done.exit_code == 0 and "2027-01-04 is a holiday" in done.output
+
+
+def test_only_administrators_change_the_calendar_and_bad_input_is_4xx(catalog: CreditFlow, app: Any) -> None:
+    officer = login(app, "ly_officer")
+    assert officer.put("/api/v1/admin/calendar/days/2027-01-01", json={"workday": False}).status_code == 403
+    assert officer.put("/api/v1/admin/calendar/years/2027").status_code == 403
+    admin = login(app, "admin")
+    assert admin.put("/api/v1/admin/calendar/days/2027-02-30", json={"workday": False}).status_code == 422
+    assert admin.put("/api/v1/admin/calendar/days/2027-02-01", json={"workday": "maybe"}).status_code == 422
+    assert admin.put("/api/v1/admin/calendar/years/1900").status_code == 422
+    assert admin.get("/api/v1/admin/calendar/days").status_code == 422

@@ -115,7 +115,7 @@ class Execution:
         """A clock's thresholds from the product's limits; a year without a calendar leaves the clock
         unset and says so in the audit trail instead of guessing (or failing the step)."""
         try:
-            return binding.deadlines(step, self.now)
+            return binding.deadlines(step, self.now, self.workflow.calendar)
         except UnknownCalendarYear as exc:
             self.journal.record("calendar_missing", actor=False, step=step, year=exc.year, message=exc.detail)
             return None

@@ -79,6 +79,7 @@ class InstanceService:
             definition = self.platform.specs.get(session, found)
             workflow = new_workflow(definition.spec, definition.subprocess_specs, self.platform.script_engine)
             workflow.product_binding = binding
+            workflow.calendar = self.platform.calendars.for_tenant(session, principal.tenant_id)
             workflow.get_next_task(state=TaskState.READY).data.update(data or {})
             now = self.platform.clock.now()
             instance = self.platform.db.rows.instances.record(
@@ -210,6 +211,7 @@ class InstanceService:
                     )
                     if instance.product_version_id is not None:
                         workflow.product_binding = self.platform.products.binding(session, instance.product_version_id)
+                        workflow.calendar = self.platform.calendars.for_tenant(session, instance.tenant_id)
                 execution = Execution(
                     session,
                     self.platform.db.rows,

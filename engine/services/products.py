@@ -33,7 +33,7 @@ from engine.forms.validation import FormValidator, validate_form_data
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
 from engine.services.principal import Principal
-from engine.sla.calendar import BusinessCalendar
+from engine.sla.calendar import DEFAULT_HOURS, BusinessCalendar
 from engine.sla.deadlines import Thresholds, TimeLimit, parse_limit, thresholds
 from engine.store.models import ProcessDefinition, Product, ProductVersion, RuleDecision, Tenant
 
@@ -59,15 +59,13 @@ class Binding:
     derived_forms: dict[str, FormDefinition]
     process_limit: TimeLimit | None = None
     step_limits: dict[str, TimeLimit] = field(default_factory=dict)
-    calendar: BusinessCalendar | None = None
 
-    def deadlines(self, step: str | None, started: datetime) -> Thresholds | None:
-        """Yellow/orange/red times of a step (or, for ``None``, the whole process), or None when the
-        product sets no limit. UnknownCalendarYear propagates: a year nobody entered is never guessed."""
+    def deadlines(self, step: str | None, started: datetime, calendar: BusinessCalendar) -> Thresholds | None:
+        """Yellow/orange/red times of a step (or, for ``None``, the whole process) in the tenant's
+        calendar, or None when the product sets no limit. UnknownCalendarYear propagates: a year
+        nobody entered is never guessed."""
         limit = self.process_limit if step is None else self.step_limits.get(step)
-        if limit is None or self.calendar is None:
-            return None
-        return thresholds(self.calendar, started, limit)
+        return None if limit is None else thresholds(calendar, started, limit)
 
 
 @dataclass(frozen=True)
@@ -228,7 +226,7 @@ class ProductService:
         self, principal: Principal, template_code: str, *, code: str, name: str | None, overrides: dict[str, Any]
     ) -> ProductView:
         """A bank's local product: the template's current version plus the bank's merge patch."""
-        if principal.tenant_id is None or self._is_province(principal):
+        if principal.tenant_id is None or self.is_province(principal):
             raise Forbidden("only a bank clones templates into local products")
         with self.platform.db.transaction(write=True) as session:
             template = self._product(session, principal, template_code)
@@ -326,17 +324,17 @@ class ProductService:
         if principal.tenant_id is None:
             return
         if product.tenant_id is None:
-            if not self._is_province(principal, session):
+            if not self.is_province(principal, session):
                 raise Forbidden(f"{product.code} is a province template; clone it to make a local product")
         elif product.tenant_id != principal.tenant_id:
             raise NotFound(f"product {product.code} does not exist")
 
-    def _is_province(self, principal: Principal, session: Session | None = None) -> bool:
+    def is_province(self, principal: Principal, session: Session | None = None) -> bool:
         if principal.tenant_id is None:
             return False
         if session is None:
             with self.platform.db.transaction() as own:
-                return self._is_province(principal, own)
+                return self.is_province(principal, own)
         tenant = session.get(Tenant, principal.tenant_id)
         return tenant is not None and tenant.kind == "province"
 
@@ -470,8 +468,7 @@ class ProductService:
         if found is None:
             version = session.get(ProductVersion, version_id)
             bindings, limits = version.config["bindings"], version.config.get("time_limits") or {}
-            calendar = self.platform.calendar
-            kind = limits.get("calendar", "working")
+            kind, hours = limits.get("calendar", "working"), DEFAULT_HOURS
             found = Binding(
                 version.id,
                 version.definition_id,
@@ -479,12 +476,8 @@ class ProductService:
                 dict(bindings.get("forms") or {}),
                 dict(bindings.get("roles") or {}),
                 self.derived_forms(version.config),
-                parse_limit(limits["process"], kind, hours=calendar.hours) if limits.get("process") else None,
-                {
-                    step: parse_limit(text, kind, hours=calendar.hours)
-                    for step, text in (limits.get("steps") or {}).items()
-                },
-                calendar,
+                parse_limit(limits["process"], kind, hours=hours) if limits.get("process") else None,
+                {step: parse_limit(text, kind, hours=hours) for step, text in (limits.get("steps") or {}).items()},
             )
             rules = self.platform.rules
             for key in found.decisions.values():

@@ -7,12 +7,13 @@ The audit trail is append-only and hash-chained per instance.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -226,3 +227,26 @@ class AuditEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class CalendarDay(Base):
+    """An admin's word on one day (a holiday, a make-up workday, a typhoon closure); it wins over the
+    holiday package. ``tenant_id`` null: province-wide; a bank's own row wins over the province's."""
+
+    __tablename__ = "calendar_day"
+    __table_args__ = (UniqueConstraint("tenant_id", "day"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    day: Mapped[date] = mapped_column(Date, index=True)
+    workday: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str] = mapped_column(String(200), default="")
+
+
+class CalendarYear(Base):
+    """A year whose arrangement an admin has entered completely (needed beyond the package's years)."""
+
+    __tablename__ = "calendar_year"
+    __table_args__ = (UniqueConstraint("tenant_id", "year"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    year: Mapped[int] = mapped_column(Integer)
