@@ -15,7 +15,6 @@ from api.schemas import (
     DeployResultSchema,
 )
 from api.security import current_principal
-from engine.errors import NotFound
 
 blp = Blueprint("definitions", __name__, url_prefix="/api/v1/process-definitions", description="Process definitions")
 
@@ -62,19 +61,5 @@ def get_definition(definition_id: int) -> Any:
     content_type="application/xml",
 )
 def get_definition_xml(definition_id: int) -> Response:
-    platform = _platform()
-    principal = current_principal()
-    definition = platform.definitions.get(principal, definition_id)
-    resources = platform.definitions.resources(principal, definition_id)
-    wanted = request.args.get("file")
-    chosen = [r for r in resources if r.name == wanted] if wanted else _holding(resources, definition.key)
-    if not chosen:
-        raise NotFound(f"no file {wanted!r} in the deployment of definition {definition_id}")
-    return Response(chosen[0].content, mimetype="application/xml")
-
-
-def _holding(resources: list[Any], key: str) -> list[Any]:
-    """The BPMN file that defines the process (first BPMN file as a fallback)."""
-    marker = f'id="{key}"'
-    bpmn = [r for r in resources if r.kind == "bpmn"]
-    return [r for r in bpmn if marker in r.content] or bpmn
+    resource = _platform().definitions.resource(current_principal(), definition_id, request.args.get("file"))
+    return Response(resource.content, mimetype="application/xml")

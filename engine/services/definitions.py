@@ -192,17 +192,26 @@ class DefinitionService:
                 raise NotFound(f"process definition {definition_id} does not exist")
             return definition
 
-    def resources(self, principal: Principal, definition_id: int) -> list[DeploymentResource]:
-        """The XML files of the definition's deployment, as uploaded."""
+    def resource(self, principal: Principal, definition_id: int, file: str | None = None) -> DeploymentResource:
+        """One XML file of the definition's deployment, as uploaded: ``file`` by name, or by default
+        the BPMN file that defines the process."""
         definition = self.get(principal, definition_id)
         with self.platform.db.transaction() as session:
-            return list(
+            files = list(
                 session.scalars(
                     select(DeploymentResource)
                     .where(DeploymentResource.deployment_id == definition.deployment_id)
                     .order_by(DeploymentResource.name)
                 )
             )
+        if file is not None:
+            chosen = [r for r in files if r.name == file]
+        else:
+            bpmn = [r for r in files if r.kind == "bpmn"]
+            chosen = [r for r in bpmn if f'id="{definition.key}"' in r.content] or bpmn
+        if not chosen:
+            raise NotFound(f"no file {file!r} in the deployment of definition {definition_id}")
+        return chosen[0]
 
 
 def _own_processes(parser: CreditFlowParser, resolved: dict, names: set[str]) -> list[str]:
