@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +21,6 @@ class Settings:
     max_upload_bytes: int = 5 * 1024 * 1024
     max_json_body_bytes: int = 1024 * 1024
     script_max_seconds: float = 1.0
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

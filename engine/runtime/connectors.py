@@ -8,7 +8,7 @@ original message travels in the error payload.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 Connector = Callable[..., Any]
@@ -33,15 +33,6 @@ class ConnectorRegistry:
             raise ValueError(f"connector {name!r} is already registered")
         self._connectors[name] = connector
 
-    def connector(self, name: str) -> Callable[[Connector], Connector]:
-        """Decorator form of ``register``."""
-
-        def decorate(fn: Connector) -> Connector:
-            self.register(name, fn)
-            return fn
-
-        return decorate
-
     def get(self, name: str) -> Connector:
         try:
             return self._connectors[name]
@@ -50,6 +41,3 @@ class ConnectorRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._connectors
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._connectors))
