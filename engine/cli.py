@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ def main(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from engine.masking import install_log_masking
+
+    install_log_masking()
 
 
 @main.group()
@@ -211,6 +215,156 @@ def calendar_cover(year: int) -> None:
 
     _platform().calendars.cover_year(Principal.system(), year)
     click.echo(f"{year} is entered")
+
+
+def _organization(action: Callable[[Any, Any], Any]) -> Any:
+    """Run one organisation operation as the system; a domain error ends the command with its problems."""
+    from engine.services.principal import Principal
+
+    try:
+        return action(_platform().organization, Principal.system())
+    except CreditFlowError as exc:
+        _fail(exc)
+
+
+def _describe_user(user: Any) -> str:
+    roles = ", ".join(f"{r.role}@{r.org_unit_code or '*'}" for r in user.roles) or "no roles"
+    state = "active" if user.is_active else "inactive"
+    return f"{user.username:<20} {user.tenant:<16} {user.org_unit_code or '-':<14} {state:<8} {roles}"
+
+
+@main.group()
+def org() -> None:
+    """Organisation units: head office, branches, sub-branches and grids."""
+
+
+@org.command("units")
+@click.option("--tenant", "tenant_code", help="Only this tenant's units (default: every tenant).")
+def org_units(tenant_code: str | None) -> None:
+    """Show the unit tree."""
+    for unit in _organization(lambda service, me: service.list_units(me, tenant_code)):
+        click.echo(f"{unit.tenant:<16} {'  ' * unit.depth}{unit.code}  {unit.name} ({unit.kind})")
+
+
+@org.command("add-unit")
+@click.option("--tenant", "tenant_code", required=True)
+@click.option("--code", required=True)
+@click.option("--name", required=True)
+@click.option("--kind", required=True, help="head_office, branch, sub_branch or grid.")
+@click.option("--parent", "parent_code", help="The parent unit's code (none only for the head office).")
+def org_add_unit(tenant_code: str, code: str, name: str, kind: str, parent_code: str | None) -> None:
+    """Add a unit under its parent: a branch under the head office, a sub-branch under a branch, a grid under
+    either."""
+    unit = _organization(lambda service, me: service.create_unit(me, tenant_code, code, name, kind, parent_code))
+    click.echo(f"created {unit.kind} {unit.code} (id {unit.id}) at {unit.path}")
+
+
+@main.group()
+def users() -> None:
+    """Users and their role grants."""
+
+
+@users.command("list")
+@click.option("--tenant", "tenant_code", help="Only this tenant's users (default: every tenant).")
+def users_list(tenant_code: str | None) -> None:
+    """One line per user: tenant, home unit, state and roles."""
+
+    def every_page(service: Any, me: Any) -> list[Any]:
+        found: list[Any] = []
+        while True:
+            page, total = service.list_users(me, tenant_code, limit=200, offset=len(found))
+            found += page
+            if not page or len(found) >= total:
+                return found
+
+    for user in _organization(every_page):
+        click.echo(_describe_user(user))
+
+
+@users.command("add")
+@click.option("--tenant", "tenant_code", required=True)
+@click.option("--username", required=True)
+@click.option("--name", "display_name", required=True)
+@click.option("--unit", "unit_code", help="The home unit's code.")
+@click.option("--service", "is_service", is_flag=True, help="An integration account: API keys only, no password.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def users_add(
+    tenant_code: str, username: str, display_name: str, unit_code: str | None, is_service: bool, password_stdin: bool
+) -> None:
+    """Add a user; without --password-stdin a person gets a generated password, printed this once only."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    user, generated = _organization(
+        lambda service, me: service.create_user(
+            me, tenant_code, username, display_name, password, org_unit_code=unit_code, is_service=is_service
+        )
+    )
+    click.echo(f"created user {user.username} (id {user.id}) in {user.tenant}")
+    if generated:
+        click.echo(f"password (shown only this once): {generated}")
+
+
+@users.command("grant")
+@click.argument("username")
+@click.argument("role")
+@click.option("--unit", "unit_code", help="The unit the role is held in (default: the whole tenant).")
+def users_grant(username: str, role: str, unit_code: str | None) -> None:
+    """Grant ROLE to USERNAME."""
+    click.echo(_describe_user(_organization(lambda service, me: service.grant(me, username, role, unit_code))))
+
+
+@users.command("revoke")
+@click.argument("username")
+@click.argument("role")
+@click.option("--unit", "unit_code", help="The unit the role is held in (default: the whole tenant).")
+def users_revoke(username: str, role: str, unit_code: str | None) -> None:
+    """Take ROLE away from USERNAME."""
+    click.echo(_describe_user(_organization(lambda service, me: service.revoke(me, username, role, unit_code))))
+
+
+@users.command("deactivate")
+@click.argument("username")
+def users_deactivate(username: str) -> None:
+    """Block sign-in; the user's tokens stop working too."""
+    click.echo(_describe_user(_organization(lambda service, me: service.deactivate_user(me, username))))
+
+
+@users.command("activate")
+@click.argument("username")
+def users_activate(username: str) -> None:
+    """Allow sign-in again."""
+    click.echo(_describe_user(_organization(lambda service, me: service.activate_user(me, username))))
+
+
+@users.command("unlock")
+@click.argument("username")
+def users_unlock(username: str) -> None:
+    """Lift a lock-out after failed logins."""
+    click.echo(_describe_user(_organization(lambda service, me: service.unlock_user(me, username))))
+
+
+@main.group()
+def groups() -> None:
+    """Candidate groups that tasks can be offered to (e.g. 贷审会)."""
+
+
+@groups.command("add")
+@click.option("--tenant", "tenant_code", required=True)
+@click.option("--code", required=True)
+@click.option("--name", required=True)
+def groups_add(tenant_code: str, code: str, name: str) -> None:
+    """Add an empty group."""
+    group = _organization(lambda service, me: service.create_group(me, tenant_code, code, name))
+    click.echo(f"created group {group.code} (id {group.id}) in {group.tenant}")
+
+
+@groups.command("add-member")
+@click.argument("group_code")
+@click.argument("username")
+@click.option("--tenant", "tenant_code", required=True, help="The group's tenant.")
+def groups_add_member(group_code: str, username: str, tenant_code: str) -> None:
+    """Put USERNAME (of the group's tenant) into group GROUP_CODE."""
+    group = _organization(lambda service, me: service.add_member(me, group_code, username, tenant_code))
+    click.echo(f"{group.code}: {', '.join(group.members)}")
 
 
 @main.group()

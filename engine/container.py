@@ -13,10 +13,12 @@ from engine.runtime.connectors import ConnectorRegistry
 from engine.runtime.demo_connectors import register_demo_connectors
 from engine.runtime.sandbox import RestrictedEnvironment, ScriptLimits, check_source
 from engine.runtime.workflow_state import CreditFlowScriptEngine
+from engine.services.api_keys import ApiKeyService
 from engine.services.auth import AuthService
 from engine.services.calendars import CalendarService
 from engine.services.definitions import DefinitionService
 from engine.services.instances import InstanceService
+from engine.services.organization import OrganizationService
 from engine.services.products import ProductService
 from engine.services.spec_cache import SpecCache
 from engine.services.tasks import TaskService
@@ -53,6 +55,8 @@ class CreditFlow:
         self.tasks = TaskService(self)
         self.products = ProductService(self)
         self.calendars = CalendarService(self)
+        self.organization = OrganizationService(self)
+        self.api_keys = ApiKeyService(self)
 
     @staticmethod
     def check_expression(source: str, mode: str) -> str | None:

@@ -5,6 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import Forbidden
+from engine.org.roles import ALL_PERMISSIONS
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A role held in an org unit (``org_unit_id`` None: anywhere in the tenant)."""
+
+    role: str
+    org_unit_id: int | None
+    org_path: str | None = None  # the unit's path, for supervisors' subtree (team) queries
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -15,11 +27,21 @@ class Principal:
     # Tenants whose rows this principal may see besides shared (tenant-less) ones: its own, and for
     # the province also its banks'. Empty means just ``tenant_id``; the system principal sees all.
     scope_tenants: frozenset[int] = field(default_factory=frozenset)
+    permissions: frozenset[str] = field(default_factory=frozenset)
+    grants: tuple[Grant, ...] = ()
+    group_ids: frozenset[int] = field(default_factory=frozenset)
+    org_unit_id: int | None = None  # home unit: where the user's applications belong by default
 
     @classmethod
     def system(cls) -> Principal:
         """The engine itself (CLI, scheduler): not a person, so no user id in the audit trail."""
-        return cls(user_id=None, username="system", tenant_id=None, roles=frozenset({"system"}))
+        return cls(
+            user_id=None, username="system", tenant_id=None, roles=frozenset({"system"}), permissions=ALL_PERMISSIONS
+        )
+
+    @property
+    def is_system(self) -> bool:
+        return self.tenant_id is None
 
     @property
     def _visible(self) -> frozenset[int]:
@@ -29,8 +51,20 @@ class Principal:
         """Tenant scope: another tenant's row is answered exactly like a missing one."""
         return self.tenant_id is None or tenant_id is None or tenant_id in self._visible
 
+    def acts_in(self, tenant_id: int | None) -> bool:
+        """Acting (not just reading) is only ever within the own tenant: the province reads its banks'
+        work but does not do it."""
+        return self.tenant_id is None or tenant_id == self.tenant_id
+
     def scope(self, stmt: Any, tenant_column: Any) -> Any:
         """The same rule as ``sees``, as a WHERE clause for list queries."""
         if self.tenant_id is None:
             return stmt
         return stmt.where(tenant_column.in_(sorted(self._visible)) | tenant_column.is_(None))
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: str) -> None:
+        if permission not in self.permissions:
+            raise Forbidden(f"this needs the permission {permission!r}, which none of your roles has")

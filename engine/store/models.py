@@ -17,10 +17,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -54,25 +56,97 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class OrgUnit(Base):
+    """A node of a tenant's organisation tree: head office → branch → sub-branch → grid.
+
+    ``path`` is the chain of ids from the root ("/1/4/9/"), so a subtree is one prefix match.
+    """
+
+    __tablename__ = "org_unit"
+    __table_args__ = (UniqueConstraint("tenant_id", "code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # head_office | branch | sub_branch | grid
+    path: Mapped[str] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class User(Base):
     __tablename__ = "app_user"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True)  # home unit
     username: Mapped[str] = mapped_column(String(100), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # a service account (integrations) logs in with API keys only, never with a password
+    is_service: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # tokens issued before this moment are void ("sign out everywhere", password reset, revocation)
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class UserRole(Base):
-    """Role grants; org scope joins here once organisations exist."""
+    """A role held in an org unit (and the units below it for supervisors); no unit = the whole tenant."""
 
     __tablename__ = "user_role"
-    __table_args__ = (UniqueConstraint("user_id", "role"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "role", "org_unit_id"),
+        Index("ix_user_role_role_org_unit_id", "role", "org_unit_id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
     role: Mapped[str] = mapped_column(String(64))
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"))
+
+
+class UserGroup(Base):
+    """A named set of users that tasks can be offered to (candidate groups), e.g. 贷审会委员."""
+
+    __tablename__ = "user_group"
+    __table_args__ = (UniqueConstraint("tenant_id", "code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class UserGroupMember(Base):
+    __tablename__ = "user_group_member"
+    group_id: Mapped[int] = mapped_column(ForeignKey("user_group.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), primary_key=True, index=True)
+
+
+class ApiKey(Base):
+    """An integration's credential: it acts as its (service) user. Only a hash of the secret is kept."""
+
+    __tablename__ = "api_key"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)  # the public part, shown in lists
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class RevokedToken(Base):
+    """A bearer token signed out before its expiry; kept until it would have expired anyway."""
+
+    __tablename__ = "revoked_token"
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
 
 
 class Deployment(Base):
@@ -186,21 +260,53 @@ class ProcessInstance(Base):
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the product's process time limit
     audit_seq: Mapped[int] = mapped_column(Integer, default=0)
     audit_head: Mapped[str] = mapped_column(String(64))
+    # the branch or grid the application belongs to: tasks are offered within its org scope
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True)
+    applicant_name: Mapped[str | None] = mapped_column(String(200), index=True)
+    applicant_id_masked: Mapped[str | None] = mapped_column(String(32))  # never the full ID number
 
 
 class HumanTask(Base):
     """Projection of a READY user/manual task (kept after completion as history)."""
 
     __tablename__ = "human_task"
-    __table_args__ = (Index("ix_human_task_tenant_status", "tenant_id", "status"),)
+    __table_args__ = (
+        Index("ix_human_task_tenant_status", "tenant_id", "status"),
+        # the inbox: "mine" and "candidate" pages sorted by due time read these in index order
+        Index(
+            "ix_human_task_inbox_mine",
+            "assignee_id",
+            "due_at",
+            "id",
+            postgresql_where=text("status = 'ready'"),
+            sqlite_where=text("status = 'ready'"),
+        ),
+        Index(
+            "ix_human_task_inbox_offer",
+            "org_unit_id",
+            "role",
+            "due_at",
+            "id",
+            postgresql_where=text("status = 'ready' AND assignee_id IS NULL"),
+            sqlite_where=text("status = 'ready' AND assignee_id IS NULL"),
+        ),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the SpiffWorkflow task id
     instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
     bpmn_id: Mapped[str] = mapped_column(String(255))
     name: Mapped[str | None] = mapped_column(String(255))
-    lane: Mapped[str | None] = mapped_column(String(255))
+    lane: Mapped[str | None] = mapped_column(String(255))  # the BPMN lane
     form: Mapped[str | None] = mapped_column(String(255))  # its UI schema comes with the form
     status: Mapped[str] = mapped_column(String(16))  # ready | completed | cancelled
+    # who is offered the task: a role in an org unit (no unit: anywhere in the tenant), plus any
+    # explicit candidates in task_candidate
+    role: Mapped[str | None] = mapped_column(String(64))
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"))
+    duty: Mapped[str | None] = mapped_column(String(32))  # investigate | review | approve | ... (审贷分离)
+    priority: Mapped[int] = mapped_column(Integer, default=50, server_default=text("50"))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))  # keeps a delegated task
+    delegation: Mapped[str | None] = mapped_column(String(16))  # pending | resolved
     # the step's time limit in working time, computed once when the task opens (yellow/orange/red)
     warn_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
@@ -209,6 +315,77 @@ class HumanTask(Base):
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class TaskCandidate(Base):
+    """An explicit candidate user or group of a task (beside the role offer)."""
+
+    __tablename__ = "task_candidate"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("human_task.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("user_group.id"), index=True)
+
+
+class InstanceDuty(Base):
+    """Who did which duty on an application: the record segregation of duties is checked against."""
+
+    __tablename__ = "instance_duty"
+    __table_args__ = (Index("ix_instance_duty_instance_user", "instance_id", "user_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    duty: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class TaskExclusion(Base):
+    """A user barred from a task by segregation of duties, written when the conflict arises so that
+    inbox queries exclude them with one indexed anti-join."""
+
+    __tablename__ = "task_exclusion"
+    task_id: Mapped[str] = mapped_column(ForeignKey("human_task.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), primary_key=True, index=True)
+
+
+class Comment(Base):
+    __tablename__ = "comment"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    task_id: Mapped[str | None] = mapped_column(ForeignKey("human_task.id"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Attachment(Base):
+    """A file attached to an application (and the task it was added at); the content is kept here,
+    bounded in size, and its SHA-256 is in the audit trail."""
+
+    __tablename__ = "attachment"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    task_id: Mapped[str | None] = mapped_column(ForeignKey("human_task.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SavedFilter(Base):
+    """A user's named inbox query."""
+
+    __tablename__ = "saved_filter"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    query: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class AuditEvent(Base):
