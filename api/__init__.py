@@ -12,8 +12,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from api.problems import from_domain_error, from_http_exception, problem
 from api.schemas import ProblemSchema
 from api.security import authenticate_request
-from api.views import admin, auth, definitions, health, instances, products, tasks
+from api.views import admin, api_keys, auth, definitions, health, instances, organization, products, tasks
 from engine.errors import CreditFlowError
+from engine.masking import install_log_masking
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class CreditFlowApi(Api):
 
 
 def create_app(platform: Any) -> Flask:
+    install_log_masking()
     app = Flask(__name__)
     settings = platform.settings
     app.config.update(
@@ -39,9 +41,12 @@ def create_app(platform: Any) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
         API_SPEC_OPTIONS={
-            "security": [{"bearerAuth": []}],
+            "security": [{"bearerAuth": []}, {"apiKey": []}],
             "components": {
-                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                }
             },
         },
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
@@ -49,8 +54,9 @@ def create_app(platform: Any) -> Flask:
     app.json.ensure_ascii = False  # Chinese names and labels as text, not \u escapes
     app.extensions["creditflow"] = platform
     api = CreditFlowApi(app)
-    for module in (health, auth, definitions, instances, tasks, products, admin):
+    for module in (health, auth, definitions, instances, tasks, products, admin, organization, api_keys):
         api.register_blueprint(module.blp)
+    api.register_blueprint(tasks.files)
 
     @app.before_request
     def _limits_and_auth() -> None:

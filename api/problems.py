@@ -31,7 +31,9 @@ def problem(
 
 
 def from_domain_error(exc: CreditFlowError) -> Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="creditflow"'} if exc.status == 401 else None
+    headers = (
+        {"WWW-Authenticate": 'Bearer realm="creditflow", ApiKey realm="creditflow"'} if exc.status == 401 else None
+    )
     return problem(exc.status, exc.title, exc.detail, exc.problems, headers)
 
 

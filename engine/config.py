@@ -21,6 +21,8 @@ class Settings:
     max_upload_bytes: int = 5 * 1024 * 1024
     max_json_body_bytes: int = 1024 * 1024
     script_max_seconds: float = 1.0
+    login_max_failures: int = 5  # failed passwords in a row that lock an account...
+    lockout_minutes: int = 15  # ...for this long, so passwords cannot be guessed online
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -28,8 +30,17 @@ class Settings:
         database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'creditflow.db'}"
         secret = os.environ.get("CREDITFLOW_SECRET_KEY") or _local_secret(data_dir)
         values: dict[str, object] = {"database_url": database_url, "data_dir": data_dir, "secret_key": secret}
+        for name, variable in _INT_VARIABLES.items():
+            if os.environ.get(variable):
+                values[name] = int(os.environ[variable])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+_INT_VARIABLES = {
+    "login_max_failures": "CREDITFLOW_LOGIN_MAX_FAILURES",
+    "lockout_minutes": "CREDITFLOW_LOCKOUT_MINUTES",
+}
 
 
 def _local_secret(data_dir: Path) -> str:

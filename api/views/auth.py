@@ -1,4 +1,4 @@
-"""Login: exchange a username and password for a bearer token."""
+"""Login, the signed-in account (who am I), sign-out and password change."""
 
 from __future__ import annotations
 
@@ -6,17 +6,89 @@ from typing import Any
 
 from flask import current_app
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
 
 from api.schemas import TokenRequestSchema, TokenSchema
+from api.security import AUTHENTICATED, current_bearer_token, current_principal, requires
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Authentication")
+
+
+class LogoutSchema(Schema):
+    everywhere = fields.Boolean(
+        load_default=False, metadata={"description": "also end every other session of the account"}
+    )
+
+
+class PasswordChangeSchema(Schema):
+    old_password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=200))
+    new_password = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(max=200),
+        metadata={"description": "at least 12 characters, different from the old one"},
+    )
+
+
+class GrantSchema(Schema):
+    role = fields.String()
+    org_unit_id = fields.Integer(allow_none=True, metadata={"description": "none: anywhere in the tenant"})
+
+
+class AccountSchema(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    display_name = fields.String()
+    tenant = fields.String(metadata={"description": "tenant code"})
+    org_unit_id = fields.Integer(allow_none=True, metadata={"description": "home org unit"})
+    roles = fields.List(fields.Nested(GrantSchema))
+    permissions = fields.List(fields.String())
+
+
+def _service() -> Any:
+    return current_app.extensions["creditflow"].auth
+
+
+def _token_body(access_token: str, ttl: int) -> dict[str, Any]:
+    return {"access_token": access_token, "token_type": "Bearer", "expires_in": ttl}
 
 
 @blp.route("/token", methods=["POST"])
 @blp.arguments(TokenRequestSchema)
 @blp.response(200, TokenSchema)
-@blp.alt_response(401, description="Invalid username or password")
+@blp.alt_response(401, description="Invalid username or password, or the account is temporarily locked")
 @blp.doc(security=[])
 def token(body: dict[str, Any]) -> dict[str, Any]:
-    access_token, ttl = current_app.extensions["creditflow"].auth.issue_token(body["username"], body["password"])
-    return {"access_token": access_token, "token_type": "Bearer", "expires_in": ttl}
+    return _token_body(*_service().issue_token(body["username"], body["password"]))
+
+
+@blp.route("/me", methods=["GET"])
+@blp.response(200, AccountSchema)
+@requires(AUTHENTICATED)
+def me() -> dict[str, Any]:
+    return _service().me(current_principal())
+
+
+@blp.route("/logout", methods=["POST"])
+@blp.arguments(LogoutSchema, required=False)
+@blp.response(204)
+@blp.alt_response(403, description="API keys cannot sign out; an administrator revokes them")
+@requires(AUTHENTICATED)
+def logout(body: dict[str, Any]) -> None:
+    """Sign out the token of this request; the body is optional."""
+    _service().logout(current_bearer_token(), everywhere=body.get("everywhere", False))
+
+
+@blp.route("/password", methods=["POST"])
+@blp.arguments(PasswordChangeSchema)
+@blp.response(200, TokenSchema)
+@blp.alt_response(422, description="The old password is wrong or the new one is too short or unchanged")
+@blp.alt_response(403, description="API keys have no password session")
+@requires(AUTHENTICATED)
+def change_password(body: dict[str, Any]) -> dict[str, Any]:
+    """Change the own password; every session ends and the returned token starts a new one."""
+    return _token_body(
+        *_service().change_password(
+            current_principal(), current_bearer_token(), body["old_password"], body["new_password"]
+        )
+    )

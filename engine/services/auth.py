@@ -1,23 +1,39 @@
-"""Password login and bearer tokens (JWT, HS256, with expiry)."""
+"""Password login and bearer tokens (JWT, HS256, with expiry), lockout, sign-out and password change.
+
+A token names its user (``sub``), when it was issued (``iat``, float seconds, to compare with the
+user's ``tokens_valid_after``) and carries a random ``jti`` so that one session can be signed out
+on its own. A token is refused once expired, signed out (its jti is in ``revoked_token``), issued
+before the user's ``tokens_valid_after`` (password change, "sign out everywhere", an admin ending
+the sessions) or when its user is inactive.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
-from engine.errors import Unauthorized
-from engine.services.principal import Principal
-from engine.store.models import Tenant, User, UserRole
+from engine.errors import InvalidInput, NotFound, Unauthorized
+from engine.org.roles import permissions_of
+from engine.services.principal import Grant, Principal
+from engine.store.models import OrgUnit, RevokedToken, Tenant, User, UserGroupMember, UserRole
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
 
+log = logging.getLogger(__name__)
+
 ISSUER = "creditflow"
+MIN_PASSWORD_LENGTH = 12
+INVALID_LOGIN = "invalid username or password"
+LOCKED = "the account is temporarily locked after repeated failed logins; try again later"
 _HASHER = PasswordHasher()
 # Verifying against a real hash when the user does not exist keeps response times alike, so a
 # caller cannot tell "no such user" from "wrong password" by the clock.
@@ -28,36 +44,168 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 class AuthService:
     def __init__(self, platform: CreditFlow) -> None:
         self.platform = platform
 
     def issue_token(self, username: str, password: str) -> tuple[str, int]:
-        """Return ``(token, expires_in_seconds)`` or raise Unauthorized without saying which part was wrong."""
+        """Return ``(token, expires_in_seconds)`` or raise Unauthorized without saying which part was wrong.
+
+        Service accounts and inactive users get the same answer as a wrong password: the response
+        must not tell an outsider which accounts exist or what they are.
+        """
+        now = self.platform.clock.now()
         with self.platform.db.transaction() as session:
             user = session.scalars(select(User).where(User.username == username)).first()
-            try:
-                _HASHER.verify(user.password_hash if user else _DUMMY_HASH, password)
-            except (VerificationError, InvalidHashError):
-                user = None
+        if not self._check_password(username, user, password, now) or user is None:
+            raise Unauthorized(INVALID_LOGIN)
+        if user.is_service or not user.is_active:
+            kind = "a service account (API keys only)" if user.is_service else "inactive"
+            log.warning("login refused for %r: the account is %s", username, kind)
+            raise Unauthorized(INVALID_LOGIN)
+        with self.platform.db.transaction() as session:
+            return self._sign(session, user, now)
+
+    def authenticate(self, token: str) -> Principal:
+        """Check signature, expiry, sign-outs and that the user still exists and is active."""
+        claims = self._decode(token)
+        with self.platform.db.transaction() as session:
+            user = session.get(User, int(claims["sub"]))
             if user is None or not user.is_active:
-                raise Unauthorized("invalid username or password")
-            roles = sorted(session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
-        ttl = self.platform.settings.token_ttl_seconds
+                raise Unauthorized("the user of this token is no longer active")
+            if user.tokens_valid_after is not None and claims["iat"] < user.tokens_valid_after.timestamp():
+                raise Unauthorized("this session has ended (password changed or signed out everywhere); log in again")
+            if session.get(RevokedToken, claims["jti"]) is not None:
+                raise Unauthorized("this token was signed out; log in again")
+            return load_principal(session, user)
+
+    def logout(self, token: str, *, everywhere: bool = False) -> None:
+        """Sign out this token (and with ``everywhere`` every session of its user).
+
+        Signed-out tokens whose expiry has passed are purged here: they would be refused anyway.
+        """
+        claims = self._decode(token)
         now = self.platform.clock.now()
+        with self.platform.db.transaction(write=True) as session:
+            session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
+            self._revoke(session, claims)
+            if everywhere:
+                self._end_sessions(session, int(claims["sub"]), now)
+
+    def revoke_sessions(self, user_id: int) -> None:
+        """End every session of a user (an admin disabling an account, a suspected leak)."""
+        with self.platform.db.transaction(write=True) as session:
+            self._end_sessions(session, user_id, self.platform.clock.now())
+
+    def change_password(
+        self, principal: Principal, token: str, old_password: str, new_password: str
+    ) -> tuple[str, int]:
+        """Set a new password, end every session (including ``token``) and return a fresh token.
+
+        A wrong old password counts towards the lockout like a failed login, so a stolen token
+        cannot be used to guess the password either.
+        """
+        if len(new_password) < MIN_PASSWORD_LENGTH:
+            raise InvalidInput(
+                "the new password is too short",
+                [{"field": "new_password", "message": f"use at least {MIN_PASSWORD_LENGTH} characters"}],
+            )
+        if new_password == old_password:
+            raise InvalidInput(
+                "the new password must differ from the old one",
+                [{"field": "new_password", "message": "must differ from the old password"}],
+            )
+        claims = self._decode(token)
+        now = self.platform.clock.now()
+        with self.platform.db.transaction() as session:
+            user = session.get(User, principal.user_id)
+        if user is None or not self._check_password(user.username, user, old_password, now):
+            raise InvalidInput(
+                "the old password is wrong", [{"field": "old_password", "message": "is not your current password"}]
+            )
+        with self.platform.db.transaction(write=True) as session:
+            session.execute(update(User).where(User.id == user.id).values(password_hash=hash_password(new_password)))
+            self._end_sessions(session, user.id, now)
+            self._revoke(session, claims)
+            log.info("user %r changed the password; every other session has ended", user.username)
+            return self._sign(session, user, now)
+
+    def me(self, principal: Principal) -> dict[str, Any]:
+        """The signed-in user as a client shows it: who, where, which roles and what they allow."""
+        with self.platform.db.transaction() as session:
+            user = session.get(User, principal.user_id)
+            if user is None:
+                raise NotFound("the signed-in user no longer exists")
+            tenant = session.get(Tenant, user.tenant_id)
+        return {
+            "id": user.id,
+            "username": user.username,
+            "display_name": user.display_name,
+            "tenant": tenant.code if tenant else None,
+            "org_unit_id": user.org_unit_id,
+            "roles": [{"role": g.role, "org_unit_id": g.org_unit_id} for g in principal.grants],
+            "permissions": sorted(principal.permissions),
+        }
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _check_password(self, username: str, user: User | None, password: str, now: datetime) -> bool:
+        """Verify a password under the lockout rules; the failure is recorded before the caller refuses.
+
+        A locked account is refused without looking at the password. A failure after an expired
+        lock starts a fresh count, and the failure that reaches the limit locks the account.
+        """
+        if user is not None and user.locked_until is not None and user.locked_until > now:
+            log.warning("login refused for %r: locked until %s", username, user.locked_until.isoformat())
+            raise Unauthorized(LOCKED)
+        correct = _verify(user.password_hash if user else _DUMMY_HASH, password)
+        if user is None:
+            log.warning("login failed for unknown user %r", username)
+            return False
+        if correct:
+            if user.failed_logins or user.locked_until is not None:
+                with self.platform.db.transaction(write=True) as session:
+                    session.execute(update(User).where(User.id == user.id).values(failed_logins=0, locked_until=None))
+            return True
+        settings = self.platform.settings
+        with self.platform.db.transaction(write=True) as session:
+            row = session.scalars(select(User).where(User.id == user.id).with_for_update()).one()
+            if row.locked_until is not None and row.locked_until <= now:
+                row.failed_logins, row.locked_until = 0, None
+            row.failed_logins += 1
+            if row.failed_logins >= settings.login_max_failures:
+                row.locked_until = now + timedelta(minutes=settings.lockout_minutes)
+            failures, locked = row.failed_logins, row.locked_until is not None
+        log.warning("login failed for %r: wrong password, %d failed in a row", username, failures)
+        if locked:
+            log.warning("account %r locked for %d minutes", username, settings.lockout_minutes)
+            raise Unauthorized(LOCKED)
+        return False
+
+    def _sign(self, session: Session, user: User, now: datetime) -> tuple[str, int]:
+        roles = sorted(session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
+        ttl = self.platform.settings.token_ttl_seconds
         claims = {
             "iss": ISSUER,
             "sub": str(user.id),
+            "jti": secrets.token_urlsafe(16),
             "name": user.username,
             "tenant": user.tenant_id,
             "roles": roles,
-            "iat": int(now.timestamp()),
+            "iat": now.timestamp(),
             "exp": int((now + timedelta(seconds=ttl)).timestamp()),
         }
         return jwt.encode(claims, self.platform.settings.secret_key, algorithm="HS256"), ttl
 
-    def authenticate(self, token: str) -> Principal:
-        """Check signature, expiry and that the user still exists and is active."""
+    def _decode(self, token: str) -> dict[str, Any]:
+        """Signature, issuer, the claims we rely on, and expiry."""
         try:
             claims = jwt.decode(
                 token,
@@ -65,20 +213,56 @@ class AuthService:
                 algorithms=["HS256"],
                 issuer=ISSUER,
                 # expiry is checked against the injectable clock below, not PyJWT's wall clock
-                options={"require": ["exp", "sub", "iss"], "verify_exp": False, "verify_iat": False},
+                options={
+                    "require": ["exp", "iat", "jti", "sub", "iss"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from None
         if claims["exp"] <= self.platform.clock.now().timestamp():
             raise Unauthorized("token has expired")
-        with self.platform.db.transaction() as session:
-            user = session.get(User, int(claims["sub"]))
-            if user is None or not user.is_active:
-                raise Unauthorized("the user of this token is no longer active")
-            roles = frozenset(session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
-            scope = frozenset(
-                session.scalars(
-                    select(Tenant.id).where((Tenant.id == user.tenant_id) | (Tenant.parent_id == user.tenant_id))
-                )
-            )
-            return Principal(user.id, user.username, user.tenant_id, roles, scope)
+        return claims
+
+    @staticmethod
+    def _revoke(session: Session, claims: dict[str, Any]) -> None:
+        if session.get(RevokedToken, claims["jti"]) is None:
+            expires_at = datetime.fromtimestamp(claims["exp"], UTC)
+            session.add(RevokedToken(jti=claims["jti"], user_id=int(claims["sub"]), expires_at=expires_at))
+
+    @staticmethod
+    def _end_sessions(session: Session, user_id: int, now: datetime) -> None:
+        user = session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"user {user_id} does not exist")
+        user.tokens_valid_after = now
+
+
+def load_principal(session: Session, user: User) -> Principal:
+    """Everything a request needs to know about its user: roles where, groups, tenant scope."""
+    grants = tuple(
+        Grant(role, unit_id, path)
+        for role, unit_id, path in session.execute(
+            select(UserRole.role, UserRole.org_unit_id, OrgUnit.path)
+            .outerjoin(OrgUnit, OrgUnit.id == UserRole.org_unit_id)
+            .where(UserRole.user_id == user.id)
+            .order_by(UserRole.role, UserRole.org_unit_id)
+        )
+    )
+    roles = frozenset(g.role for g in grants)
+    scope = frozenset(
+        session.scalars(select(Tenant.id).where((Tenant.id == user.tenant_id) | (Tenant.parent_id == user.tenant_id)))
+    )
+    groups = frozenset(session.scalars(select(UserGroupMember.group_id).where(UserGroupMember.user_id == user.id)))
+    return Principal(
+        user.id,
+        user.username,
+        user.tenant_id,
+        roles,
+        scope,
+        permissions=permissions_of(roles),
+        grants=grants,
+        group_ids=groups,
+        org_unit_id=user.org_unit_id,
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,24 +17,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.masking import mask_sensitive
 from engine.runtime.workflow_state import plain_json
 from engine.store.models import AuditEvent, ProcessInstance
 
 GENESIS = "0" * 64
-
-_RESIDENT_ID = re.compile(r"^\d{17}[\dXx]$")
-_CARD = re.compile(r"^\d{16,19}$")
-
-
-def mask_sensitive(value: Any) -> Any:
-    """Mask resident ID and bank card numbers wherever they appear in a payload (logs, audit, lists)."""
-    if isinstance(value, dict):
-        return {k: mask_sensitive(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_sensitive(v) for v in value]
-    if isinstance(value, str) and (_RESIDENT_ID.match(value) or _CARD.match(value)):
-        return value[:6] + "*" * (len(value) - 10) + value[-4:]
-    return value
 
 
 def _canonical(instance_id: str, seq: int, event: PendingEvent, created_at: datetime) -> bytes:
