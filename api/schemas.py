@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from engine.inbox.queries import LEVELS, SORTS, VIEWS
+from engine.inbox.queries import STATUSES as TASK_STATUSES
 from engine.services.instances import STATUSES
-
-TASK_STATUSES = ("ready", "completed", "cancelled")
 
 
 class ProblemSchema(Schema):
@@ -72,11 +72,19 @@ class DeployResultSchema(Schema):
 class TaskSchema(Schema):
     id = fields.String()
     instance_id = fields.String()
-    bpmn_id = fields.String()
+    bpmn_id = fields.String(metadata={"description": "the step"})
     name = fields.String(allow_none=True)
-    lane = fields.String(allow_none=True)
+    lane = fields.String(allow_none=True, metadata={"description": "the BPMN lane"})
+    role = fields.String(allow_none=True, metadata={"description": "the role the task is offered to"})
+    org_unit_id = fields.Integer(
+        allow_none=True, metadata={"description": "the unit whose role holders are offered it"}
+    )
     form = fields.String(allow_none=True)
     status = fields.String()
+    priority = fields.Integer()
+    assignee_id = fields.Integer(allow_none=True)
+    owner_id = fields.Integer(allow_none=True, metadata={"description": "keeps a delegated task"})
+    delegation = fields.String(allow_none=True, metadata={"description": "pending or resolved"})
     completed_by_id = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
     ended_at = fields.DateTime(allow_none=True)
@@ -86,16 +94,109 @@ class TaskSchema(Schema):
     level = fields.String(metadata={"description": "SLA colour now: none, yellow, orange or red"})
 
 
+class InboxRowSchema(TaskSchema):
+    business_key = fields.String(allow_none=True)
+    applicant_name = fields.String(allow_none=True)
+    applicant_id_masked = fields.String(allow_none=True, metadata={"description": "the ID number, masked"})
+    application_org_unit_id = fields.Integer(allow_none=True)
+
+
 class TaskListSchema(Schema):
-    items = fields.List(fields.Nested(TaskSchema))
-    total = fields.Integer()
+    items = fields.List(fields.Nested(InboxRowSchema))
+    total = fields.Integer(metadata={"description": "tasks of the view that match the filters"})
+    next_cursor = fields.String(allow_none=True, metadata={"description": "pass as `cursor` for the next page"})
 
 
-class TaskQuerySchema(PageQuerySchema):
-    status = fields.String(load_default="ready", validate=validate.OneOf(TASK_STATUSES))
+class TaskFilterSchema(Schema):
+    """The filters of an inbox query (also what a saved filter stores)."""
+
+    view = fields.String(validate=validate.OneOf(VIEWS))
+    status = fields.String(validate=validate.OneOf(TASK_STATUSES))
+    product = fields.String(validate=validate.Length(max=64), metadata={"description": "product code"})
+    step = fields.String(validate=validate.Length(max=255), metadata={"description": "BPMN id of the step"})
+    role = fields.String(validate=validate.Length(max=64))
+    due_before = fields.AwareDateTime()
+    level = fields.String(validate=validate.OneOf(LEVELS))
+    business_key = fields.String(validate=validate.Length(max=255))
+    applicant = fields.String(validate=validate.Length(max=200), metadata={"description": "name, prefix match"})
+    org_unit = fields.String(validate=validate.Length(max=64), metadata={"description": "unit code, with its subtree"})
     instance_id = fields.String(validate=validate.Length(max=36))
-    lane = fields.String(validate=validate.Length(max=255))
-    bpmn_id = fields.String(validate=validate.Length(max=255))
+    sort = fields.String(validate=validate.OneOf(SORTS), metadata={"description": "due (default), priority, created"})
+
+
+class TaskQuerySchema(TaskFilterSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Length(max=1000))
+    filter = fields.Integer(metadata={"description": "a saved filter's id; explicit parameters win over it"})
+
+
+class TaskCountsSchema(Schema):
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={"description": "open tasks per view"})
+
+
+class SavedFilterSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    query = fields.Nested(TaskFilterSchema, required=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class SavedFilterListSchema(Schema):
+    items = fields.List(fields.Nested(SavedFilterSchema))
+
+
+class AssignSchema(Schema):
+    user_id = fields.Integer(required=True)
+
+
+class ResolveSchema(Schema):
+    comment = fields.String(validate=validate.Length(max=2000))
+
+
+class ReturnSchema(Schema):
+    step = fields.String(required=True, validate=validate.Length(min=1, max=255), metadata={"description": "BPMN id"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class CommentSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    task_id = fields.String(dump_only=True, allow_none=True)
+    author_id = fields.Integer(dump_only=True, allow_none=True)
+    body = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    created_at = fields.DateTime(dump_only=True)
+
+
+class CommentListSchema(Schema):
+    items = fields.List(fields.Nested(CommentSchema))
+
+
+class AttachmentSchema(Schema):
+    id = fields.String()
+    task_id = fields.String(allow_none=True)
+    filename = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    sha256 = fields.String()
+    uploaded_by_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class AttachmentListSchema(Schema):
+    items = fields.List(fields.Nested(AttachmentSchema))
+
+
+class BulkSchema(Schema):
+    task_ids = fields.List(
+        fields.String(validate=validate.Length(max=36)), required=True, validate=validate.Length(min=1, max=100)
+    )
+
+
+class BulkAssignSchema(BulkSchema):
+    user_id = fields.Integer(required=True)
+
+
+class BulkResultSchema(Schema):
+    results = fields.List(fields.Dict(), metadata={"description": "per task: task_id, status (HTTP code), detail"})
 
 
 class FormSchema(Schema):
@@ -124,6 +225,9 @@ class InstanceSummarySchema(Schema):
     updated_at = fields.DateTime()
     ended_at = fields.DateTime(allow_none=True)
     due_at = fields.DateTime(allow_none=True, metadata={"description": "the product's process time limit"})
+    org_unit_id = fields.Integer(allow_none=True, metadata={"description": "the branch or grid of the application"})
+    applicant_name = fields.String(allow_none=True)
+    applicant_id_masked = fields.String(allow_none=True)
 
 
 class InstanceSchema(InstanceSummarySchema):
@@ -148,6 +252,10 @@ class StartInstanceSchema(Schema):
     version = fields.Integer(strict=True, validate=validate.Range(min=1))
     business_key = fields.String(validate=validate.Length(min=1, max=255))
     data = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=200)), load_default=dict)
+    org_unit = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "code of the branch or grid the application belongs to (default: your own unit)"},
+    )
 
 
 class CancelSchema(Schema):
@@ -232,6 +340,10 @@ class ApplicationSchema(Schema):
     applicant = fields.Dict(required=True, metadata={"description": "the borrower: name, id_number, mobile …"})
     data = fields.Dict(load_default=dict, metadata={"description": "amount, term_months and what the rules read"})
     business_key = fields.String(validate=validate.Length(min=1, max=255))
+    org_unit = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "code of the branch or grid the application belongs to (default: your own unit)"},
+    )
 
 
 class CloneSchema(Schema):

@@ -58,10 +58,12 @@ def call(base: str, method: str, path: str, body: Any = None, token: str | None 
 def test_sigkill_after_an_acknowledged_completion_loses_nothing(seeded: CreditFlow) -> None:
     deploy(seeded, "linear.bpmn")
     with server(seeded.settings) as (proc, base):
-        _, token = call(base, "POST", "/api/v1/auth/token", {"username": "admin", "password": PASSWORD})
-        token = token["access_token"]
+        officer, reviewer, approver = (
+            call(base, "POST", "/api/v1/auth/token", {"username": name, "password": PASSWORD})[1]["access_token"]
+            for name in ("ly_officer", "ly_reviewer", "ly_approver")
+        )
         status, started = call(
-            base, "POST", "/api/v1/process-instances", {"definition_key": "linear", "data": {"amount": 20000}}, token
+            base, "POST", "/api/v1/process-instances", {"definition_key": "linear", "data": {"amount": 20000}}, officer
         )
         assert status == 201
         review = started["tasks"][0]["id"]
@@ -70,14 +72,14 @@ def test_sigkill_after_an_acknowledged_completion_loses_nothing(seeded: CreditFl
             "POST",
             f"/api/v1/tasks/{review}/complete",
             {"data": {"recommendation": "approve", "comment": "同意", "suggested_amount": "20000.00"}},
-            token,
+            reviewer,
         )
         assert status == 200  # acknowledged ...
         proc.kill()  # ... then SIGKILL, no shutdown of any kind
         proc.wait(timeout=30)
 
     with server(seeded.settings) as (_proc, base):
-        status, instance = call(base, "GET", f"/api/v1/process-instances/{started['id']}", token=token)
+        status, instance = call(base, "GET", f"/api/v1/process-instances/{started['id']}", token=approver)
         assert status == 200
         assert instance["version"] == after_review["version"]
         assert [t["bpmn_id"] for t in instance["tasks"]] == ["approve"]
@@ -86,7 +88,7 @@ def test_sigkill_after_an_acknowledged_completion_loses_nothing(seeded: CreditFl
             "POST",
             f"/api/v1/tasks/{instance['tasks'][0]['id']}/complete",
             {"data": {"decision": "approve", "approved_amount": "20000.00"}},
-            token,
+            approver,
         )
         assert status == 200 and done["status"] == "completed"
     assert seeded.instances.verify_audit(Principal.system(), started["id"]).ok

@@ -17,6 +17,7 @@ from engine.catalog.config import DEFAULT_STANDARD_DIR
 from engine.cli import main as cli
 from engine.container import CreditFlow
 from engine.errors import Forbidden, InvalidInput, InvalidModel, NotFound
+from engine.services.auth import load_principal
 from engine.services.catalog import load_catalog
 from engine.services.principal import Principal
 from engine.store.models import ProcessInstance, Product, RuleDecision
@@ -156,8 +157,7 @@ def principal_of(platform: CreditFlow, username: str) -> Principal:
     from engine.store.models import User
 
     with platform.db.transaction() as session:
-        user = session.scalars(select(User).where(User.username == username)).one()
-        return Principal(user.id, user.username, user.tenant_id)
+        return load_principal(session, session.scalars(select(User).where(User.username == username)).one())
 
 
 def local_application(catalog: CreditFlow, overrides: dict[str, Any]) -> Any:
@@ -223,7 +223,7 @@ def test_a_bank_clones_adjusts_publishes_and_rebases_its_local_product(catalog: 
 def test_clone_and_diff_over_http(catalog: CreditFlow, app: Any) -> None:
     from tests.conftest import login
 
-    bank = login(app, "ly_officer")
+    bank = login(app, "ly_pm")
     cloned = bank.post(
         "/api/v1/products/FND-DAINONG/clone",
         json={"code": "LY-DAINONG", "overrides": {"time_limits": {"process": "P7D"}}},
@@ -327,8 +327,9 @@ def test_a_product_maps_the_archetype_lanes_and_task_forms_to_its_own(catalog: C
     }
     view = local_application(catalog, overrides)
     tasks = {t.bpmn_id: t for t in view.tasks}
-    assert tasks["main_investigation"].lane == "senior_approver"  # mapped
-    assert tasks["co_investigation"].lane == "co_investigator"  # not mapped: the archetype's lane
+    assert tasks["main_investigation"].lane == "loan_officer"  # the BPMN lane ...
+    assert tasks["main_investigation"].role == "senior_approver"  # ... offered to the role the product maps it to
+    assert tasks["co_investigation"].role == "co_investigator"  # not mapped: the archetype's lane
     assert tasks["co_investigation"].form == "investigation"
     assert catalog.tasks.get(bank, tasks["co_investigation"].id).form.name == "investigation"
 
@@ -336,7 +337,7 @@ def test_a_product_maps_the_archetype_lanes_and_task_forms_to_its_own(catalog: C
 def test_malformed_drafts_and_overrides_are_4xx_at_publish_never_500(catalog: CreditFlow, app: Any) -> None:
     from tests.conftest import login
 
-    bank, province = login(app, "ly_officer"), login(app, "pm")
+    bank, province = login(app, "ly_pm"), login(app, "pm")
     cloned = bank.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-X", "overrides": {"name": 5}})
     assert cloned.status_code == 201
     refused = bank.post("/api/v1/products/LY-X/publish")
@@ -381,7 +382,7 @@ def test_step_and_process_time_limits_are_computed_in_working_time_when_work_ope
     catalog.clock.advance(timedelta(hours=5, minutes=30))  # 14:30 Beijing: the limit is reached
     detail = api.get(f"/api/v1/tasks/{task.id}").get_json()
     assert detail["level"] == "orange" and detail["due_at"].startswith("2026-12-01T06:30")
-    listed = api.get("/api/v1/tasks?bpmn_id=main_investigation").get_json()["items"]
+    listed = api.get("/api/v1/tasks?step=main_investigation").get_json()["items"]
     assert [t["level"] for t in listed] == ["orange"]
 
 
@@ -398,7 +399,7 @@ def test_a_limit_reaching_a_year_without_a_calendar_is_flagged_not_guessed(
 def test_a_local_product_names_its_template_over_http(catalog: CreditFlow, app: Any) -> None:
     from tests.conftest import login
 
-    bank = login(app, "ly_officer")
+    bank = login(app, "ly_pm")
     bank.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-DAINONG"})
     local = bank.get("/api/v1/products/LY-DAINONG").get_json()
     template = bank.get("/api/v1/products/FND-DAINONG").get_json()

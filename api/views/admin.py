@@ -9,8 +9,9 @@ from flask import current_app
 from flask_smorest import Blueprint
 
 from api.schemas import CalendarDayListSchema, CalendarDaySchema, CalendarQuerySchema
-from api.security import current_principal
+from api.security import current_principal, requires
 from engine.errors import InvalidInput
+from engine.org.roles import CALENDAR_ADMIN
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Administration")
 
@@ -29,6 +30,7 @@ def _day(text: str) -> date:
 @blp.route("/calendar/days", methods=["GET"])
 @blp.arguments(CalendarQuerySchema, location="query")
 @blp.response(200, CalendarDayListSchema)
+@requires(CALENDAR_ADMIN)
 def list_days(query: dict[str, Any]) -> dict[str, Any]:
     return {"items": _service().days(current_principal(), query["year"])}
 
@@ -37,6 +39,7 @@ def list_days(query: dict[str, Any]) -> dict[str, Any]:
 @blp.arguments(CalendarDaySchema)
 @blp.response(200, CalendarDaySchema)
 @blp.alt_response(403, description="only administrators maintain the calendar")
+@requires(CALENDAR_ADMIN)
 def set_day(body: dict[str, Any], day: str) -> Any:
     return _service().set_day(current_principal(), _day(day), body["workday"], body["note"])
 
@@ -44,6 +47,7 @@ def set_day(body: dict[str, Any], day: str) -> Any:
 @blp.route("/calendar/years/<int:year>", methods=["PUT"])
 @blp.response(204)
 @blp.alt_response(403, description="only administrators maintain the calendar")
+@requires(CALENDAR_ADMIN)
 def cover_year(year: int) -> None:
     """Declare the year's holidays and make-up days entered; other days then follow plain weekends."""
     if not 2000 <= year <= 2100:

@@ -14,7 +14,8 @@ from api.schemas import (
     DeployFilesSchema,
     DeployResultSchema,
 )
-from api.security import current_principal
+from api.security import current_principal, requires
+from engine.org.roles import DEFINITIONS_DEPLOY, DEFINITIONS_READ
 
 blp = Blueprint("definitions", __name__, url_prefix="/api/v1/process-definitions", description="Process definitions")
 
@@ -28,6 +29,7 @@ def _platform() -> Any:
 @blp.response(201, DeployResultSchema)
 @blp.alt_response(200, schema=DeployResultSchema, description="identical content was already deployed")
 @blp.alt_response(422, description="the model is invalid; `errors` lists every problem")
+@requires(DEFINITIONS_DEPLOY)
 def deploy(_files: dict[str, Any]) -> tuple[dict[str, Any], int]:
     uploads = [(f.filename or "", f.read()) for name in request.files for f in request.files.getlist(name)]
     result = _platform().definitions.deploy(current_principal(), uploads)
@@ -37,6 +39,7 @@ def deploy(_files: dict[str, Any]) -> tuple[dict[str, Any], int]:
 @blp.route("", methods=["GET"])
 @blp.arguments(DefinitionQuerySchema, location="query")
 @blp.response(200, DefinitionListSchema)
+@requires(DEFINITIONS_READ)
 def list_definitions(query: dict[str, Any]) -> dict[str, Any]:
     items, total = _platform().definitions.list(
         current_principal(),
@@ -50,6 +53,7 @@ def list_definitions(query: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/<int:definition_id>", methods=["GET"])
 @blp.response(200, DefinitionSchema)
+@requires(DEFINITIONS_READ)
 def get_definition(definition_id: int) -> Any:
     return _platform().definitions.get(current_principal(), definition_id)
 
@@ -60,6 +64,7 @@ def get_definition(definition_id: int) -> Any:
     description="The BPMN XML of the definition (other files of its deployment via ?file=)",
     content_type="application/xml",
 )
+@requires(DEFINITIONS_READ)
 def get_definition_xml(definition_id: int) -> Response:
     resource = _platform().definitions.resource(current_principal(), definition_id, request.args.get("file"))
     return Response(resource.content, mimetype="application/xml")

@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app
 from flask_smorest import Blueprint
 
+from api.rows import task_row
 from api.schemas import (
     CancelSchema,
     HistorySchema,
@@ -17,8 +18,10 @@ from api.schemas import (
     RetrySchema,
     StartInstanceSchema,
 )
-from api.security import current_principal
+from api.security import current_principal, requires
+from engine.org.roles import AUDIT_READ, INSTANCES_MANAGE, INSTANCES_READ, INSTANCES_START
 from engine.services.instances import InstanceView
+from engine.sla.deadlines import stored_level
 
 blp = Blueprint("instances", __name__, url_prefix="/api/v1/process-instances", description="Process instances")
 
@@ -29,6 +32,7 @@ def _service() -> Any:
 
 def instance_body(view: InstanceView) -> dict[str, Any]:
     i = view.instance
+    now = current_app.extensions["creditflow"].clock.now()
     return {
         "id": i.id,
         "definition_key": view.definition.key,
@@ -38,17 +42,21 @@ def instance_body(view: InstanceView) -> dict[str, Any]:
         "version": i.version,
         "data": i.data,
         "error": i.error,
-        "tasks": view.tasks,
+        "tasks": [task_row(t, stored_level(t, now)) for t in view.tasks],
         "created_at": i.created_at,
         "updated_at": i.updated_at,
         "ended_at": i.ended_at,
         "due_at": i.due_at,
+        "org_unit_id": i.org_unit_id,
+        "applicant_name": i.applicant_name,
+        "applicant_id_masked": i.applicant_id_masked,
     }
 
 
 @blp.route("", methods=["POST"])
 @blp.arguments(StartInstanceSchema)
 @blp.response(201, InstanceSchema)
+@requires(INSTANCES_START)
 def start(body: dict[str, Any]) -> dict[str, Any]:
     view = _service().start(
         current_principal(),
@@ -56,6 +64,7 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
         version=body.get("version"),
         business_key=body.get("business_key"),
         data=body["data"],
+        org_unit=body.get("org_unit"),
     )
     return instance_body(view)
 
@@ -63,6 +72,7 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
 @blp.route("", methods=["GET"])
 @blp.arguments(InstanceQuerySchema, location="query")
 @blp.response(200, InstanceListSchema)
+@requires(INSTANCES_READ)
 def list_instances(query: dict[str, Any]) -> dict[str, Any]:
     views, total = _service().list(
         current_principal(),
@@ -77,12 +87,14 @@ def list_instances(query: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/<instance_id>", methods=["GET"])
 @blp.response(200, InstanceSchema)
+@requires(INSTANCES_READ)
 def get_instance(instance_id: str) -> dict[str, Any]:
     return instance_body(_service().get(current_principal(), instance_id))
 
 
 @blp.route("/<instance_id>/history", methods=["GET"])
 @blp.response(200, HistorySchema)
+@requires(AUDIT_READ)
 def history(instance_id: str) -> dict[str, Any]:
     return {"items": _service().history(current_principal(), instance_id)}
 
@@ -91,6 +103,7 @@ def history(instance_id: str) -> dict[str, Any]:
 @blp.arguments(CancelSchema)
 @blp.response(200, InstanceSchema)
 @blp.alt_response(409, description="the instance has already ended")
+@requires(INSTANCES_MANAGE)
 def cancel(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
     return instance_body(_service().cancel(current_principal(), instance_id, body.get("reason")))
 
@@ -99,6 +112,7 @@ def cancel(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
 @blp.arguments(RetrySchema)
 @blp.response(200, InstanceSchema)
 @blp.alt_response(409, description="the instance is not in error")
+@requires(INSTANCES_MANAGE)
 def retry(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
     return instance_body(_service().retry(current_principal(), instance_id, body["data"]))
 
@@ -107,5 +121,6 @@ def retry(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
 @blp.arguments(MessageSchema)
 @blp.response(200, InstanceSchema)
 @blp.alt_response(409, description="the instance is not waiting for this message")
+@requires(INSTANCES_MANAGE)
 def send_message(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
     return instance_body(_service().send_message(current_principal(), instance_id, body["name"], body["payload"]))

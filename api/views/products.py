@@ -20,8 +20,9 @@ from api.schemas import (
     ProductVersionSchema,
     RebaseSchema,
 )
-from api.security import current_principal
+from api.security import current_principal, requires
 from api.views.instances import instance_body
+from engine.org.roles import APPLICATIONS_CREATE, PRODUCTS_PUBLISH, PRODUCTS_READ, PRODUCTS_WRITE
 from engine.services.products import ProductView
 
 blp = Blueprint("products", __name__, url_prefix="/api/v1/products", description="Credit products")
@@ -50,6 +51,7 @@ def product_body(view: ProductView) -> dict[str, Any]:
 @blp.route("", methods=["GET"])
 @blp.arguments(ProductQuerySchema, location="query")
 @blp.response(200, ProductListSchema)
+@requires(PRODUCTS_READ)
 def list_products(query: dict[str, Any]) -> dict[str, Any]:
     items, total = _service().list(
         current_principal(),
@@ -65,12 +67,14 @@ def list_products(query: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/<code>", methods=["GET"])
 @blp.response(200, ProductDetailSchema)
+@requires(PRODUCTS_READ)
 def get_product(code: str) -> dict[str, Any]:
     return product_body(_service().get(current_principal(), code))
 
 
 @blp.route("/<code>/versions", methods=["GET"])
 @blp.response(200, ProductVersionListSchema)
+@requires(PRODUCTS_READ)
 def versions(code: str) -> dict[str, Any]:
     return {"items": _service().versions(current_principal(), code)}
 
@@ -78,6 +82,7 @@ def versions(code: str) -> dict[str, Any]:
 @blp.route("/<code>/publish", methods=["POST"])
 @blp.response(200, ProductVersionSchema)
 @blp.alt_response(422, description="the config or its rule decisions do not pass; `errors` lists every problem")
+@requires(PRODUCTS_PUBLISH)
 def publish(code: str) -> Any:
     return _service().publish(current_principal(), code)
 
@@ -86,9 +91,15 @@ def publish(code: str) -> Any:
 @blp.arguments(ApplicationSchema)
 @blp.response(201, InstanceSchema)
 @blp.alt_response(422, description="outside the product's limits, or the product is not published")
+@requires(APPLICATIONS_CREATE)
 def apply(body: dict[str, Any], code: str) -> dict[str, Any]:
     view = _service().apply(
-        current_principal(), code, applicant=body["applicant"], data=body["data"], business_key=body.get("business_key")
+        current_principal(),
+        code,
+        applicant=body["applicant"],
+        data=body["data"],
+        business_key=body.get("business_key"),
+        org_unit=body.get("org_unit"),
     )
     return instance_body(view)
 
@@ -97,6 +108,7 @@ def apply(body: dict[str, Any], code: str) -> dict[str, Any]:
 @blp.arguments(CloneSchema)
 @blp.response(201, ProductDetailSchema)
 @blp.alt_response(403, description="only banks clone province templates")
+@requires(PRODUCTS_WRITE)
 def clone(body: dict[str, Any], code: str) -> dict[str, Any]:
     view = _service().clone(
         current_principal(), code, code=body["code"], name=body.get("name"), overrides=body["overrides"]
@@ -107,17 +119,20 @@ def clone(body: dict[str, Any], code: str) -> dict[str, Any]:
 @blp.route("/<code>/draft", methods=["PUT"])
 @blp.arguments(DraftSchema)
 @blp.response(200, ProductDetailSchema)
+@requires(PRODUCTS_WRITE)
 def set_draft(body: dict[str, Any], code: str) -> dict[str, Any]:
     return product_body(_service().set_draft(current_principal(), code, body["draft"]))
 
 
 @blp.route("/<code>/diff", methods=["GET"])
 @blp.response(200, DiffSchema)
+@requires(PRODUCTS_READ)
 def diff(code: str) -> dict[str, Any]:
     return _service().diff(current_principal(), code)
 
 
 @blp.route("/<code>/rebase", methods=["POST"])
 @blp.response(200, RebaseSchema)
+@requires(PRODUCTS_WRITE)
 def rebase(code: str) -> dict[str, Any]:
     return _service().rebase(current_principal(), code)

@@ -19,13 +19,16 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
+from engine.inbox.assignment import Assignment
 from engine.runtime.decision_task import EVALUATION_KEY
 from engine.runtime.workflow_state import dump_state, plain_json
 from engine.sla.calendar import UnknownCalendarYear
 from engine.store.audit import Journal
 from engine.store.fast_rows import FastRows
+from engine.store.models import HumanTask, TaskCandidate
 
 RUNNING, COMPLETED, CANCELLED, ERROR = "running", "completed", "cancelled", "error"
 
@@ -45,9 +48,20 @@ class Execution:
     journal: Journal
     now: datetime
     is_new: bool = False
+    # tasks a return sends the application back to: SpiffWorkflow reopens them under their old id
+    reopen: dict[str, int | None] = field(default_factory=dict)
     _open: dict[str, Any] | None = field(default=None, repr=False)
     _created: list[Any] = field(default_factory=list, repr=False)
+    _reopened: list[Any] = field(default_factory=list, repr=False)
     _closed: list[Any] = field(default_factory=list, repr=False)
+    _assignment: Assignment | None = field(default=None, repr=False)
+
+    @property
+    def assignment(self) -> Assignment:
+        if self._assignment is None:
+            binding = getattr(self.workflow, "product_binding", None)
+            self._assignment = Assignment(self.session, self.instance, binding, is_new=self.is_new)
+        return self._assignment
 
     @property
     def open_tasks(self) -> dict[str, Any]:
@@ -59,9 +73,11 @@ class Execution:
     def close_task(self, task_id: str, status: str, user_id: int | None = None) -> Any:
         row = self.open_tasks.pop(task_id)
         row.status, row.ended_at, row.completed_by_id = status, self.now, user_id
-        if any(r is row for r in self._created):  # opened and closed in one step: inserted closed
+        if any(r is row for r in (*self._created, *self._reopened)):  # opened and closed in one step
             return row
         self._closed.append(row)
+        if status == "completed":
+            self.assignment.performed(row.duty, task_id, user_id, list(self.open_tasks.values()), self.now)
         return row
 
     def run(self, action: Callable[[], Any] | None = None) -> None:
@@ -108,8 +124,22 @@ class Execution:
             self.rows.update_instance(self.session, instance)
         self.rows.close_tasks(self.session, self._closed)
         self.rows.insert_tasks(self.session, self._created)
+        self._write_reopened()
+        if self._assignment is not None:
+            self._assignment.flush()
         self.rows.append_audit(self.session, audit)
-        self._closed, self._created, self.is_new = [], [], False
+        self._closed, self._created, self._reopened, self.is_new = [], [], [], False
+
+    def _write_reopened(self) -> None:
+        """A returned-to task keeps its row (and id): it is opened again, with a fresh offer."""
+        for row in self._reopened:
+            fields = {
+                c: getattr(row, c) for c in ("status", "ended_at", "completed_by_id", "assignee_id", "created_at")
+            }
+            fields |= {c: getattr(row, c) for c in ("role", "org_unit_id", "duty", "priority", "warn_at", "due_at")}
+            fields |= {"escalate_at": row.escalate_at, "owner_id": None, "delegation": None}
+            self.session.execute(update(HumanTask).where(HumanTask.id == row.id).values(**fields))
+            self.session.execute(delete(TaskCandidate).where(TaskCandidate.task_id == row.id))
 
     def deadlines(self, binding: Any, step: str | None) -> Any:
         """A clock's thresholds from the product's limits; a year without a calendar leaves the clock
@@ -147,12 +177,10 @@ class Execution:
                 continue
             spec = task.task_spec
             properties = (getattr(spec, "extensions", None) or {}).get("properties") or {}
-            lane = spec.lane or properties.get("candidateRole")
             form = properties.get("formJsonSchemaFilename")
             binding = getattr(self.workflow, "product_binding", None)
             deadlines = None
-            if binding is not None:  # the product maps the archetype's lanes and forms to its own
-                lane = binding.roles.get(lane, lane)
+            if binding is not None:  # the product maps the archetype's forms to its own
                 form = binding.task_forms.get(spec.bpmn_id, form)
                 deadlines = self.deadlines(binding, spec.bpmn_id)
             row = self.rows.tasks.record(
@@ -161,18 +189,28 @@ class Execution:
                 tenant_id=self.instance.tenant_id,
                 bpmn_id=spec.bpmn_id,
                 name=spec.bpmn_name,
-                lane=lane,
+                lane=spec.lane,
                 form=form,
                 status="ready",
                 created_at=self.now,
                 warn_at=deadlines.warn_at if deadlines else None,
                 due_at=deadlines.overdue_at if deadlines else None,
                 escalate_at=deadlines.escalate_at if deadlines else None,
+                assignee_id=self.reopen.get(task_id),
             )
-            self._created.append(row)
+            self.assignment.open(row, self.assignment.offer(spec.lane, properties))
+            (self._reopened if task_id in self.reopen else self._created).append(row)
             self.open_tasks[task_id] = row
             self.journal.record(
-                "task_created", task_id=task_id, bpmn_id=spec.bpmn_id, actor=False, name=spec.bpmn_name, lane=spec.lane
+                "task_created",
+                task_id=task_id,
+                bpmn_id=spec.bpmn_id,
+                actor=False,
+                name=spec.bpmn_name,
+                lane=spec.lane,
+                role=row.role,
+                org_unit_id=row.org_unit_id,
+                assignee_id=row.assignee_id,
             )
 
 

@@ -15,19 +15,22 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.inbox.applicant import applicant_columns
+from engine.org.roles import ROLES
 from engine.runtime.workflow_state import SERIALIZER_VERSION, load_state, new_workflow
 from engine.services.execution import CANCELLED, COMPLETED, ERROR, RUNNING, Execution
 from engine.services.principal import Principal
 from engine.services.spec_cache import LoadedDefinition
 from engine.store.audit import GENESIS, Journal, VerifyResult, verify_chain
 from engine.store.fast_rows import StaleRow
-from engine.store.models import AuditEvent, ProcessDefinition, ProcessInstance
+from engine.store.models import AuditEvent, OrgUnit, ProcessDefinition, ProcessInstance
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
     from engine.services.products import Binding
 
 STATUSES = (RUNNING, COMPLETED, CANCELLED, ERROR)
+INTAKE_ROLE = "loan_officer"
 Locator = Callable[[Session], str]
 MESSAGE_EVENT = MessageEventDefinition.__name__
 
@@ -62,9 +65,15 @@ class InstanceService:
         binding: Binding | None = None,
         business_key: str | None = None,
         data: dict[str, Any] | None = None,
+        org_unit: str | None = None,
     ) -> InstanceView:
-        """Start a bare process definition by key, or an application bound to a product version."""
+        """Start a bare process definition by key, or an application bound to a product version.
+
+        The application belongs to ``org_unit`` (a unit code of the caller's bank), by default the
+        caller's home unit; its tasks are offered within that unit's org scope.
+        """
         with self._committed() as keep, self.platform.db.transaction(write=True) as session:
+            unit_id = self._unit(session, principal, org_unit)
             if binding is not None:
                 found: int | None = binding.definition_id
             else:
@@ -98,6 +107,8 @@ class InstanceService:
                 updated_at=now,
                 audit_seq=0,
                 audit_head=GENESIS,
+                org_unit_id=unit_id,
+                **applicant_columns(data or {}),
             )
             journal = Journal(principal.user_id)
             journal.record(
@@ -108,6 +119,8 @@ class InstanceService:
                 data=data or {},
             )
             execution = Execution(session, self.platform.db.rows, instance, workflow, journal, now, is_new=True)
+            if INTAKE_ROLE in principal.roles:  # taking the application is the officer's investigation duty
+                execution.assignment.performed(ROLES[INTAKE_ROLE].duty, instance.id, principal.user_id, [], now)
             if binding is not None and (process := execution.deadlines(binding, None)) is not None:
                 instance.due_at = process.overdue_at
             execution.run()
@@ -188,6 +201,22 @@ class InstanceService:
             step(execution)
             definition = self.platform.specs.get(execution.session, execution.instance.definition_id)
             return InstanceView(execution.instance, definition, ordered(execution.open_tasks.values()))
+
+    @contextmanager
+    def annotation(self, principal: Principal, instance_id: str) -> Iterator[tuple[Session, Journal, Any]]:
+        """Lock an instance to journal something about it (an inbox action, a comment) without
+        touching its workflow: only the audit trail and the caller's own rows change."""
+        with self.platform.db.transaction(write=True) as session:
+            rows = self.platform.db.rows
+            instance = rows.instance(session, instance_id, lock=True)
+            if instance is None or not principal.sees(instance.tenant_id):
+                raise NotFound(f"process instance {instance_id} does not exist")
+            journal = Journal(principal.user_id)
+            yield session, journal, instance
+            audit = journal.chain(instance, self.platform.clock.now())
+            if audit:
+                rows.update_audit_head(session, instance)
+                rows.append_audit(session, audit)
 
     @contextmanager
     def execution(
@@ -286,6 +315,17 @@ class InstanceService:
             return verify_chain(session, self._load(session, principal, instance_id))
 
     # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _unit(session: Session, principal: Principal, code: str | None) -> int | None:
+        if code is None:
+            return principal.org_unit_id
+        unit = session.scalars(
+            select(OrgUnit.id).where(OrgUnit.code == code, OrgUnit.tenant_id == principal.tenant_id)
+        ).first()
+        if unit is None:
+            raise InvalidInput(f"no org unit {code!r} in your bank", [{"field": "org_unit", "message": "unknown unit"}])
+        return unit
 
     def _load(self, session: Session, principal: Principal, instance_id: str) -> ProcessInstance:
         instance = session.get(ProcessInstance, instance_id)

@@ -59,6 +59,7 @@ class Binding:
     derived_forms: dict[str, FormDefinition]
     process_limit: TimeLimit | None = None
     step_limits: dict[str, TimeLimit] = field(default_factory=dict)
+    assignment: dict[str, dict[str, Any]] = field(default_factory=dict)  # lane -> scope, priority, candidates
 
     def deadlines(self, step: str | None, started: datetime, calendar: BusinessCalendar) -> Thresholds | None:
         """Yellow/orange/red times of a step (or, for ``None``, the whole process) in the tenant's
@@ -410,6 +411,7 @@ class ProductService:
         applicant: dict[str, Any],
         data: dict[str, Any],
         business_key: str | None = None,
+        org_unit: str | None = None,
     ) -> InstanceView:
         """Start an application on the product's current published version, within its limits."""
         with self.platform.db.transaction() as session:
@@ -444,7 +446,9 @@ class ProductService:
                     for p in missing
                 ],
             )
-        return self.platform.instances.start(principal, binding=binding, business_key=business_key, data=start_data)
+        return self.platform.instances.start(
+            principal, binding=binding, business_key=business_key, data=start_data, org_unit=org_unit
+        )
 
     def _start_forms(self) -> dict[str, FormDefinition]:
         """What each archetype needs to start (the manifest's ``start_data`` schemas), as forms."""
@@ -478,6 +482,7 @@ class ProductService:
                 self.derived_forms(version.config),
                 parse_limit(limits["process"], kind, hours=hours) if limits.get("process") else None,
                 {step: parse_limit(text, kind, hours=hours) for step, text in (limits.get("steps") or {}).items()},
+                dict(bindings.get("assignment") or {}),
             )
             rules = self.platform.rules
             for key in found.decisions.values():

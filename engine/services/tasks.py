@@ -1,68 +1,118 @@
-"""Human tasks: the READY user tasks of instances, their forms, and completing them."""
+"""Human tasks: the inbox, reading a task with its form, completing it, and the inbox actions.
+
+Who may act: the assignee; a candidate (completing an unclaimed task claims it); a supervisor for
+assign and unclaim; ``tasks.override`` holders within their own tenant. Segregation of duties bars
+a user from a task whatever else they hold. The province reads its banks' tasks but acts on none.
+Every action is journaled on the application's audit trail with its actor.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, defer
 
-from engine.errors import Conflict, InvalidInput, NotFound
+from engine.errors import Conflict, CreditFlowError, Forbidden, InvalidInput, NotFound
 from engine.forms.catalog import FormDefinition
 from engine.forms.validation import validate_form_data
+from engine.inbox.queries import (
+    VIEWS,
+    InboxQuery,
+    after,
+    count,
+    cursor_of,
+    eligible_clause,
+    filtered,
+    order_by,
+    parse_cursor,
+    supervised_units,
+)
+from engine.org.roles import TASKS_OVERRIDE
 from engine.runtime.workflow_state import load_state, plain_json
+from engine.services.auth import load_principal
 from engine.services.execution import RUNNING, Execution
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
 from engine.sla.deadlines import stored_level
-from engine.store.models import HumanTask, ProcessInstance
+from engine.store.models import (
+    Attachment,
+    Comment,
+    HumanTask,
+    ProcessInstance,
+    SavedFilter,
+    TaskExclusion,
+    User,
+)
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
 
+MAX_BULK = 100
+
 
 @dataclass(frozen=True)
 class TaskView:
-    task: HumanTask
-    instance: ProcessInstance
+    task: Any
+    instance: Any
     level: str  # SLA colour now: none | yellow | orange | red
     data: dict[str, Any] | None = None
     form: FormDefinition | None = None
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    items: list[TaskView]
+    total: int
+    next_cursor: str | None
 
 
 class TaskService:
     def __init__(self, platform: CreditFlow) -> None:
         self.platform = platform
 
-    def list(
-        self,
-        principal: Principal,
-        *,
-        status: str | None = "ready",
-        instance_id: str | None = None,
-        lane: str | None = None,
-        bpmn_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[list[TaskView], int]:
+    # -- reading -------------------------------------------------------------------------------
+
+    def list(self, principal: Principal, query: InboxQuery) -> InboxPage:
+        now = self.platform.clock.now()
         with self.platform.db.transaction() as session:
-            stmt = select(HumanTask, ProcessInstance).join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
-            if status:
-                stmt = stmt.where(HumanTask.status == status)
-            if instance_id:
-                stmt = stmt.where(HumanTask.instance_id == instance_id)
-            if lane:
-                stmt = stmt.where(HumanTask.lane == lane)
-            if bpmn_id:
-                stmt = stmt.where(HumanTask.bpmn_id == bpmn_id)
-            stmt = principal.scope(stmt, HumanTask.tenant_id)
-            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = session.execute(stmt.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)).all()
-            now = self.platform.clock.now()
-            return [TaskView(t, i, stored_level(t, now)) for t, i in rows], total
+            if query.view not in VIEWS:
+                raise InvalidInput(f"unknown view {query.view!r}", [{"field": "view", "message": "unknown view"}])
+            stmt = filtered(principal, query, now)
+            total = session.scalar(count(stmt)) or 0
+            if query.cursor:
+                stmt = stmt.where(after(query.sort, parse_cursor(query.sort, query.cursor)))
+            tasks = list(session.scalars(stmt.order_by(*order_by(query.sort)).limit(query.limit + 1)))
+            more = len(tasks) > query.limit
+            tasks = tasks[: query.limit]
+            instances = {
+                i.id: i
+                for i in session.scalars(
+                    select(ProcessInstance).where(ProcessInstance.id.in_({t.instance_id for t in tasks}))
+                )
+            }
+            items = [TaskView(t, instances[t.instance_id], stored_level(t, now)) for t in tasks]
+            return InboxPage(items, total, cursor_of(query.sort, tasks[-1]) if more else None)
+
+    def counts(self, principal: Principal, query: InboxQuery) -> dict[str, int]:
+        """Open tasks per view with the query's filters (the views the caller may use)."""
+        now = self.platform.clock.now()
+        found: dict[str, int] = {}
+        with self.platform.db.transaction() as session:
+            for view in VIEWS:
+                try:
+                    stmt = filtered(principal, replace(query, view=view), now)
+                except Forbidden:  # a view this caller may not use
+                    continue
+                found[view] = session.scalar(count(stmt)) or 0
+        return found
 
     def get(self, principal: Principal, task_id: str) -> TaskView:
         """The task with its form and the data the form opens with."""
@@ -81,21 +131,14 @@ class TaskService:
             form = self._form(row.form, version, session)
             return TaskView(row, instance, stored_level(row, self.platform.clock.now()), data, form)
 
+    # -- completing ----------------------------------------------------------------------------
+
     def complete(self, principal: Principal, task_id: str, data: dict[str, Any]) -> InstanceView:
         """Validate against the task's form, complete it, and run the instance on to its next wait."""
 
-        def locate(session: Session) -> str:
-            row = self.platform.db.rows.task(session, task_id)
-            if row is None or not principal.sees(row.tenant_id):
-                raise NotFound(f"task {task_id} does not exist")
-            return row.instance_id
-
         def complete(execution: Execution) -> None:
-            row = execution.open_tasks.get(task_id)  # read under the instance lock
-            if row is None:
-                raise Conflict(f"task {task_id} is no longer open")
-            if execution.instance.status != RUNNING:
-                raise Conflict(f"instance is {execution.instance.status}; its tasks cannot be completed now")
+            row = self._open_row(execution, task_id)
+            self._check_may_work(execution.session, principal, row, claiming=True)
             form = self._form(row.form, execution.instance.product_version_id, execution.session)
             if form is not None and (problems := validate_form_data(form, data)):
                 raise InvalidInput(f"the submitted data does not match form {form.name}", problems)
@@ -114,7 +157,335 @@ class TaskService:
 
             execution.run(run_task)
 
-        return self.platform.instances.change(principal, locate, complete)
+        return self.platform.instances.change(principal, self._locate(principal, task_id), complete)
+
+    def return_to(self, principal: Principal, task_id: str, step: str, reason: str) -> InstanceView:
+        """Send the application back to an earlier step (退回); it goes back to whoever did that step."""
+
+        def send_back(execution: Execution) -> None:
+            row = self._open_row(execution, task_id)
+            self._check_may_work(execution.session, principal, row, claiming=True)
+            target = execution.session.scalars(
+                select(HumanTask)
+                .where(
+                    HumanTask.instance_id == row.instance_id,
+                    HumanTask.bpmn_id == step,
+                    HumanTask.status == "completed",
+                )
+                .order_by(HumanTask.ended_at.desc())
+                .limit(1)
+            ).first()
+            earlier = execution.workflow.get_task_from_id(uuid.UUID(target.id)) if target is not None else None
+            if earlier is None or earlier.state != TaskState.COMPLETED or earlier.workflow is not execution.workflow:
+                raise InvalidInput(
+                    f"the application cannot be returned to {step!r}",
+                    [{"field": "step", "message": "not a completed earlier step of this application"}],
+                )
+            execution.close_task(task_id, "returned", principal.user_id)
+            execution.reopen[target.id] = target.completed_by_id
+            execution.journal.record(
+                "task_returned", task_id=task_id, bpmn_id=row.bpmn_id, to_task_id=target.id, to=step, reason=reason
+            )
+            execution.run(lambda: execution.workflow.reset_from_task_id(earlier.id))
+
+        return self.platform.instances.change(principal, self._locate(principal, task_id), send_back)
+
+    # -- inbox actions -------------------------------------------------------------------------
+
+    def claim(self, principal: Principal, task_id: str) -> TaskView:
+        def claim(session: Session, row: HumanTask) -> dict[str, Any] | None:
+            if row.assignee_id == principal.user_id:
+                return None
+            if row.assignee_id is not None:
+                raise Conflict("the task is already claimed by someone else")
+            self._check_may_work(session, principal, row, claiming=True)
+            return {"assignee_id": principal.user_id}
+
+        return self._act(principal, task_id, "task_claimed", claim)
+
+    def unclaim(self, principal: Principal, task_id: str) -> TaskView:
+        def unclaim(session: Session, row: HumanTask) -> dict[str, Any] | None:
+            if row.assignee_id is None:
+                return None
+            if row.delegation == "pending":
+                raise Conflict("the task is delegated; the delegate resolves it back first")
+            if row.assignee_id != principal.user_id and not self._supervises(session, principal, row):
+                raise Forbidden("only the assignee or a supervisor can release this task")
+            return {"assignee_id": None, "owner_id": None, "delegation": None}
+
+        return self._act(principal, task_id, "task_unclaimed", unclaim)
+
+    def assign(self, principal: Principal, task_id: str, user_id: int) -> TaskView:
+        """A supervisor hands the task to someone it is offered to."""
+
+        def assign(session: Session, row: HumanTask) -> dict[str, Any] | None:
+            if not self._supervises(session, principal, row):
+                raise Forbidden("only a supervisor of the task's unit can assign it")
+            if row.delegation == "pending":
+                raise Conflict("the task is delegated; the delegate resolves it back first")
+            target = self._colleague(session, row, user_id)
+            if not self._offered(session, load_principal(session, target), row):
+                raise InvalidInput(
+                    f"{target.username} does not hold the role this task is offered to, or may not do it",
+                    [{"field": "user_id", "message": "not a candidate for this task"}],
+                )
+            return {"assignee_id": target.id, "owner_id": None, "delegation": None}
+
+        return self._act(principal, task_id, "task_assigned", assign, target=user_id)
+
+    def delegate(self, principal: Principal, task_id: str, user_id: int) -> TaskView:
+        """The assignee asks a colleague to work on the task and keeps ownership (resolve gives it back)."""
+
+        def delegate(session: Session, row: HumanTask) -> dict[str, Any] | None:
+            if row.assignee_id != principal.user_id or row.delegation == "pending":
+                raise Forbidden("only the assignee of a task that is not already delegated can delegate it")
+            target = self._colleague(session, row, user_id)
+            if target.id == principal.user_id:
+                raise InvalidInput("a task cannot be delegated to oneself", [{"field": "user_id", "message": "you"}])
+            return {"assignee_id": target.id, "owner_id": principal.user_id, "delegation": "pending"}
+
+        return self._act(principal, task_id, "task_delegated", delegate, target=user_id)
+
+    def resolve(self, principal: Principal, task_id: str, comment: str | None = None) -> TaskView:
+        """The delegate hands the task back to its owner."""
+
+        def resolve(session: Session, row: HumanTask) -> dict[str, Any] | None:
+            if row.delegation != "pending" or row.assignee_id != principal.user_id:
+                raise Forbidden("only the delegate of a delegated task can resolve it")
+            return {"assignee_id": row.owner_id, "delegation": "resolved"}
+
+        return self._act(principal, task_id, "task_resolved", resolve, comment=comment)
+
+    def bulk(self, principal: Principal, action: str, task_ids: list[str], **kwargs: Any) -> list[dict[str, Any]]:
+        """Run one action on many tasks; each succeeds or fails on its own, and says which."""
+        handler: Callable[..., TaskView] = {"claim": self.claim, "assign": self.assign}[action]
+        results = []
+        for task_id in dict.fromkeys(task_ids):
+            try:
+                handler(principal, task_id, **kwargs)
+                results.append({"task_id": task_id, "status": 200})
+            except CreditFlowError as exc:
+                results.append({"task_id": task_id, "status": exc.status, "detail": exc.detail})
+        return results
+
+    # -- comments and attachments ---------------------------------------------------------------
+
+    def comment(self, principal: Principal, task_id: str, body: str) -> Comment:
+        with self._locked_row(principal, task_id, open_only=False) as (session, journal, row):
+            found = Comment(
+                instance_id=row.instance_id,
+                task_id=row.id,
+                author_id=principal.user_id,
+                body=body,
+                created_at=self.platform.clock.now(),
+            )
+            session.add(found)
+            session.flush()
+            journal.record("comment_added", task_id=row.id, bpmn_id=row.bpmn_id, comment_id=found.id, body=body)
+            return found
+
+    def comments(self, principal: Principal, task_id: str) -> list[Comment]:
+        """The comments on the whole application, so that each step sees what the others wrote."""
+        with self.platform.db.transaction() as session:
+            row = self._row(session, principal, task_id)
+            stmt = select(Comment).where(Comment.instance_id == row.instance_id).order_by(Comment.id)
+            return list(session.scalars(stmt))
+
+    def attach(
+        self, principal: Principal, task_id: str, filename: str, content_type: str, content: bytes
+    ) -> Attachment:
+        limit = self.platform.settings.max_upload_bytes
+        if not content:
+            raise InvalidInput("the file is empty", [{"field": "file", "message": "empty"}])
+        if len(content) > limit:
+            raise InvalidInput(f"attachments are limited to {limit} bytes", [{"field": "file", "message": "too large"}])
+        name = PurePosixPath(filename.replace("\\", "/")).name.strip()[:255]
+        if not name or name in (".", ".."):
+            raise InvalidInput("the file needs a name", [{"field": "file", "message": "no file name"}])
+        with self._locked_row(principal, task_id, open_only=False) as (session, journal, row):
+            found = Attachment(
+                id=str(uuid.uuid4()),
+                instance_id=row.instance_id,
+                task_id=row.id,
+                filename=name,
+                content_type=content_type[:127] or "application/octet-stream",
+                size=len(content),
+                sha256=hashlib.sha256(content).hexdigest(),
+                content=content,
+                uploaded_by_id=principal.user_id,
+                created_at=self.platform.clock.now(),
+            )
+            session.add(found)
+            session.flush()
+            journal.record(
+                "attachment_added",
+                task_id=row.id,
+                bpmn_id=row.bpmn_id,
+                attachment_id=found.id,
+                filename=name,
+                size=found.size,
+                sha256=found.sha256,
+            )
+            return found
+
+    def attachments(self, principal: Principal, task_id: str) -> list[Attachment]:
+        with self.platform.db.transaction() as session:
+            row = self._row(session, principal, task_id)
+            stmt = (
+                select(Attachment)
+                .options(defer(Attachment.content))
+                .where(Attachment.instance_id == row.instance_id)
+                .order_by(Attachment.created_at, Attachment.id)
+            )
+            return list(session.scalars(stmt))
+
+    def attachment(self, principal: Principal, attachment_id: str) -> Attachment:
+        with self.platform.db.transaction() as session:
+            found = session.get(Attachment, attachment_id)
+            instance = session.get(ProcessInstance, found.instance_id) if found is not None else None
+            if instance is None or not principal.sees(instance.tenant_id):
+                raise NotFound(f"attachment {attachment_id} does not exist")
+            return found
+
+    # -- saved filters -------------------------------------------------------------------------
+
+    def saved_filters(self, principal: Principal) -> list[SavedFilter]:
+        with self.platform.db.transaction() as session:
+            stmt = select(SavedFilter).where(SavedFilter.user_id == principal.user_id).order_by(SavedFilter.name)
+            return list(session.scalars(stmt))
+
+    def save_filter(self, principal: Principal, name: str, query: dict[str, Any]) -> SavedFilter:
+        """Create or replace the caller's filter ``name``."""
+        if principal.user_id is None:
+            raise Forbidden("saved filters belong to a user")
+        with self.platform.db.transaction(write=True) as session:
+            found = session.scalars(
+                select(SavedFilter).where(SavedFilter.user_id == principal.user_id, SavedFilter.name == name)
+            ).first()
+            if found is None:
+                found = SavedFilter(user_id=principal.user_id, name=name, created_at=self.platform.clock.now())
+                session.add(found)
+            found.query = query
+            session.flush()
+            return found
+
+    def saved_filter(self, principal: Principal, filter_id: int) -> SavedFilter:
+        with self.platform.db.transaction() as session:
+            found = session.get(SavedFilter, filter_id)
+            if found is None or found.user_id != principal.user_id:
+                raise NotFound(f"saved filter {filter_id} does not exist")
+            return found
+
+    def delete_filter(self, principal: Principal, filter_id: int) -> None:
+        with self.platform.db.transaction(write=True) as session:
+            found = session.get(SavedFilter, filter_id)
+            if found is None or found.user_id != principal.user_id:
+                raise NotFound(f"saved filter {filter_id} does not exist")
+            session.delete(found)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _act(
+        self,
+        principal: Principal,
+        task_id: str,
+        event: str,
+        change: Callable[[Session, HumanTask], dict[str, Any] | None],
+        **payload: Any,
+    ) -> TaskView:
+        """Run an inbox action under the instance lock; journal it if it changed anything."""
+        with self._locked_row(principal, task_id) as (session, journal, row):
+            values = change(session, row)
+            if values is not None:
+                session.execute(update(HumanTask).where(HumanTask.id == row.id).values(**values))
+                journal.record(event, task_id=row.id, bpmn_id=row.bpmn_id, **payload, **_ids(values))
+                session.refresh(row)
+            instance = session.get(ProcessInstance, row.instance_id)
+            return TaskView(row, instance, stored_level(row, self.platform.clock.now()))
+
+    @contextmanager
+    def _locked_row(
+        self, principal: Principal, task_id: str, *, open_only: bool = True
+    ) -> Iterator[tuple[Session, Any, HumanTask]]:
+        """The task row under its instance's lock, for a change by a caller of the task's own bank."""
+        with self.platform.db.transaction() as session:
+            instance_id = self._row(session, principal, task_id).instance_id
+        with self.platform.instances.annotation(principal, instance_id) as (session, journal, _instance):
+            row = session.get(HumanTask, task_id)
+            if not principal.acts_in(row.tenant_id):
+                raise Forbidden("the province reads its banks' tasks but does not act on them")
+            if open_only and row.status != "ready":
+                raise Conflict(f"task {task_id} is {row.status}")
+            yield session, journal, row
+
+    def _locate(self, principal: Principal, task_id: str) -> Callable[[Session], str]:
+        def locate(session: Session) -> str:
+            row = self.platform.db.rows.task(session, task_id)
+            if row is None or not principal.sees(row.tenant_id):
+                raise NotFound(f"task {task_id} does not exist")
+            if not principal.acts_in(row.tenant_id):
+                raise Forbidden("the province reads its banks' tasks but does not act on them")
+            return row.instance_id
+
+        return locate
+
+    @staticmethod
+    def _open_row(execution: Execution, task_id: str) -> Any:
+        row = execution.open_tasks.get(task_id)  # read under the instance lock
+        if row is None:
+            raise Conflict(f"task {task_id} is no longer open")
+        if execution.instance.status != RUNNING:
+            raise Conflict(f"instance is {execution.instance.status}; its tasks cannot be completed now")
+        return row
+
+    def _check_may_work(self, session: Session, principal: Principal, row: Any, *, claiming: bool) -> None:
+        """The caller may work on the task: theirs, or (when ``claiming``) offered to them."""
+        if principal.is_system:
+            return
+        if self._barred(session, principal.user_id, row.id):
+            raise Forbidden("segregation of duties (审贷分离): you did a conflicting step of this application")
+        if row.delegation == "pending" and row.assignee_id != principal.user_id:
+            raise Conflict("the task is delegated; the delegate resolves it back first")
+        if row.assignee_id == principal.user_id or principal.can(TASKS_OVERRIDE):
+            if row.delegation == "pending":
+                raise Conflict("a delegated task is resolved back to its owner, who completes it")
+            return
+        if row.assignee_id is not None:
+            raise Conflict("the task is claimed by someone else")
+        if not (claiming and self._offered(session, principal, row)):
+            raise Forbidden("this task is not offered to you")
+
+    @staticmethod
+    def _offered(session: Session, principal: Principal, row: Any) -> bool:
+        """The inbox's own offer rule, evaluated for one task (one definition for both)."""
+        stmt = select(HumanTask.id).where(HumanTask.id == row.id, eligible_clause(principal))
+        return session.scalar(stmt) is not None
+
+    @staticmethod
+    def _barred(session: Session, user_id: int | None, task_id: str) -> bool:
+        stmt = select(TaskExclusion.user_id).where(TaskExclusion.task_id == task_id, TaskExclusion.user_id == user_id)
+        return session.scalar(stmt) is not None
+
+    @staticmethod
+    def _supervises(session: Session, principal: Principal, row: Any) -> bool:
+        if principal.is_system or principal.can(TASKS_OVERRIDE):
+            return True
+        units = supervised_units(principal)
+        if units is None:
+            return False
+        return session.scalar(select(HumanTask.id).where(HumanTask.id == row.id, units)) is not None
+
+    def _colleague(self, session: Session, row: Any, user_id: int) -> User:
+        """An active user of the task's bank who is not barred from it."""
+        user = session.get(User, user_id)
+        if user is None or user.tenant_id != row.tenant_id or not user.is_active:
+            raise InvalidInput(f"no active user {user_id} in this bank", [{"field": "user_id", "message": "unknown"}])
+        if self._barred(session, user.id, row.id):
+            raise InvalidInput(
+                f"segregation of duties bars {user.username} from this task",
+                [{"field": "user_id", "message": "did a conflicting step of this application"}],
+            )
+        return user
 
     def _row(self, session: Session, principal: Principal, task_id: str) -> HumanTask:
         row = session.get(HumanTask, task_id)
@@ -133,3 +504,8 @@ class TaskService:
         if product_version_id is None:
             return form
         return self.platform.products.binding(session, product_version_id).derived_forms.get(form.name, form)
+
+
+def _ids(values: dict[str, Any]) -> dict[str, Any]:
+    """The user ids an action set, for the audit payload."""
+    return {k: v for k, v in values.items() if k in ("assignee_id", "owner_id")}

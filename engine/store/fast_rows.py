@@ -99,6 +99,9 @@ class FastRows:
         assignments = ", ".join(f"{c} = {self.instances.placeholder(c)}" for c in updatable)
         self._updatable = updatable
         self._update = f"UPDATE process_instance SET {assignments}, version = {p} WHERE id = {p} AND version = {p}"
+        self._audit_head = (
+            f"UPDATE process_instance SET audit_seq = {p}, audit_head = {p} WHERE id = {p} AND version = {p}"
+        )
         self._open_tasks = f"{self.tasks.select} WHERE instance_id = {p} AND status = 'ready' ORDER BY created_at, id"
         self._task = f"{self.tasks.select} WHERE id = {p}"
         self._close = f"UPDATE human_task SET status = {p}, ended_at = {p}, completed_by_id = {p} WHERE id = {p}"
@@ -143,6 +146,13 @@ class FastRows:
         if cursor.rowcount != 1:
             raise StaleRow(record.id)
         record.version += 1
+
+    def update_audit_head(self, session: Session, record: Any) -> None:
+        """Move only the audit head: an inbox action leaves the workflow state, and its version, alone."""
+        cursor = self._cursor(session)
+        cursor.execute(self._audit_head, (record.audit_seq, record.audit_head, record.id, record.version))
+        if cursor.rowcount != 1:
+            raise StaleRow(record.id)
 
     def open_tasks(self, session: Session, instance_id: str) -> list[Any]:
         cursor = self._cursor(session)

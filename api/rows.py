@@ -1,0 +1,26 @@
+"""Response rows shared by views: a task as the inbox and the instance views show it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.schemas import TaskSchema
+
+_TASK_FIELDS = [name for name in TaskSchema().fields if name != "level"]
+
+
+def task_row(task: Any, level: str) -> dict[str, Any]:
+    """The task row's own fields as TaskSchema lists them, with the SLA level computed by the service."""
+    return {**{name: getattr(task, name) for name in _TASK_FIELDS}, "level": level}
+
+
+def inbox_row(view: Any) -> dict[str, Any]:
+    """A task with what an inbox shows of its application (the ID number only masked)."""
+    instance = view.instance
+    return {
+        **task_row(view.task, view.level),
+        "business_key": instance.business_key,
+        "applicant_name": instance.applicant_name,
+        "applicant_id_masked": instance.applicant_id_masked,
+        "application_org_unit_id": instance.org_unit_id,
+    }

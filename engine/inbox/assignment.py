@@ -1,0 +1,196 @@
+"""Who a task is offered to when it opens, and who segregation of duties bars from it.
+
+A READY user task is offered to a role in an org unit: the lane's role (the product may map it),
+in the application's own branch or grid or the nearest unit above it where someone holds the role,
+or in the bank's head office for head-office roles (审查、审批、放款). Explicit candidate users and
+groups (from the product config or the BPMN) are offered it too. Work of a duty someone already
+did on the application goes straight back to them (the officer who took the application signs the
+contract). Users who did a conflicting duty on the application are written into
+``task_exclusion`` the moment the conflict arises, so inbox queries need one indexed anti-join.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from engine.org.roles import APPLICATION, HEAD_OFFICE, ROLES, conflicting, role_for_lane
+from engine.org.units import unit_ids
+from engine.store.models import (
+    InstanceDuty,
+    OrgUnit,
+    TaskCandidate,
+    TaskExclusion,
+    User,
+    UserGroup,
+    UserRole,
+)
+
+DEFAULT_PRIORITY = 50
+
+
+@dataclass(frozen=True)
+class Offer:
+    role: str | None
+    org_unit_id: int | None
+    duty: str | None
+    priority: int = DEFAULT_PRIORITY
+    candidate_users: tuple[int, ...] = ()
+    candidate_groups: tuple[int, ...] = ()
+
+
+@dataclass
+class Assignment:
+    """The assignment work of one instance step; rows are written after the task rows (``flush``)."""
+
+    session: Session
+    instance: Any
+    binding: Any = None
+    is_new: bool = False  # nothing of this instance is in the database yet
+    _candidates: list[dict[str, Any]] = field(default_factory=list)
+    _exclusions: set[tuple[str, int]] = field(default_factory=set)
+    _duties: list[dict[str, Any]] = field(default_factory=list)
+
+    def offer(self, lane: str | None, properties: dict[str, Any]) -> Offer:
+        mapped = self.binding.roles.get(lane) if self.binding is not None and lane else None
+        role = mapped or role_for_lane(lane) or properties.get("candidateRole")
+        config = (self.binding.assignment.get(lane) if self.binding is not None and lane else None) or {}
+        known = ROLES.get(role or "")
+        scope = config.get("scope") or (known.scope if known else APPLICATION)
+        users = [*config.get("candidate_users", ()), *_split(properties.get("candidateUsers"))]
+        groups = [*config.get("candidate_groups", ()), *_split(properties.get("candidateGroups"))]
+        return Offer(
+            role=role,
+            org_unit_id=self._offer_unit(role, scope),
+            duty=known.duty if known else None,
+            priority=int(config.get("priority", _priority(properties.get("priority")))),
+            candidate_users=self._user_ids(users),
+            candidate_groups=self._group_ids(groups),
+        )
+
+    def open(self, row: Any, offer: Offer) -> None:
+        """Fill a new task row from its offer; queue its candidates and exclusions."""
+        row.role, row.org_unit_id, row.duty, row.priority = offer.role, offer.org_unit_id, offer.duty, offer.priority
+        self._candidates += [{"task_id": row.id, "user_id": u, "group_id": None} for u in offer.candidate_users]
+        self._candidates += [{"task_id": row.id, "user_id": None, "group_id": g} for g in offer.candidate_groups]
+        if offer.duty is None:
+            return
+        barred = set(self._performers(conflicting(offer.duty)))
+        self._exclusions |= {(row.id, user_id) for user_id in barred}
+        if row.assignee_id is None:
+            row.assignee_id = self._returning_performer(offer, barred)
+
+    def performed(
+        self, duty: str | None, task_id: str, user_id: int | None, open_tasks: list[Any], now: datetime
+    ) -> None:
+        """``user_id`` did ``duty`` on the application: remember it, and bar them from conflicting open tasks."""
+        if user_id is None or duty is None:
+            return
+        self._duties.append(
+            {"instance_id": self.instance.id, "user_id": user_id, "duty": duty, "task_id": task_id, "created_at": now}
+        )
+        barred = conflicting(duty)
+        self._exclusions |= {(t.id, user_id) for t in open_tasks if t.duty in barred}
+
+    def flush(self) -> None:
+        if self._candidates:
+            self.session.execute(insert(TaskCandidate), self._candidates)
+        if self._duties:
+            self.session.execute(insert(InstanceDuty), self._duties)
+        if self._exclusions:
+            task_ids = {t for t, _ in self._exclusions}
+            existing = {
+                (task_id, user_id)
+                for task_id, user_id in self.session.execute(
+                    select(TaskExclusion.task_id, TaskExclusion.user_id).where(TaskExclusion.task_id.in_(task_ids))
+                )
+            }
+            missing = self._exclusions - existing
+            if missing:
+                self.session.execute(insert(TaskExclusion), [{"task_id": t, "user_id": u} for t, u in sorted(missing)])
+        self._candidates, self._duties, self._exclusions = [], [], set()
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def _offer_unit(self, role: str | None, scope: str) -> int | None:
+        """The unit whose holders of ``role`` are offered the task (None: no org scope at all)."""
+        unit_id = getattr(self.instance, "org_unit_id", None)
+        if unit_id is None or role is None:
+            return None
+        path = self.session.scalar(select(OrgUnit.path).where(OrgUnit.id == unit_id))
+        chain = unit_ids(path or "")
+        if not chain:
+            return unit_id
+        if scope == HEAD_OFFICE:
+            return chain[0]
+        staffed = set(
+            self.session.scalars(
+                select(UserRole.org_unit_id)
+                .join(User, User.id == UserRole.user_id)
+                .where(UserRole.role == role, UserRole.org_unit_id.in_(chain), User.is_active.is_(True))
+            )
+        )
+        return next((u for u in reversed(chain) if u in staffed), chain[0])
+
+    def _performers(self, duties: frozenset[str]) -> list[int]:
+        """Users who did any of ``duties`` on this application, newest first (this step's included)."""
+        if not duties:
+            return []
+        found = [d["user_id"] for d in reversed(self._duties) if d["duty"] in duties]
+        if not self.is_new:
+            found += self.session.scalars(
+                select(InstanceDuty.user_id)
+                .where(InstanceDuty.instance_id == self.instance.id, InstanceDuty.duty.in_(duties))
+                .order_by(InstanceDuty.id.desc())
+            )
+        return found
+
+    def _returning_performer(self, offer: Offer, barred: set[int]) -> int | None:
+        """Who did this duty on the application before and still holds the role (sticky work)."""
+        if offer.role is None or offer.duty is None:
+            return None
+        for user_id in dict.fromkeys(self._performers(frozenset({offer.duty}))):
+            if user_id in barred:
+                continue
+            holds = self.session.scalar(
+                select(UserRole.id)
+                .join(User, User.id == UserRole.user_id)
+                .where(UserRole.user_id == user_id, UserRole.role == offer.role, User.is_active.is_(True))
+                .limit(1)
+            )
+            if holds is not None:
+                return user_id
+        return None
+
+    def _user_ids(self, usernames: list[str]) -> tuple[int, ...]:
+        if not usernames:
+            return ()
+        ids = self.session.scalars(
+            select(User.id).where(
+                User.username.in_(usernames), User.tenant_id == self.instance.tenant_id, User.is_active.is_(True)
+            )
+        )
+        return tuple(sorted(set(ids)))
+
+    def _group_ids(self, codes: list[str]) -> tuple[int, ...]:
+        if not codes:
+            return ()
+        ids = self.session.scalars(
+            select(UserGroup.id).where(UserGroup.code.in_(codes), UserGroup.tenant_id == self.instance.tenant_id)
+        )
+        return tuple(sorted(set(ids)))
+
+
+def _split(value: Any) -> list[str]:
+    return [part.strip() for part in str(value).split(",") if part.strip()] if value else []
+
+
+def _priority(value: Any) -> int:
+    try:
+        return min(100, max(0, int(value)))
+    except (TypeError, ValueError):
+        return DEFAULT_PRIORITY

@@ -1,0 +1,268 @@
+"""Inbox queries: the views of a user's work, filters, sorting and keyset pagination.
+
+Views:
+- ``mine``: open tasks assigned to the user;
+- ``candidate``: unassigned open tasks offered to the user (a role they hold in the task's org
+  unit, or as an explicit candidate user or group) that segregation of duties does not bar them from;
+- ``inbox`` (default): ``mine`` and ``candidate`` together, what a loan officer works through;
+- ``team``: every task in the units a supervisor (支行行长, 风险经理, admin) oversees;
+- ``all``: every task the caller's tenant scope lets them read (supervisors only; the province
+  reads across its banks).
+
+Pages are keyset-paginated on (sort key, id), so page N costs what page 1 costs. "mine" and
+"candidate" by due time are served in index order by ``ix_human_task_inbox_mine`` and
+``ix_human_task_inbox_offer`` (see ``bench/inbox.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, false, func, or_, select, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from engine.errors import Forbidden, InvalidInput
+from engine.org.roles import ROLES, TASKS_OVERRIDE
+from engine.services.principal import Principal
+from engine.store.models import (
+    HumanTask,
+    OrgUnit,
+    ProcessInstance,
+    Product,
+    ProductVersion,
+    TaskCandidate,
+    TaskExclusion,
+)
+
+VIEWS = ("inbox", "mine", "candidate", "team", "all")
+SORTS = ("due", "priority", "created")
+LEVELS = ("none", "yellow", "orange", "red")
+STATUSES = ("ready", "completed", "cancelled", "returned")
+
+
+@dataclass(frozen=True)
+class InboxQuery:
+    view: str = "inbox"
+    status: str = "ready"
+    product: str | None = None
+    step: str | None = None
+    role: str | None = None
+    due_before: datetime | None = None
+    level: str | None = None
+    business_key: str | None = None
+    applicant: str | None = None  # applicant name, prefix match
+    org_unit: str | None = None  # unit code: applications of this unit and the units below it
+    instance_id: str | None = None
+    sort: str = "due"
+    limit: int = 50
+    cursor: str | None = None
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> InboxQuery:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
+
+    def merged_over(self, saved: dict[str, Any]) -> InboxQuery:
+        """A saved filter with this query's explicitly given values on top."""
+        base = InboxQuery.of(saved)
+        given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        return replace(base, **given)
+
+
+def offered_to(principal: Principal) -> ColumnElement[bool]:
+    """Tasks offered to the principal: by role in a unit, or as an explicit candidate."""
+    by_unit: dict[int | None, set[str]] = {}
+    for grant in principal.grants:
+        by_unit.setdefault(grant.org_unit_id, set()).add(grant.role)
+    clauses: list[ColumnElement[bool]] = []
+    for unit_id, roles in by_unit.items():
+        role_match = HumanTask.role.in_(sorted(roles))
+        # a tenant-wide grant is offered the role's tasks anywhere in the tenant
+        clauses.append(role_match if unit_id is None else and_(HumanTask.org_unit_id == unit_id, role_match))
+    all_roles = sorted({g.role for g in principal.grants})
+    if all_roles:  # tasks of instances without an org unit are offered tenant-wide by role
+        clauses.append(and_(HumanTask.org_unit_id.is_(None), HumanTask.role.in_(all_roles)))
+    explicit = TaskCandidate.user_id == principal.user_id
+    if principal.group_ids:
+        explicit = or_(explicit, TaskCandidate.group_id.in_(sorted(principal.group_ids)))
+    clauses.append(HumanTask.id.in_(select(TaskCandidate.task_id).where(explicit)))
+    return or_(*clauses)
+
+
+def not_barred(principal: Principal) -> ColumnElement[bool]:
+    return ~exists().where(TaskExclusion.task_id == HumanTask.id, TaskExclusion.user_id == principal.user_id)
+
+
+def eligible_clause(principal: Principal) -> ColumnElement[bool]:
+    """Tasks the principal may be given: offered to them, in their own bank, not barred."""
+    return and_(HumanTask.tenant_id == principal.tenant_id, offered_to(principal), not_barred(principal))
+
+
+def candidate_clause(principal: Principal) -> ColumnElement[bool]:
+    return and_(HumanTask.assignee_id.is_(None), eligible_clause(principal))
+
+
+def mine_clause(principal: Principal) -> ColumnElement[bool]:
+    return HumanTask.assignee_id == principal.user_id
+
+
+def supervised_units(principal: Principal) -> ColumnElement[bool] | None:
+    """The units a supervisor oversees (their grant's unit and everything below); None: none."""
+    paths, tenant_wide = [], False
+    for grant in principal.grants:
+        role = ROLES.get(grant.role)
+        if role is None or not role.supervises:
+            continue
+        if grant.org_unit_id is None:
+            tenant_wide = True
+        elif grant.org_path:
+            paths.append(grant.org_path)
+    if tenant_wide:
+        return true()
+    if not paths:
+        return None
+    units = select(OrgUnit.id).where(or_(*(OrgUnit.path.startswith(p, autoescape=True) for p in sorted(paths))))
+    return HumanTask.org_unit_id.in_(units)
+
+
+def view_clause(principal: Principal, view: str) -> ColumnElement[bool]:
+    if principal.is_system:
+        return true()
+    if view == "mine":
+        return mine_clause(principal)
+    if view == "candidate":
+        return candidate_clause(principal)
+    if view == "inbox":
+        return or_(mine_clause(principal), candidate_clause(principal))
+    if view == "team":
+        units = supervised_units(principal)
+        if units is None:
+            raise Forbidden("the team view is for supervisors (支行行长, 风险经理, administrators)")
+        return and_(HumanTask.tenant_id.in_(sorted(principal.scope_tenants or {principal.tenant_id})), units)
+    if supervised_units(principal) is None and not principal.can(TASKS_OVERRIDE):
+        raise Forbidden("the 'all' view is for supervisors and administrators")
+    return true()  # tenant scope is applied to every view
+
+
+def level_clause(level: str, now: datetime) -> ColumnElement[bool]:
+    """The SLA colour of a task at ``now`` from its stored thresholds (as ``stored_level``)."""
+    if level == "red":
+        return HumanTask.escalate_at <= now
+    if level == "orange":
+        return and_(HumanTask.due_at <= now, or_(HumanTask.escalate_at.is_(None), HumanTask.escalate_at > now))
+    if level == "yellow":
+        return and_(HumanTask.warn_at <= now, or_(HumanTask.due_at.is_(None), HumanTask.due_at > now))
+    return or_(HumanTask.warn_at.is_(None), HumanTask.warn_at > now)
+
+
+def filtered(principal: Principal, query: InboxQuery, now: datetime) -> Select[Any]:
+    """The tasks of a view with the query's filters, not yet sorted or paged."""
+    stmt = select(HumanTask).where(view_clause(principal, query.view))
+    stmt = principal.scope(stmt, HumanTask.tenant_id)
+    if query.status:
+        stmt = stmt.where(HumanTask.status == query.status)
+    if query.step:
+        stmt = stmt.where(HumanTask.bpmn_id == query.step)
+    if query.role:
+        stmt = stmt.where(HumanTask.role == query.role)
+    if query.instance_id:
+        stmt = stmt.where(HumanTask.instance_id == query.instance_id)
+    if query.due_before:
+        stmt = stmt.where(HumanTask.due_at < query.due_before)
+    if query.level:
+        stmt = stmt.where(level_clause(query.level, now))
+    instance_filters: list[ColumnElement[bool]] = []
+    if query.business_key:
+        instance_filters.append(ProcessInstance.business_key == query.business_key)
+    if query.applicant:
+        instance_filters.append(ProcessInstance.applicant_name.startswith(query.applicant, autoescape=True))
+    if query.product:
+        versions = select(ProductVersion.id).join(Product, Product.id == ProductVersion.product_id)
+        instance_filters.append(ProcessInstance.product_version_id.in_(versions.where(Product.code == query.product)))
+    if query.org_unit:
+        unit = select(OrgUnit.path).where(OrgUnit.code == query.org_unit)
+        if principal.tenant_id is not None:
+            unit = unit.where(OrgUnit.tenant_id.in_(sorted(principal.scope_tenants or {principal.tenant_id})))
+        subtree = select(OrgUnit.id).where(OrgUnit.path.startswith(unit.scalar_subquery()))
+        instance_filters.append(ProcessInstance.org_unit_id.in_(subtree))
+    if instance_filters:
+        stmt = stmt.where(HumanTask.instance_id.in_(select(ProcessInstance.id).where(*instance_filters)))
+    return stmt
+
+
+# -- sorting and keyset pagination -----------------------------------------------------------------
+
+# (column, descending, nullable) per sort; ``id`` always last so that the order is total
+_KEYS: dict[str, list[tuple[Any, bool, bool]]] = {
+    "due": [(HumanTask.due_at, False, True), (HumanTask.id, False, False)],
+    "priority": [(HumanTask.priority, True, False), (HumanTask.due_at, False, True), (HumanTask.id, False, False)],
+    "created": [(HumanTask.created_at, False, False), (HumanTask.id, False, False)],
+}
+
+
+def order_by(sort: str) -> list[Any]:
+    return [
+        (column.desc() if desc else column.asc()).nulls_last() if nullable else (column.desc() if desc else column)
+        for column, desc, nullable in _KEYS[sort]
+    ]
+
+
+def after(sort: str, cursor: list[Any]) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in ``order_by(sort)`` order (NULLs last)."""
+    keys = _KEYS[sort]
+    alternatives: list[ColumnElement[bool]] = []
+    equal_so_far: list[ColumnElement[bool]] = []
+    for (column, desc, nullable), value in zip(keys, cursor, strict=True):
+        if value is None:  # at the NULLs (last): only equality can continue
+            beyond: ColumnElement[bool] = false()
+            same: ColumnElement[bool] = column.is_(None)
+        else:
+            beyond = column < value if desc else column > value
+            if nullable:
+                beyond = or_(beyond, column.is_(None))
+            same = column == value
+        alternatives.append(and_(*equal_so_far, beyond))
+        equal_so_far.append(same)
+    return or_(*alternatives)
+
+
+def cursor_of(sort: str, row: HumanTask) -> str:
+    values = []
+    for column, _, _ in _KEYS[sort]:
+        value = getattr(row, column.key)
+        values.append(value.isoformat() if isinstance(value, datetime) else value)
+    return base64.urlsafe_b64encode(json.dumps([sort, values]).encode()).decode().rstrip("=")
+
+
+def parse_cursor(sort: str, text: str) -> list[Any]:
+    """Decode a cursor from a previous page; one that does not fit the sort is a 422, not a 500."""
+    problem = InvalidInput("the cursor is not one this inbox issued", [{"field": "cursor", "message": "invalid"}])
+    try:
+        kind, values = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error, TypeError):
+        raise problem from None
+    keys = _KEYS[sort]
+    if kind != sort or not isinstance(values, list) or len(values) != len(keys):
+        raise problem
+    decoded = []
+    for (column, _, nullable), value in zip(keys, values, strict=True):
+        if value is None and not nullable:
+            raise problem
+        if value is not None and column.key.endswith("_at"):
+            try:
+                value = datetime.fromisoformat(value)
+            except (TypeError, ValueError):
+                raise problem from None
+        elif value is not None and not isinstance(value, int | str):
+            raise problem
+        decoded.append(value)
+    return decoded
+
+
+def count(stmt: Select[Any]) -> Select[Any]:
+    return select(func.count()).select_from(stmt.order_by(None).subquery())
