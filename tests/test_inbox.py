@@ -178,6 +178,10 @@ def test_a_product_can_send_a_lane_to_the_head_office_with_candidate_groups_and_
     from engine.inbox.queries import InboxQuery
 
     assert [v.task.id for v in catalog.tasks.list(member, InboxQuery(view="candidate")).items] == [co.id]
+    officer = principal_of(catalog, "ly_officer")
+    by_product = catalog.tasks.list(officer, InboxQuery(view="mine", product="LY-DAINONG-HQ")).items
+    assert [v.task.bpmn_id for v in by_product] == ["main_investigation"]
+    assert catalog.tasks.list(officer, InboxQuery(view="mine", product="LY-DAINONG")).total == 0  # cancelled
 
 
 # -- views, filters, pages, counts ---------------------------------------------------------------------
@@ -432,4 +436,5 @@ def test_completing_an_unclaimed_task_offered_to_you_claims_it(inbox_app: Any) -
     assert done["tasks"][0]["bpmn_id"] == "review"
     with platform.db.transaction() as session:
         row = session.get(HumanTask, started["tasks"][0]["id"])
-        assert row.completed_by_id == user_id(platform, "ly_officer2")
+        assert row.completed_by_id == row.assignee_id == user_id(platform, "ly_officer2")
+    assert inbox(login(inbox_app, "ly_officer2"), "mine", status="completed") == [started["tasks"][0]["id"]]

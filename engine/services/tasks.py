@@ -146,6 +146,8 @@ class TaskService:
             if task is None or task.state != TaskState.READY:
                 raise Conflict(f"task {task_id} is no longer waiting for input")
             changes = {k: {"old": task.data.get(k), "new": v} for k, v in data.items() if task.data.get(k) != v}
+            if row.assignee_id is None:  # completing an unclaimed task offered to you claims it
+                row.assignee_id = principal.user_id
             execution.close_task(task_id, "completed", principal.user_id)
             execution.journal.record(
                 "task_completed", task_id=task_id, bpmn_id=row.bpmn_id, name=row.name, changes=changes

@@ -104,7 +104,8 @@ class FastRows:
         )
         self._open_tasks = f"{self.tasks.select} WHERE instance_id = {p} AND status = 'ready' ORDER BY created_at, id"
         self._task = f"{self.tasks.select} WHERE id = {p}"
-        self._close = f"UPDATE human_task SET status = {p}, ended_at = {p}, completed_by_id = {p} WHERE id = {p}"
+        closing = ("status", "ended_at", "completed_by_id", "assignee_id")
+        self._close = f"UPDATE human_task SET {', '.join(f'{c} = {p}' for c in closing)} WHERE id = {p}"
 
     @staticmethod
     def _cursor(session: Session) -> Any:
@@ -171,7 +172,10 @@ class FastRows:
             self._cursor(session).executemany(self.tasks.insert, params)
 
     def close_tasks(self, session: Session, records: Iterable[Any]) -> None:
-        params = [(r.status, self.tasks.encode("ended_at", r.ended_at), r.completed_by_id, r.id) for r in records]
+        params = [
+            (r.status, self.tasks.encode("ended_at", r.ended_at), r.completed_by_id, r.assignee_id, r.id)
+            for r in records
+        ]
         if params:
             self._cursor(session).executemany(self._close, params)
 
