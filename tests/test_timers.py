@@ -8,7 +8,7 @@ from typing import Any
 import time_machine
 
 from engine.container import CreditFlow
-from engine.jobs.timers import fire_due_timers
+from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
 from tests.conftest import deploy
 
@@ -21,15 +21,15 @@ def test_an_interrupting_boundary_timer_fires_once_when_due(platform: CreditFlow
     with time_machine.travel(START, tick=False) as traveller:
         view = platform.instances.start(SYSTEM, "timer_bare", data={})
         assert view.instance.next_timer_at == START + timedelta(hours=4)
-        assert fire_due_timers(platform, now=START + timedelta(hours=3)) == 0  # not due yet
+        assert run_pass(platform, START + timedelta(hours=3)).done == 0  # not due yet
 
         traveller.shift(timedelta(hours=5))
         now = START + timedelta(hours=5)
-        assert fire_due_timers(platform, now=now) == 1
+        assert run_pass(platform, now).done == 1
         after = platform.instances.get(SYSTEM, view.instance.id)
         assert after.instance.status == "completed" and after.tasks == []
         assert after.instance.next_timer_at is None
-        assert fire_due_timers(platform, now=now) == 0  # a second pass (or node) finds nothing
+        assert run_pass(platform, now).done == 0  # a second pass (or node) finds nothing
 
     events = platform.instances.history(SYSTEM, view.instance.id)
     kinds = [e.event_type for e in events]
@@ -45,7 +45,7 @@ def test_a_task_completed_before_its_timer_cancels_the_timer(platform: CreditFlo
         done = platform.tasks.complete(SYSTEM, view.tasks[0].id, {"recommendation": "reject", "comment": "不符合条件"})
         assert done.instance.status == "completed" and done.instance.next_timer_at is None
         traveller.shift(timedelta(hours=5))
-        assert fire_due_timers(platform, now=START + timedelta(hours=6)) == 0
+        assert run_pass(platform, START + timedelta(hours=6)).done == 0
 
 
 def test_the_scheduler_command_runs_one_pass(platform: CreditFlow, settings: Any, monkeypatch: Any) -> None:
@@ -60,7 +60,7 @@ def test_the_scheduler_command_runs_one_pass(platform: CreditFlow, settings: Any
         monkeypatch.setenv("DATABASE_URL", settings.database_url)
         monkeypatch.setenv("CREDITFLOW_DATA_DIR", str(settings.data_dir))
         result = CliRunner().invoke(cli, ["scheduler", "--once"], catch_exceptions=False)
-    assert result.exit_code == 0 and "1 instance(s)" in result.output
+    assert result.exit_code == 0 and "1 job(s) done of 1 due" in result.output
     assert platform.instances.get(SYSTEM, view.instance.id).instance.status == "completed"
 
 
@@ -74,12 +74,12 @@ def test_a_timer_pass_skips_an_instance_another_node_holds(platform: CreditFlow)
         traveller.shift(timedelta(hours=5))
         now = START + timedelta(hours=5)
         if platform.db.is_sqlite:
-            assert fire_due_timers(platform, now=now) == 1
+            assert run_pass(platform, now).done == 1
             return
         with platform.db.engine.connect() as other_node:
             other_node.execute(
                 text("SELECT id FROM process_instance WHERE id = :i FOR UPDATE"), {"i": view.instance.id}
             )
-            assert fire_due_timers(platform, now=now) == 0  # held elsewhere: skipped, not waited for
+            assert run_pass(platform, now).done == 0  # held elsewhere: skipped, not waited for
             other_node.rollback()
-        assert fire_due_timers(platform, now=now) == 1
+        assert run_pass(platform, now + timedelta(seconds=3)).done == 1  # given back, due again shortly

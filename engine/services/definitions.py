@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.jobs.start_timers import schedule_start_timers
 from engine.runtime.model_check import ModelFile, build_parser, lint, raise_if_problems, read_model_files
 from engine.runtime.parser import BPMN_NS, CreditFlowParser
 from engine.services.principal import Principal
@@ -141,6 +142,7 @@ class DefinitionService:
             session.add(definition)
             session.flush()
             self.platform.specs.put(definition, resolved[pid])
+            schedule_start_timers(session, definition, resolved[pid][0], now)
             definitions.append(definition)
         return DeployResult(definitions, created=True)
 

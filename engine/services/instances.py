@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.bpmn.util import BpmnEvent
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.inbox.applicant import applicant_columns
 from engine.org.roles import ROLES
+from engine.runtime.timer_events import starts_on_timer_only
 from engine.runtime.workflow_state import SERIALIZER_VERSION, load_state, new_workflow
 from engine.services.execution import CANCELLED, COMPLETED, ERROR, RUNNING, Execution
 from engine.services.principal import Principal
@@ -44,6 +46,16 @@ class InstanceView:
 
 def ordered(tasks: Iterable[Any]) -> list[Any]:
     return sorted(tasks, key=lambda t: (t.created_at, t.id))
+
+
+def waiting_messages(workflow: Any) -> set[str]:
+    """The messages an instance waits for: plain catch events, and the message branches of a waiting
+    event-based gateway (which SpiffWorkflow reports as one unnamed combined event)."""
+    names = {e.name for e in workflow.waiting_events() if e.event_type == MESSAGE_EVENT}
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        combined = getattr(getattr(task.task_spec, "event_definition", None), "event_definitions", None) or []
+        names |= {d.name for d in combined if isinstance(d, MessageEventDefinition)}
+    return names
 
 
 class Busy(Conflict):
@@ -86,46 +98,79 @@ class InstanceService:
                     [{"field": field, "message": "no such deployed process definition"}],
                 )
             definition = self.platform.specs.get(session, found)
-            workflow = new_workflow(definition.spec, definition.subprocess_specs, self.platform.script_engine)
-            workflow.product_binding = binding
-            workflow.calendar = self.platform.calendars.for_tenant(session, principal.tenant_id)
-            workflow.get_next_task(state=TaskState.READY).data.update(data or {})
-            now = self.platform.clock.now()
-            instance = self.platform.db.rows.instances.record(
-                id=str(uuid.uuid4()),
-                tenant_id=principal.tenant_id,
-                definition_id=definition.id,
-                product_version_id=binding.version_id if binding is not None else None,
-                business_key=business_key,
-                status=RUNNING,
-                state="",
-                serializer_version=SERIALIZER_VERSION,
-                version=1,
-                data={},
-                started_by_id=principal.user_id,
-                created_at=now,
-                updated_at=now,
-                audit_seq=0,
-                audit_head=GENESIS,
-                org_unit_id=unit_id,
-                **applicant_columns(data or {}),
-            )
-            journal = Journal(principal.user_id)
-            journal.record(
-                "started",
-                definition=definition.key,
-                version=definition.version,
+            if starts_on_timer_only(definition.spec):
+                raise InvalidInput(
+                    f"process {definition.key} starts itself on its timer",
+                    [{"field": "definition_key", "message": "started by its timer start event, not by hand"}],
+                )
+            execution = self.start_in(
+                session,
+                principal,
+                definition,
+                binding=binding,
                 business_key=business_key,
                 data=data or {},
+                org_unit_id=unit_id,
             )
-            execution = Execution(session, self.platform.db.rows, instance, workflow, journal, now, is_new=True)
-            if INTAKE_ROLE in principal.roles:  # taking the application is the officer's investigation duty
-                execution.assignment.performed(ROLES[INTAKE_ROLE].duty, instance.id, principal.user_id, [], now)
-            if binding is not None and (process := execution.deadlines(binding, None)) is not None:
-                instance.due_at = process.overdue_at
-            execution.run()
             keep.append(execution)
-            return InstanceView(instance, definition, ordered(execution.open_tasks.values()))
+            return InstanceView(execution.instance, definition, ordered(execution.open_tasks.values()))
+
+    def start_in(
+        self,
+        session: Session,
+        principal: Principal,
+        definition: LoadedDefinition,
+        *,
+        tenant_id: int | None = None,
+        binding: Binding | None = None,
+        business_key: str | None = None,
+        data: dict[str, Any] | None = None,
+        org_unit_id: int | None = None,
+        prepare: Callable[[BpmnWorkflow, Journal], None] | None = None,
+    ) -> Execution:
+        """Create and run an instance inside the caller's transaction (an API start, or a timer start
+        event's job, whose fence must commit with it). ``prepare`` adjusts the new workflow and
+        journals what started it before the engine runs."""
+        tenant_id = principal.tenant_id if tenant_id is None else tenant_id
+        workflow = new_workflow(definition.spec, definition.subprocess_specs, self.platform.script_engine)
+        workflow.product_binding = binding
+        workflow.calendar = self.platform.calendars.for_tenant(session, tenant_id)
+        now = self.platform.clock.now()
+        instance = self.platform.db.rows.instances.record(
+            id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            definition_id=definition.id,
+            product_version_id=binding.version_id if binding is not None else None,
+            business_key=business_key,
+            status=RUNNING,
+            state="",
+            serializer_version=SERIALIZER_VERSION,
+            version=1,
+            data={},
+            started_by_id=principal.user_id,
+            created_at=now,
+            updated_at=now,
+            audit_seq=0,
+            audit_head=GENESIS,
+            org_unit_id=org_unit_id,
+            **applicant_columns(data or {}),
+        )
+        journal = Journal(principal.user_id)
+        journal.record(
+            "started", definition=definition.key, version=definition.version, business_key=business_key, data=data or {}
+        )
+        if prepare is not None:
+            prepare(workflow, journal)
+        if data:
+            workflow.get_next_task(state=TaskState.READY).data.update(data)
+        execution = Execution(session, self.platform.db.rows, instance, workflow, journal, now, is_new=True)
+        if INTAKE_ROLE in principal.roles:  # taking the application is the officer's investigation duty
+            execution.assignment.performed(ROLES[INTAKE_ROLE].duty, instance.id, principal.user_id, [], now)
+        if binding is not None and (process := execution.deadlines(binding, None)) is not None:
+            instance.warn_at, instance.due_at = process.warn_at, process.overdue_at
+            instance.escalate_at = process.escalate_at
+        execution.run()
+        return execution
 
     def cancel(self, principal: Principal, instance_id: str, reason: str | None = None) -> InstanceView:
         def cancel(execution: Execution) -> None:
@@ -171,7 +216,7 @@ class InstanceService:
         def deliver(execution: Execution) -> None:
             if execution.instance.status != RUNNING:
                 raise Conflict(f"instance is {execution.instance.status}; it is not waiting for messages")
-            waiting = {e.name for e in execution.workflow.waiting_events() if e.event_type == MESSAGE_EVENT}
+            waiting = waiting_messages(execution.workflow)
             if name not in waiting:
                 raise Conflict(
                     f"instance is not waiting for message {name!r}",
@@ -203,12 +248,16 @@ class InstanceService:
             return InstanceView(execution.instance, definition, ordered(execution.open_tasks.values()))
 
     @contextmanager
-    def annotation(self, principal: Principal, instance_id: str) -> Iterator[tuple[Session, Journal, Any]]:
-        """Lock an instance to journal something about it (an inbox action, a comment) without
-        touching its workflow: only the audit trail and the caller's own rows change."""
+    def annotation(
+        self, principal: Principal, instance_id: str, *, skip_locked: bool = False
+    ) -> Iterator[tuple[Session, Journal, Any]]:
+        """Lock an instance to journal something about it (an inbox action, a comment, an
+        escalation) without touching its workflow: only the audit trail and the caller's rows change."""
         with self.platform.db.transaction(write=True) as session:
             rows = self.platform.db.rows
-            instance = rows.instance(session, instance_id, lock=True)
+            instance = rows.instance(session, instance_id, lock=True, skip_locked=skip_locked)
+            if instance is None and skip_locked and rows.instance(session, instance_id):
+                raise Busy(f"process instance {instance_id} is being changed by another node")
             if instance is None or not principal.sees(instance.tenant_id):
                 raise NotFound(f"process instance {instance_id} does not exist")
             journal = Journal(principal.user_id)

@@ -257,7 +257,10 @@ class ProcessInstance(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     next_timer_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
-    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the product's process time limit
+    # the product's process time limit: yellow, orange (= due) and red times
+    warn_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    escalate_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     audit_seq: Mapped[int] = mapped_column(Integer, default=0)
     audit_head: Mapped[str] = mapped_column(String(64))
     # the branch or grid the application belongs to: tasks are offered within its org scope
@@ -272,6 +275,7 @@ class HumanTask(Base):
     __tablename__ = "human_task"
     __table_args__ = (
         Index("ix_human_task_tenant_status", "tenant_id", "status"),
+        Index("ix_human_task_tenant_status_ended", "tenant_id", "status", "ended_at"),  # on-time rates by period
         # the inbox: "mine" and "candidate" pages sorted by due time read these in index order
         Index(
             "ix_human_task_inbox_mine",
@@ -307,6 +311,10 @@ class HumanTask(Base):
     priority: Mapped[int] = mapped_column(Integer, default=50, server_default=text("50"))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))  # keeps a delegated task
     delegation: Mapped[str | None] = mapped_column(String(16))  # pending | resolved
+    # the step clock stops while the task waits for the customer or an outside party
+    paused_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    pause_reason: Mapped[str | None] = mapped_column(String(200))
+    pauses: Mapped[list[list[str]] | None] = mapped_column(JsonDocument)  # ended pauses: [[begin, end], ...] UTC
     # the step's time limit in working time, computed once when the task opens (yellow/orange/red)
     warn_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
@@ -427,3 +435,112 @@ class CalendarYear(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
     year: Mapped[int] = mapped_column(Integer)
+
+
+class CalendarHours(Base):
+    """A tenant's working hours (``tenant_id`` null: the province's default for every bank)."""
+
+    __tablename__ = "calendar_hours"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    periods: Mapped[list[list[str]]] = mapped_column(JsonDocument)  # [["08:30", "12:00"], ["13:30", "17:30"]]
+
+
+class Job(Base):
+    """Work the scheduler does when it is due: fire a timer, escalate a clock, deliver a notification.
+
+    The database is the only arbiter: a node acquires due jobs by writing its lease (``lock_owner``,
+    ``lock_expires_at``) with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL or under ``BEGIN IMMEDIATE``
+    on SQLite, and its result commits only while ``version`` still matches its acquisition.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (
+        Index("ix_job_due", "due_at", postgresql_where=text("retries_left > 0"), sqlite_where=text("retries_left > 0")),
+        Index("ix_job_subject", "kind", "instance_id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))  # timer | start_timer | escalate | deliver
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    instance_id: Mapped[str | None] = mapped_column(String(36))
+    task_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    retries_left: Mapped[int] = mapped_column(Integer, default=3)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lock_owner: Mapped[str | None] = mapped_column(String(128))
+    lock_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Incident(Base):
+    """A job that failed its last retry: visible in the API until someone retries or resolves it."""
+
+    __tablename__ = "incident"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(BigId, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(36))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+
+
+class Escalation(Base):
+    """One level reached by one clock (a task's or a process's): unique, so it happens exactly once."""
+
+    __tablename__ = "escalation"
+    __table_args__ = (UniqueConstraint("scope", "subject_id", "level"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16))  # task | process
+    subject_id: Mapped[str] = mapped_column(String(36))  # the task's or the instance's id
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    level: Mapped[str] = mapped_column(String(16))  # yellow | orange | red
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())  # when the level was reached
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())  # when the scheduler handled it
+    actions: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+
+
+class OutboxMessage(Base):
+    """A notification written in the same transaction as what caused it; delivered by jobs."""
+
+    __tablename__ = "outbox_message"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    topic: Mapped[str] = mapped_column(String(64))  # e.g. escalation.orange
+    recipients: Mapped[list[int]] = mapped_column(JsonDocument, default=list)  # user ids
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Webhook(Base):
+    """A bank's (or the province's) HTTP endpoint for notifications, signed with its own secret."""
+
+    __tablename__ = "webhook"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    secret: Mapped[str] = mapped_column(String(200))  # HMAC-SHA256 key; never returned or logged
+    topics: Mapped[list[str]] = mapped_column(JsonDocument, default=list)  # prefixes; empty: every topic
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Delivery(Base):
+    """One message to one channel (the log, or one webhook): its state, attempts and last error."""
+
+    __tablename__ = "delivery"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox_message.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # log | webhook
+    webhook_id: Mapped[int | None] = mapped_column(ForeignKey("webhook.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
