@@ -85,6 +85,8 @@ class TaskSchema(Schema):
     assignee_id = fields.Integer(allow_none=True)
     owner_id = fields.Integer(allow_none=True, metadata={"description": "keeps a delegated task"})
     delegation = fields.String(allow_none=True, metadata={"description": "pending or resolved"})
+    paused_at = fields.DateTime(allow_none=True, metadata={"description": "the step clock is stopped since"})
+    pause_reason = fields.String(allow_none=True)
     completed_by_id = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
     ended_at = fields.DateTime(allow_none=True)
@@ -153,6 +155,14 @@ class ResolveSchema(Schema):
     comment = fields.String(validate=validate.Length(max=2000))
 
 
+class PauseSchema(Schema):
+    reason = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "who the task waits for, e.g. 等待客户补充材料"},
+    )
+
+
 class ReturnSchema(Schema):
     step = fields.String(required=True, validate=validate.Length(min=1, max=255), metadata={"description": "BPMN id"})
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
@@ -205,7 +215,10 @@ class FormSchema(Schema):
     ui_schema = fields.Dict(allow_none=True)
 
 
-class TaskDetailSchema(TaskSchema):
+class TaskDetailSchema(InboxRowSchema):
+    remaining_working_minutes = fields.Integer(
+        allow_none=True, metadata={"description": "working time left until the step is due; negative once overdue"}
+    )
     data = fields.Dict(allow_none=True, metadata={"description": "the data the form opens with"})
     form_definition = fields.Nested(FormSchema, allow_none=True)
 
@@ -224,7 +237,10 @@ class InstanceSummarySchema(Schema):
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     ended_at = fields.DateTime(allow_none=True)
+    warn_at = fields.DateTime(allow_none=True, metadata={"description": "the process clock turns yellow"})
     due_at = fields.DateTime(allow_none=True, metadata={"description": "the product's process time limit"})
+    escalate_at = fields.DateTime(allow_none=True, metadata={"description": "the process clock turns red"})
+    level = fields.String(metadata={"description": "the process clock's SLA colour now"})
     org_unit_id = fields.Integer(allow_none=True, metadata={"description": "the branch or grid of the application"})
     applicant_name = fields.String(allow_none=True)
     applicant_id_masked = fields.String(allow_none=True)

@@ -22,6 +22,7 @@ from api.schemas import (
     CommentSchema,
     CompleteTaskSchema,
     InstanceSchema,
+    PauseSchema,
     ResolveSchema,
     ReturnSchema,
     SavedFilterListSchema,
@@ -118,7 +119,12 @@ def get_task(task_id: str) -> dict[str, Any]:
     form = None
     if view.form is not None:
         form = {"name": view.form.name, "schema": view.form.schema, "ui_schema": view.form.ui_schema}
-    return {**inbox_row(view), "data": view.data, "form_definition": form}
+    return {
+        **inbox_row(view),
+        "remaining_working_minutes": view.remaining_minutes,
+        "data": view.data,
+        "form_definition": form,
+    }
 
 
 @blp.route("/<task_id>/complete", methods=["POST"])
@@ -169,6 +175,23 @@ def delegate(body: dict[str, Any], task_id: str) -> dict[str, Any]:
 @requires(TASKS_WORK)
 def resolve(body: dict[str, Any], task_id: str) -> dict[str, Any]:
     return _row(_service().resolve(current_principal(), task_id, body.get("comment")))
+
+
+@blp.route("/<task_id>/pause", methods=["POST"])
+@blp.arguments(PauseSchema)
+@blp.response(200, TaskSchema, description="the step clock stopped: waiting for the customer or an outside party")
+@blp.alt_response(409, description="already paused")
+@requires(TASKS_WORK)
+def pause(body: dict[str, Any], task_id: str) -> dict[str, Any]:
+    return _row(_service().pause(current_principal(), task_id, body["reason"]))
+
+
+@blp.route("/<task_id>/resume", methods=["POST"])
+@blp.response(200, TaskSchema, description="the clock runs again; its due times moved by the paused time")
+@blp.alt_response(409, description="not paused")
+@requires(TASKS_WORK)
+def resume(task_id: str) -> dict[str, Any]:
+    return _row(_service().resume(current_principal(), task_id))
 
 
 @blp.route("/<task_id>/return", methods=["POST"])

@@ -176,11 +176,18 @@ def _duration_problem(text: str) -> str | None:
 def _time_limit_problems(time_limits: dict[str, Any]) -> list[Problem]:
     durations = {"time_limits.process": time_limits.get("process")}
     durations.update({f"time_limits.steps.{task}": limit for task, limit in _section(time_limits, "steps").items()})
-    return [
+    problems: list[Problem] = [
         {"field": field, "message": problem}
         for field, text in durations.items()
         if isinstance(text, str) and (problem := _duration_problem(text)) is not None
     ]
+    ladder = _section(time_limits, "ladder")
+    levels = [ladder.get(level) for level in ("yellow", "orange", "red")]
+    if all(isinstance(v, int | float) for v in levels) and not levels[0] < levels[1] < levels[2]:
+        problems.append(
+            {"field": "time_limits.ladder", "message": "yellow < orange < red, each a fraction of the limit"}
+        )
+    return problems
 
 
 def _rule_parameter_problems(document: dict[str, Any]) -> list[Problem]:

@@ -25,6 +25,7 @@ from engine.store.models import (
     OrgUnit,
     TaskCandidate,
     TaskExclusion,
+    Tenant,
     User,
     UserGroup,
     UserRole,
@@ -121,20 +122,7 @@ class Assignment:
         unit_id = getattr(self.instance, "org_unit_id", None)
         if unit_id is None or role is None:
             return None
-        path = self.session.scalar(select(OrgUnit.path).where(OrgUnit.id == unit_id))
-        chain = unit_ids(path or "")
-        if not chain:
-            return unit_id
-        if scope == HEAD_OFFICE:
-            return chain[0]
-        staffed = set(
-            self.session.scalars(
-                select(UserRole.org_unit_id)
-                .join(User, User.id == UserRole.user_id)
-                .where(UserRole.role == role, UserRole.org_unit_id.in_(chain), User.is_active.is_(True))
-            )
-        )
-        return next((u for u in reversed(chain) if u in staffed), chain[0])
+        return offer_unit(self.session, role, unit_id, scope)
 
     def _performers(self, duties: frozenset[str]) -> list[int]:
         """Users who did any of ``duties`` on this application, newest first (this step's included)."""
@@ -183,6 +171,43 @@ class Assignment:
             select(UserGroup.id).where(UserGroup.code.in_(codes), UserGroup.tenant_id == self.instance.tenant_id)
         )
         return tuple(sorted(set(ids)))
+
+
+def offer_unit(session: Session, role: str, unit_id: int, scope: str = APPLICATION) -> int:
+    """Where ``role``'s work for ``unit_id`` goes: the head office, or (scope "application") the unit
+    itself or the nearest unit above it where an active user holds the role (the head office if none)."""
+    chain = unit_ids(session.scalar(select(OrgUnit.path).where(OrgUnit.id == unit_id)) or "")
+    if not chain:
+        return unit_id
+    if scope == HEAD_OFFICE:
+        return chain[0]
+    staffed = set(
+        session.scalars(
+            select(UserRole.org_unit_id)
+            .join(User, User.id == UserRole.user_id)
+            .where(UserRole.role == role, UserRole.org_unit_id.in_(chain), User.is_active.is_(True))
+        )
+    )
+    return next((u for u in reversed(chain) if u in staffed), chain[0])
+
+
+def holders(session: Session, tenant_id: int | None, role: str, unit_id: int | None) -> list[int]:
+    """Active users holding ``role`` in ``unit_id`` (or anywhere in the tenant when no unit)."""
+    stmt = (
+        select(User.id)
+        .join(UserRole, UserRole.user_id == User.id)
+        .where(UserRole.role == role, User.tenant_id == tenant_id, User.is_active.is_(True))
+    )
+    if unit_id is not None:
+        stmt = stmt.where((UserRole.org_unit_id == unit_id) | UserRole.org_unit_id.is_(None))
+    return sorted(set(session.scalars(stmt)))
+
+
+def administrators(session: Session, tenant_id: int | None) -> list[int]:
+    """Who is alerted when something needs an administrator: the bank's admins and the province's."""
+    parent = session.scalar(select(Tenant.parent_id).where(Tenant.id == tenant_id)) if tenant_id else None
+    found = holders(session, tenant_id, "admin", None) if tenant_id is not None else []
+    return sorted({*found, *(holders(session, parent, "admin", None) if parent is not None else [])})
 
 
 def _split(value: Any) -> list[str]:

@@ -27,6 +27,9 @@ ORG_READ = "org.read"
 ORG_ADMIN = "org.admin"  # units, users, role grants, groups, API keys
 CALENDAR_ADMIN = "calendar.admin"
 AUDIT_READ = "audit.read"
+MONITOR_READ = "monitor.read"  # the overdue monitor: counts, on-time rates, CSV export
+INCIDENTS_MANAGE = "incidents.manage"  # see and retry failed background jobs
+WEBHOOKS_ADMIN = "webhooks.admin"
 
 ALL_PERMISSIONS = frozenset(
     {
@@ -47,6 +50,9 @@ ALL_PERMISSIONS = frozenset(
         ORG_ADMIN,
         CALENDAR_ADMIN,
         AUDIT_READ,
+        MONITOR_READ,
+        INCIDENTS_MANAGE,
+        WEBHOOKS_ADMIN,
     }
 )
 
@@ -66,42 +72,65 @@ class Role:
     duty: str | None = None  # the duty its tasks perform, for segregation of duties
     scope: str = APPLICATION
     supervises: bool = False  # sees and assigns the work of the units below its own (team view)
+    escalates_to: str | None = None  # whose pool overdue work goes to (red) and who hears of it (orange)
 
 
 ROLES: dict[str, Role] = {
     r.code: r
     for r in (
-        Role("loan_officer", "客户经理", _WORKER | {INSTANCES_START, APPLICATIONS_CREATE}, duty="investigate"),
-        Role("co_investigator", "协办客户经理", _WORKER, duty="co_investigate"),
-        Role("reviewer", "审查岗", _WORKER, duty="review", scope=HEAD_OFFICE),
-        Role("approver", "审批岗", _WORKER, duty="approve", scope=HEAD_OFFICE),
+        Role(
+            "loan_officer",
+            "客户经理",
+            _WORKER | {INSTANCES_START, APPLICATIONS_CREATE},
+            duty="investigate",
+            escalates_to="branch_head",
+        ),
+        Role("co_investigator", "协办客户经理", _WORKER, duty="co_investigate", escalates_to="branch_head"),
+        Role("reviewer", "审查岗", _WORKER, duty="review", scope=HEAD_OFFICE, escalates_to="risk_manager"),
+        Role("approver", "审批岗", _WORKER, duty="approve", scope=HEAD_OFFICE, escalates_to="senior_approver"),
         Role(
             "senior_approver",
             "分管行长",
-            _WORKER | {TASKS_ASSIGN},
+            _WORKER | {TASKS_ASSIGN, MONITOR_READ},
             duty="senior_approve",
             scope=HEAD_OFFICE,
             supervises=True,
         ),
-        Role("credit_committee", "贷审会委员", _WORKER, duty="vote", scope=HEAD_OFFICE),
+        Role("credit_committee", "贷审会委员", _WORKER, duty="vote", scope=HEAD_OFFICE, escalates_to="senior_approver"),
         Role(
             "branch_head",
             "支行行长",
-            _WORKER | {TASKS_ASSIGN, INSTANCES_START, APPLICATIONS_CREATE},
+            _WORKER | {TASKS_ASSIGN, INSTANCES_START, APPLICATIONS_CREATE, MONITOR_READ},
             duty="approve",
             supervises=True,
+            escalates_to="senior_approver",
         ),
-        Role("disburser", "放款岗", _WORKER | {INSTANCES_MANAGE}, duty="disburse", scope=HEAD_OFFICE),
+        Role(
+            "disburser",
+            "放款岗",
+            _WORKER | {INSTANCES_MANAGE},
+            duty="disburse",
+            scope=HEAD_OFFICE,
+            escalates_to="senior_approver",
+        ),
         Role(
             "risk_manager",
             "风险经理",
-            _WORKER | {TASKS_ASSIGN, INSTANCES_MANAGE},
+            _WORKER | {TASKS_ASSIGN, INSTANCES_MANAGE, MONITOR_READ},
             duty="review",
             scope=HEAD_OFFICE,
             supervises=True,
+            escalates_to="senior_approver",
         ),
-        Role("collateral_officer", "押品管理岗", _WORKER, duty="collateral", scope=HEAD_OFFICE),
-        Role("village_committee", "村委会协办员", _WORKER, duty="village_evaluation"),
+        Role(
+            "collateral_officer",
+            "押品管理岗",
+            _WORKER,
+            duty="collateral",
+            scope=HEAD_OFFICE,
+            escalates_to="risk_manager",
+        ),
+        Role("village_committee", "村委会协办员", _WORKER, duty="village_evaluation", escalates_to="branch_head"),
         Role(
             "product_manager",
             "产品经理",

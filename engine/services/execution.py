@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import EventBasedGateway
 from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
 from SpiffWorkflow.bpmn.specs.mixins.inclusive_gateway import InclusiveGateway
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -22,15 +24,19 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from engine.inbox.assignment import Assignment
+from engine.inbox.assignment import Assignment, administrators
+from engine.jobs.queue import cancel, enqueue
+from engine.notify.outbox import publish
 from engine.runtime.decision_task import EVALUATION_KEY
 from engine.runtime.workflow_state import dump_state, plain_json
 from engine.sla.calendar import UnknownCalendarYear
+from engine.sla.escalation import PROCESS, TASK, schedule, unschedule_process, unschedule_tasks
 from engine.store.audit import Journal
 from engine.store.fast_rows import FastRows
 from engine.store.models import HumanTask, TaskCandidate
 
 RUNNING, COMPLETED, CANCELLED, ERROR = "running", "completed", "cancelled", "error"
+TIMER = "timer"  # the job kind of an instance's earliest waiting timer (engine/jobs/timers.py)
 
 
 @dataclass
@@ -55,6 +61,10 @@ class Execution:
     _reopened: list[Any] = field(default_factory=list, repr=False)
     _closed: list[Any] = field(default_factory=list, repr=False)
     _assignment: Assignment | None = field(default=None, repr=False)
+    _timer_at: datetime | None = field(default=None, repr=False)  # the timer job's due time as loaded
+
+    def __post_init__(self) -> None:
+        self._timer_at = self.instance.next_timer_at
 
     @property
     def assignment(self) -> Assignment:
@@ -115,7 +125,7 @@ class Execution:
         instance = self.instance
         instance.state = dump_state(self.workflow)
         instance.data = plain_json(current_data(self.workflow))
-        instance.next_timer_at = _next_timer(self.workflow)
+        instance.next_timer_at = _next_timer(self.workflow) if instance.status == RUNNING else None
         instance.updated_at = self.now
         audit = self.journal.chain(instance, self.now)
         if self.is_new:
@@ -128,7 +138,33 @@ class Execution:
         if self._assignment is not None:
             self._assignment.flush()
         self.rows.append_audit(self.session, audit)
+        self._schedule_jobs()
         self._closed, self._created, self._reopened, self.is_new = [], [], [], False
+
+    def _schedule_jobs(self) -> None:
+        """Keep the instance's jobs in step with this change: its timer, and its clocks' escalations."""
+        instance, session = self.instance, self.session
+        if instance.next_timer_at != self._timer_at:
+            if not self.is_new:
+                cancel(session, TIMER, instance_id=instance.id)
+            if instance.next_timer_at is not None:
+                enqueue(
+                    session,
+                    TIMER,
+                    instance.next_timer_at,
+                    self.now,
+                    tenant_id=instance.tenant_id,
+                    instance_id=instance.id,
+                )
+            self._timer_at = instance.next_timer_at
+        unschedule_tasks(session, [r.id for r in (*self._closed, *self._reopened) if r.warn_at or r.due_at])
+        for row in (*self._created, *self._reopened):
+            if row.status == "ready":
+                schedule(session, TASK, row, instance, self.now)
+        if self.is_new and instance.status == RUNNING:
+            schedule(session, PROCESS, instance, instance, self.now)
+        elif instance.status in (COMPLETED, CANCELLED) and not self.is_new and (instance.warn_at or instance.due_at):
+            unschedule_process(session, instance.id)
 
     def _write_reopened(self) -> None:
         """A returned-to task keeps its row (and id): it is opened again, with a fresh offer."""
@@ -148,6 +184,14 @@ class Execution:
             return binding.deadlines(step, self.now, self.workflow.calendar)
         except UnknownCalendarYear as exc:
             self.journal.record("calendar_missing", actor=False, step=step, year=exc.year, message=exc.detail)
+            publish(
+                self.session,
+                self.now,
+                tenant_id=self.instance.tenant_id,
+                topic="calendar.missing",
+                recipients=administrators(self.session, self.instance.tenant_id),
+                payload={"year": exc.year, "instance_id": self.instance.id, "step": step, "message": exc.detail},
+            )
             return None
 
     def _observe(self, task: Task) -> None:
@@ -250,9 +294,18 @@ def _end_event(workflow: BpmnWorkflow) -> str | None:
 
 
 def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
+    """The earliest due time of a waiting timer, read as SpiffWorkflow reads it (a zone-less
+    ``timeDate`` is the server's local time)."""
     due = [
-        datetime.fromisoformat(event.value)
+        TimerEventDefinition.get_datetime(event.value)
         for event in workflow.waiting_events()
         if event.event_type.endswith("TimerEventDefinition") and isinstance(event.value, str)
+    ]
+    # An event-based gateway waits as one MultipleEventDefinition whose details carry no value: its
+    # timer's due time is kept on the gateway task (SpiffWorkflow 3.2.0).
+    due += [
+        TimerEventDefinition.get_datetime(task.internal_data["event_value"])
+        for task in workflow.get_tasks(state=TaskState.WAITING, spec_class=EventBasedGateway)
+        if isinstance(task.internal_data.get("event_value"), str)
     ]
     return min(due) if due else None

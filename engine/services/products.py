@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -33,8 +33,8 @@ from engine.forms.validation import FormValidator, validate_form_data
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
 from engine.services.principal import Principal
-from engine.sla.calendar import DEFAULT_HOURS, BusinessCalendar
-from engine.sla.deadlines import Thresholds, TimeLimit, parse_limit, thresholds
+from engine.sla.calendar import BusinessCalendar, WorkingHours
+from engine.sla.deadlines import DEFAULT_LADDER, Ladder, Pause, Thresholds, TimeLimit, parse_limit, thresholds
 from engine.store.models import ProcessDefinition, Product, ProductVersion, RuleDecision, Tenant
 
 if TYPE_CHECKING:
@@ -57,16 +57,27 @@ class Binding:
     task_forms: dict[str, str]
     roles: dict[str, str]
     derived_forms: dict[str, FormDefinition]
-    process_limit: TimeLimit | None = None
-    step_limits: dict[str, TimeLimit] = field(default_factory=dict)
+    time_limits: dict[str, Any] = field(default_factory=dict)  # the config's time_limits section
     assignment: dict[str, dict[str, Any]] = field(default_factory=dict)  # lane -> scope, priority, candidates
 
-    def deadlines(self, step: str | None, started: datetime, calendar: BusinessCalendar) -> Thresholds | None:
+    def limit(self, step: str | None, hours: WorkingHours) -> TimeLimit | None:
+        """A step's (or, for ``None``, the process's) limit; a working day lasts the tenant's hours."""
+        text = self.time_limits.get("process") if step is None else (self.time_limits.get("steps") or {}).get(step)
+        return parse_limit(text, self.time_limits.get("calendar", "working"), hours=hours) if text else None
+
+    @property
+    def ladder(self) -> Ladder:
+        found = self.time_limits.get("ladder")
+        return Ladder(found["yellow"], found["orange"], found["red"]) if found else DEFAULT_LADDER
+
+    def deadlines(
+        self, step: str | None, started: datetime, calendar: BusinessCalendar, paused: Iterable[Pause] = ()
+    ) -> Thresholds | None:
         """Yellow/orange/red times of a step (or, for ``None``, the whole process) in the tenant's
-        calendar, or None when the product sets no limit. UnknownCalendarYear propagates: a year
-        nobody entered is never guessed."""
-        limit = self.process_limit if step is None else self.step_limits.get(step)
-        return None if limit is None else thresholds(calendar, started, limit)
+        calendar, with paused time not charged, or None when the product sets no limit.
+        UnknownCalendarYear propagates: a year nobody entered is never guessed."""
+        limit = self.limit(step, calendar.hours)
+        return None if limit is None else thresholds(calendar, started, limit, paused, self.ladder)
 
 
 @dataclass(frozen=True)
@@ -471,8 +482,7 @@ class ProductService:
         found = self._bindings.get(version_id)
         if found is None:
             version = session.get(ProductVersion, version_id)
-            bindings, limits = version.config["bindings"], version.config.get("time_limits") or {}
-            kind, hours = limits.get("calendar", "working"), DEFAULT_HOURS
+            bindings = version.config["bindings"]
             found = Binding(
                 version.id,
                 version.definition_id,
@@ -480,8 +490,7 @@ class ProductService:
                 dict(bindings.get("forms") or {}),
                 dict(bindings.get("roles") or {}),
                 self.derived_forms(version.config),
-                parse_limit(limits["process"], kind, hours=hours) if limits.get("process") else None,
-                {step: parse_limit(text, kind, hours=hours) for step, text in (limits.get("steps") or {}).items()},
+                dict(version.config.get("time_limits") or {}),
                 dict(bindings.get("assignment") or {}),
             )
             rules = self.platform.rules

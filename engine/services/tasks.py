@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import PurePosixPath
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.util.task import TaskState
@@ -41,7 +43,9 @@ from engine.services.auth import load_principal
 from engine.services.execution import RUNNING, Execution
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
+from engine.sla.calendar import UnknownCalendarYear
 from engine.sla.deadlines import stored_level
+from engine.sla.escalation import TASK, reached, schedule, unschedule_tasks
 from engine.store.models import (
     Attachment,
     Comment,
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
     from engine.container import CreditFlow
 
 MAX_BULK = 100
+THRESHOLDS = ("warn_at", "due_at", "escalate_at")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class TaskView:
     level: str  # SLA colour now: none | yellow | orange | red
     data: dict[str, Any] | None = None
     form: FormDefinition | None = None
+    remaining_minutes: int | None = None  # working time left until due (negative once overdue)
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,15 @@ class TaskService:
                 data = plain_json(task.data) if task is not None else None
             version = instance.product_version_id
             form = self._form(row.form, version, session)
-            return TaskView(row, instance, stored_level(row, self.platform.clock.now()), data, form)
+            now = self.platform.clock.now()
+            remaining = None
+            if row.due_at is not None and row.status == "ready":
+                calendar = self.platform.calendars.for_tenant(session, row.tenant_id)
+                with suppress(UnknownCalendarYear):  # a due time beyond the entered years shows no countdown
+                    remaining = int(
+                        calendar.working_time_between(row.paused_at or now, row.due_at).total_seconds() // 60
+                    )
+            return TaskView(row, instance, stored_level(row, now), data, form, remaining)
 
     # -- completing ----------------------------------------------------------------------------
 
@@ -257,6 +271,42 @@ class TaskService:
             return {"assignee_id": row.owner_id, "delegation": "resolved"}
 
         return self._act(principal, task_id, "task_resolved", resolve, comment=comment)
+
+    def pause(self, principal: Principal, task_id: str, reason: str) -> TaskView:
+        """Stop the step clock while the task waits for the customer or an outside party."""
+
+        def pause(session: Session, row: HumanTask) -> dict[str, Any] | None:
+            self._check_owns_clock(session, principal, row)
+            if row.paused_at is not None:
+                raise Conflict("the task's clock is already paused")
+            unschedule_tasks(session, [row.id])
+            return {"paused_at": self.platform.clock.now(), "pause_reason": reason}
+
+        return self._act(principal, task_id, "clock_paused", pause, reason=reason)
+
+    def resume(self, principal: Principal, task_id: str) -> TaskView:
+        """Restart the step clock: its thresholds move by the paused working time."""
+
+        def resume(session: Session, row: HumanTask) -> dict[str, Any] | None:
+            self._check_owns_clock(session, principal, row)
+            if row.paused_at is None:
+                raise Conflict("the task's clock is not paused")
+            now = self.platform.clock.now()
+            pauses = [*(row.pauses or []), [row.paused_at.isoformat(), now.isoformat()]]
+            values: dict[str, Any] = {"paused_at": None, "pause_reason": None, "pauses": pauses}
+            instance = session.get(ProcessInstance, row.instance_id)
+            if instance.product_version_id is not None and row.due_at is not None:
+                binding = self.platform.products.binding(session, instance.product_version_id)
+                calendar = self.platform.calendars.for_tenant(session, row.tenant_id)
+                spans = [(datetime.fromisoformat(b), datetime.fromisoformat(e)) for b, e in pauses]
+                moved = binding.deadlines(row.bpmn_id, row.created_at, calendar, spans)
+                if moved is not None:
+                    values |= {"warn_at": moved.warn_at, "due_at": moved.overdue_at, "escalate_at": moved.escalate_at}
+            clock = SimpleNamespace(id=row.id, **{k: values.get(k, getattr(row, k)) for k in THRESHOLDS})
+            schedule(session, TASK, clock, instance, now, after=reached(session, TASK, row.id))
+            return values
+
+        return self._act(principal, task_id, "clock_resumed", resume)
 
     def bulk(self, principal: Principal, action: str, task_ids: list[str], **kwargs: Any) -> list[dict[str, Any]]:
         """Run one action on many tasks; each succeeds or fails on its own, and says which."""
@@ -456,6 +506,11 @@ class TaskService:
             raise Conflict("the task is claimed by someone else")
         if not (claiming and self._offered(session, principal, row)):
             raise Forbidden("this task is not offered to you")
+
+    def _check_owns_clock(self, session: Session, principal: Principal, row: Any) -> None:
+        """The assignee (or a supervisor) says the task waits for someone outside the bank."""
+        if row.assignee_id != principal.user_id and not self._supervises(session, principal, row):
+            raise Forbidden("only the task's assignee or a supervisor can pause or resume its clock")
 
     @staticmethod
     def _offered(session: Session, principal: Principal, row: Any) -> bool:

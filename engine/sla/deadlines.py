@@ -220,7 +220,9 @@ def _elapsed(
 
 
 def stored_level(task: Any, now: datetime) -> Level:
-    """The level of a clock from its stored thresholds (no calendar needed): how inboxes colour rows."""
+    """The level of a clock from its stored thresholds (no calendar needed): how inboxes colour rows.
+    A paused clock (a task waiting for the customer) shows the level it had when it stopped."""
+    now = getattr(task, "paused_at", None) or now
     for at, reached in ((task.escalate_at, Level.RED), (task.due_at, Level.ORANGE), (task.warn_at, Level.YELLOW)):
         if at is not None and now >= at:
             return reached

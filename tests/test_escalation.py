@@ -1,0 +1,228 @@
+"""The escalation ladder through the job table: each (clock, level) exactly once, on time, after an
+outage, with pauses; the job table's retries and incidents; several scheduler processes at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import time_machine
+from sqlalchemy import func, select
+
+from engine.container import CreditFlow
+from engine.jobs.queue import enqueue
+from engine.jobs.scheduler import run_pass
+from engine.services.principal import Principal
+from engine.store.models import AuditEvent, Escalation, HumanTask, Incident, Job, OutboxMessage, User
+from tests.conftest import bank_card, deploy
+from tests.test_products import applicant, catalog, local_application, principal_of  # noqa: F401 - fixture
+
+SYSTEM = Principal.system()
+LIMITS = {"time_limits": {"process": "P5D", "steps": {"main_investigation": "PT4H"}}}
+
+
+def investigation(view: Any) -> Any:
+    return next(t for t in view.tasks if t.bpmn_id == "main_investigation")
+
+
+def escalations(platform: CreditFlow, subject_id: str) -> list[tuple[str, dict[str, Any]]]:
+    with platform.db.transaction() as session:
+        rows = session.scalars(select(Escalation).where(Escalation.subject_id == subject_id).order_by(Escalation.id))
+        return [(r.level, r.actions) for r in rows]
+
+
+def task_row(platform: CreditFlow, task_id: str) -> HumanTask:
+    with platform.db.transaction() as session:
+        return session.get(HumanTask, task_id)
+
+
+def user_id(platform: CreditFlow, username: str) -> int:
+    with platform.db.transaction() as session:
+        return session.scalars(select(User.id).where(User.username == username)).one()
+
+
+def messages(platform: CreditFlow, topic_prefix: str) -> list[OutboxMessage]:
+    with platform.db.transaction() as session:
+        stmt = select(OutboxMessage).where(OutboxMessage.topic.startswith(topic_prefix)).order_by(OutboxMessage.id)
+        return list(session.scalars(stmt))
+
+
+def test_yellow_orange_red_each_once_with_their_actions(catalog: CreditFlow, seeded: CreditFlow) -> None:  # noqa: F811
+    view = local_application(catalog, LIMITS)
+    task = investigation(view)
+    # 4 working hours from Tue 09:00 Beijing: 80 % is 3 h 12 min, across the lunch break: 13:42
+    assert task.warn_at == datetime(2026, 12, 1, 5, 42, tzinfo=UTC)
+    officer, head = user_id(catalog, "ly_officer"), user_id(catalog, "ly_branch_head")
+
+    assert run_pass(catalog, task.warn_at - timedelta(minutes=1)).done == 0
+    assert run_pass(catalog, task.warn_at).done >= 1
+    assert escalations(catalog, task.id) == [("yellow", {"notified": [officer]})]
+    assert run_pass(catalog, task.warn_at + timedelta(minutes=5)).acquired == 0  # each level once
+    assert len(escalations(catalog, task.id)) == 1
+
+    run_pass(catalog, task.due_at)
+    orange = escalations(catalog, task.id)[1]
+    assert orange == ("orange", {"notified": sorted([officer, head])})  # the assignee and the 支行行长
+
+    run_pass(catalog, task.escalate_at)
+    level, actions = escalations(catalog, task.id)[2]
+    assert level == "red" and actions["reassigned"]["to_role"] == "branch_head"
+    moved = task_row(catalog, task.id)
+    assert (moved.role, moved.assignee_id, moved.priority) == ("branch_head", None, 80)
+    from engine.inbox.queries import InboxQuery
+
+    pool = catalog.tasks.list(principal_of(catalog, "ly_branch_head"), InboxQuery(view="candidate")).items
+    assert task.id in [v.task.id for v in pool]
+
+    assert run_pass(catalog, task.escalate_at + timedelta(days=3)).done >= 0
+    assert [level for level, _ in escalations(catalog, task.id)] == ["yellow", "orange", "red"]
+    topics = [m.topic for m in messages(catalog, "escalation.task")]
+    assert topics == ["escalation.task.yellow", "escalation.task.orange", "escalation.task.red"]
+    audit = [e for e in catalog.instances.history(SYSTEM, view.instance.id) if e.event_type == "escalated"]
+    assert [e.payload["level"] for e in audit if e.task_id == task.id] == ["yellow", "orange", "red"]
+    assert catalog.instances.verify_audit(SYSTEM, view.instance.id).ok
+
+
+def test_after_an_outage_one_pass_handles_every_missed_level_once(catalog: CreditFlow, seeded: CreditFlow) -> None:  # noqa: F811
+    view = local_application(catalog, LIMITS)
+    task = investigation(view)
+    much_later = task.escalate_at + timedelta(hours=30)
+    run_pass(catalog, much_later)
+    assert [level for level, _ in escalations(catalog, task.id)] == ["yellow", "orange", "red"]
+    # the process clock (5 working days) has not run out yet: its yellow comes days later
+    assert escalations(catalog, view.instance.id) == []
+    assert run_pass(catalog, much_later).acquired == 0
+    run_pass(catalog, view.instance.escalate_at + timedelta(days=1))
+    assert [level for level, _ in escalations(catalog, view.instance.id)] == ["yellow", "orange", "red"]
+    assert [m.topic for m in messages(catalog, "escalation.process")][-1] == "escalation.process.red"
+
+
+def test_completing_a_task_cancels_its_escalations(catalog: CreditFlow, seeded: CreditFlow) -> None:  # noqa: F811
+    view = local_application(catalog, LIMITS)
+    task = investigation(view)
+    with catalog.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Job).where(Job.task_id == task.id)) == 1
+    catalog.instances.cancel(SYSTEM, view.instance.id, "客户撤回")
+    with catalog.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Job).where(Job.kind == "escalate")) == 0
+    run_pass(catalog, task.escalate_at + timedelta(days=10))
+    assert escalations(catalog, task.id) == [] and escalations(catalog, view.instance.id) == []
+
+
+def test_a_paused_clock_neither_escalates_nor_ages_and_resumes_shifted(catalog: CreditFlow, seeded: CreditFlow) -> None:  # noqa: F811
+    view = local_application(catalog, LIMITS)
+    task = investigation(view)
+    officer = principal_of(catalog, "ly_officer")
+    catalog.clock.advance(timedelta(hours=1))  # 10:00 Beijing
+    paused = catalog.tasks.pause(officer, task.id, "等待客户补充流水")
+    assert paused.task.paused_at == catalog.clock.now()
+    run_pass(catalog, task.escalate_at + timedelta(hours=1))
+    assert escalations(catalog, task.id) == []  # no yellow, orange or red while it waits
+    catalog.clock.advance(timedelta(hours=2))  # 12:00 Beijing: two working hours paused
+    waiting = catalog.tasks.get(officer, task.id)
+    assert waiting.level == "none"
+    assert waiting.remaining_minutes == 180  # frozen at the pause: 10:00–12:00 and 13:30–14:30
+    resumed = catalog.tasks.resume(officer, task.id)
+    assert resumed.task.paused_at is None and resumed.task.pauses
+    # the whole clock moved by the two paused working hours (10:00–12:00)
+    assert resumed.task.warn_at == datetime(2026, 12, 1, 7, 42, tzinfo=UTC)
+    assert resumed.task.due_at == datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
+    run_pass(catalog, resumed.task.warn_at)
+    assert [level for level, _ in escalations(catalog, task.id)] == ["yellow"]
+    kinds = [e.event_type for e in catalog.instances.history(SYSTEM, view.instance.id)]
+    assert "clock_paused" in kinds and "clock_resumed" in kinds
+
+
+def test_a_product_sets_its_own_ladder_and_natural_time(catalog: CreditFlow, seeded: CreditFlow) -> None:  # noqa: F811
+    limits = {"steps": {"main_investigation": "PT10H"}, "calendar": "natural"}
+    limits["ladder"] = {"yellow": 0.5, "orange": 1.0, "red": 2.0}
+    view = local_application(catalog, {"time_limits": limits})
+    task = investigation(view)
+    start = catalog.clock.now()
+    assert (task.warn_at, task.due_at, task.escalate_at) == (
+        start + timedelta(hours=5),
+        start + timedelta(hours=10),
+        start + timedelta(hours=20),
+    )
+
+
+def test_a_failing_job_is_retried_with_backoff_then_raises_an_incident(platform: CreditFlow) -> None:
+    now = platform.clock.now()
+    with platform.db.transaction(write=True) as session:
+        enqueue(session, "no_such_kind", now, now, payload={"x": 1}, retries=3)
+    assert run_pass(platform, now).done == 0
+    with platform.db.transaction() as session:
+        job = session.scalars(select(Job)).one()
+        assert (job.retries_left, job.lock_owner, job.due_at) == (2, None, now + timedelta(seconds=30))
+        assert "no handler" in job.last_error
+    assert run_pass(platform, now + timedelta(seconds=29)).acquired == 0  # backing off
+    assert run_pass(platform, now + timedelta(seconds=30)).acquired == 1
+    assert run_pass(platform, now + timedelta(minutes=3)).acquired == 1  # the third and last try
+    with platform.db.transaction() as session:
+        (incident,) = session.scalars(select(Incident)).all()
+        assert incident.kind == "no_such_kind" and "no handler" in incident.message
+    assert run_pass(platform, now + timedelta(days=1)).acquired == 0  # dead until someone retries it
+
+
+def test_a_lost_lease_never_commits_twice(platform: CreditFlow) -> None:
+    """A node whose lease expired and was taken over finds the job gone at its fence."""
+    deploy(platform, "timer_bare.bpmn")
+    start = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        view = platform.instances.start(SYSTEM, "timer_bare", data={})
+        traveller.shift(timedelta(hours=5))
+        now = start + timedelta(hours=5)
+        (slow,) = platform.jobs.acquire("node-a", now, 10)
+        (fast,) = platform.jobs.acquire("node-b", now + timedelta(minutes=6), 10)  # a's lease expired
+        assert platform.jobs.run(fast, now) == "done"
+        assert platform.jobs.run(slow, now) == "lost"  # its fence finds the job gone: rolled back
+    events = [e.event_type for e in platform.instances.history(SYSTEM, view.instance.id)]
+    assert events.count("timer_fired") == 1
+
+
+def test_several_scheduler_processes_handle_every_due_job_exactly_once(
+    catalog: CreditFlow,  # noqa: F811
+    seeded: CreditFlow,
+    settings: Any,
+) -> None:
+    """Real processes on the test database (PostgreSQL in CI: SKIP LOCKED; SQLite: BEGIN IMMEDIATE)."""
+    deploy(catalog, "timer_bare.bpmn")
+    with time_machine.travel(datetime.now(UTC) - timedelta(days=1), tick=False):  # due long ago
+        timers = [catalog.instances.start(SYSTEM, "timer_bare", data={}).instance.id for _ in range(12)]
+    catalog.clock.advance(timedelta(days=-7))  # applications of a week ago: every threshold has passed
+    applications = [local_application(catalog, LIMITS)]
+    applications += [
+        catalog.products.apply(
+            principal_of(catalog, "ly_officer"),
+            "LY-DAINONG",
+            applicant={**applicant(), "name": f"客户{n}"},
+            data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+        )
+        for n in range(8)
+    ]
+    assert all(investigation(a).escalate_at < datetime.now(UTC) for a in applications)
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "CREDITFLOW_DATA_DIR": str(settings.data_dir)}
+    env["CREDITFLOW_SECRET_KEY"] = settings.secret_key
+    command = [sys.executable, "-m", "engine.cli", "scheduler", "--once"]
+    nodes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0, 0], outputs
+    with catalog.db.transaction() as session:
+        fired = session.execute(
+            select(AuditEvent.instance_id, func.count())
+            .where(AuditEvent.event_type == "timer_fired")
+            .group_by(AuditEvent.instance_id)
+        ).all()
+        assert sorted(fired) == sorted((i, 1) for i in timers)
+        levels = session.execute(
+            select(Escalation.subject_id, func.count())
+            .where(Escalation.scope == "task")
+            .group_by(Escalation.subject_id)
+        ).all()
+        assert sorted(levels) == sorted((investigation(a).id, 3) for a in applications)
+        assert session.scalar(select(func.count()).select_from(Incident)) == 0
+        due = select(func.count()).select_from(Job).where(Job.due_at <= datetime.now(UTC), Job.retries_left > 0)
+        assert session.scalar(due) == 0
