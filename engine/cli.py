@@ -192,7 +192,7 @@ def _tenant_principal(platform: Any, tenant_code: str) -> Any:
 
 @main.group()
 def calendar() -> None:
-    """The business calendar's province-wide override table."""
+    """The business calendar: days, entered years and working hours (province-wide unless a bank is named)."""
 
 
 @calendar.command("set")
@@ -215,6 +215,23 @@ def calendar_cover(year: int) -> None:
 
     _platform().calendars.cover_year(Principal.system(), year)
     click.echo(f"{year} is entered")
+
+
+@calendar.command("hours")
+@click.argument("periods", nargs=-1, required=True)
+@click.option("--tenant", "tenant_code", help="This bank's own hours (default: the province's, for every bank).")
+def calendar_hours(periods: tuple[str, ...], tenant_code: str | None) -> None:
+    """Set the working PERIODS, e.g. 08:30-12:00 13:30-17:30; time limits started afterwards run on them."""
+    from engine.services.principal import Principal
+
+    try:
+        setting = _platform().calendars.set_hours(
+            Principal.system(), [period.split("-") for period in periods], tenant_code
+        )
+    except CreditFlowError as exc:
+        _fail(exc)
+    spans = " ".join("-".join(period) for period in setting.periods)
+    click.echo(f"working hours of {tenant_code or 'every bank'}: {spans} ({setting.minutes_per_day} minutes a day)")
 
 
 def _organization(action: Callable[[Any, Any], Any]) -> Any:
@@ -433,14 +450,16 @@ def audit_verify(instance_id: str) -> None:
 
 @main.command()
 @click.option("--once", is_flag=True, help="Run a single pass and exit (cron, tests).")
-@click.option("--interval", default=5.0, show_default=True, type=float, help="Seconds between passes.")
+@click.option("--interval", default=2.0, show_default=True, type=float, help="Seconds between passes.")
 def scheduler(once: bool, interval: float) -> None:
-    """Fire due BPMN timers; APScheduler only keeps time, the database decides what is due."""
+    """Run due jobs (BPMN timers, escalations, notifications); APScheduler only keeps time, the
+    database decides what is due and which node does it."""
     from engine.jobs.scheduler import run_forever, run_pass
 
     platform = _platform()
     if once:
-        click.echo(f"timers fired in {run_pass(platform)} instance(s)")
+        result = run_pass(platform)
+        click.echo(f"{result.done} job(s) done of {result.acquired} due, in {result.seconds:.3f} s")
         return
     click.echo(f"scheduler running every {interval:g} s")
     run_forever(platform, interval)

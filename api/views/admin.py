@@ -1,4 +1,4 @@
-"""Administration: the business calendar's override table."""
+"""Administration: the business calendar's override table and working hours."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
 
 from api.schemas import CalendarDayListSchema, CalendarDaySchema, CalendarQuerySchema
 from api.security import current_principal, requires
@@ -14,6 +15,25 @@ from engine.errors import InvalidInput
 from engine.org.roles import CALENDAR_ADMIN
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Administration")
+
+
+class WorkingHoursSchema(Schema):
+    periods = fields.List(
+        fields.List(fields.String(), validate=validate.Length(equal=2)),
+        required=True,
+        validate=validate.Length(min=1, max=8),
+        metadata={
+            "description": "working periods on every workday, in order, wall-clock time in Asia/Shanghai",
+            "example": [["08:30", "12:00"], ["13:30", "17:30"]],
+        },
+    )
+    source = fields.String(
+        dump_only=True,
+        metadata={"description": "bank: the bank's own hours; province: the province's default; default: built in"},
+    )
+    minutes_per_day = fields.Integer(
+        dump_only=True, metadata={"description": "working minutes in one workday: what P1D in a time limit means"}
+    )
 
 
 def _service() -> Any:
@@ -53,3 +73,24 @@ def cover_year(year: int) -> None:
     if not 2000 <= year <= 2100:
         raise InvalidInput(f"year {year} is out of range", [{"field": "year", "message": "2000-2100"}])
     _service().cover_year(current_principal(), year)
+
+
+@blp.route("/calendar/hours", methods=["GET"])
+@blp.response(200, WorkingHoursSchema)
+@requires(CALENDAR_ADMIN)
+def get_hours() -> Any:
+    """The working hours in effect for the caller's bank (or the province's default)."""
+    return _service().hours(current_principal())
+
+
+@blp.route("/calendar/hours", methods=["PUT"])
+@blp.arguments(WorkingHoursSchema)
+@blp.response(200, WorkingHoursSchema)
+@blp.alt_response(403, description="only administrators maintain the calendar")
+@requires(CALENDAR_ADMIN)
+def set_hours(body: dict[str, Any]) -> Any:
+    """Set the bank's working hours (a province administrator: the default for every bank).
+
+    Time limits of steps and applications started afterwards run on them; stored due times stay.
+    """
+    return _service().set_hours(current_principal(), body["periods"])

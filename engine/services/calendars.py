@@ -1,4 +1,4 @@
-"""Business calendars per tenant: the holiday package under the admins' override table.
+"""Business calendars per tenant: the holiday package under the admins' override table, and working hours.
 
 Province-wide rows (no tenant) apply to every bank; a bank's own rows win over them. Calendars are
 cached per tenant and rebuilt when an admin changes a row through this service.
@@ -7,21 +7,42 @@ cached per tenant and rebuilt when an admin changes a row through this service.
 from __future__ import annotations
 
 import threading
-from datetime import date
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.errors import Forbidden
+from engine.errors import Forbidden, InvalidInput
 from engine.services.principal import Principal
-from engine.sla.calendar import BusinessCalendar, DayKind, DayOverride
-from engine.store.models import CalendarDay, CalendarYear
+from engine.sla.calendar import DEFAULT_HOURS, BusinessCalendar, DayKind, DayOverride, WorkingHours
+from engine.store.models import CalendarDay, CalendarHours, CalendarYear, Tenant
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
 
 ADMIN = "admin"
+_CLOCK = "%H:%M"  # how periods are written in calendar_hours and the API: [["08:30", "12:00"], ...]
+
+
+@dataclass(frozen=True)
+class HoursSetting:
+    """The working hours in effect for a tenant, and whose setting they are, so an admin can tell
+    whether the bank overrides the province ("bank"), follows it ("province") or neither ("default")."""
+
+    hours: WorkingHours
+    source: str
+
+    @property
+    def periods(self) -> list[list[str]]:
+        return _texts(self.hours)
+
+    @property
+    def minutes_per_day(self) -> int:
+        """What one working day (P1D in a time limit) stands for."""
+        return int(self.hours.per_day.total_seconds()) // 60
 
 
 class CalendarService:
@@ -33,13 +54,14 @@ class CalendarService:
     def for_tenant(self, session: Session, tenant_id: int | None) -> BusinessCalendar:
         found = self._calendars.get(tenant_id)
         if found is None:
-            owners = (None,) if tenant_id is None else (None, tenant_id)
+            owners = _owners(tenant_id)
             overrides: dict[date, DayOverride] = {}
             rows = session.scalars(select(CalendarDay).where(_owned_by(CalendarDay.tenant_id, owners)))
             for row in sorted(rows, key=lambda r: r.tenant_id is not None):  # the bank's rows last: they win
                 overrides[row.day] = DayOverride(DayKind.WORKDAY if row.workday else DayKind.HOLIDAY, row.note)
             years = session.scalars(select(CalendarYear.year).where(_owned_by(CalendarYear.tenant_id, owners)))
-            found = BusinessCalendar(overrides, covered_years=set(years))
+            hours = self._hours(session, tenant_id).hours
+            found = BusinessCalendar(overrides, hours=hours, covered_years=set(years))
             with self._lock:
                 self._calendars[tenant_id] = found
         return found
@@ -70,15 +92,46 @@ class CalendarService:
 
     def days(self, principal: Principal, year: int) -> list[CalendarDay]:
         with self.platform.db.transaction() as session:
-            owners = (None,) if principal.tenant_id is None else (None, principal.tenant_id)
             return list(
                 session.scalars(
                     select(CalendarDay)
-                    .where(_owned_by(CalendarDay.tenant_id, owners))
+                    .where(_owned_by(CalendarDay.tenant_id, _owners(principal.tenant_id)))
                     .where(CalendarDay.day >= date(year, 1, 1), CalendarDay.day <= date(year, 12, 31))
                     .order_by(CalendarDay.day, CalendarDay.id)
                 )
             )
+
+    def hours(self, principal: Principal) -> HoursSetting:
+        """The working hours deadlines in the caller's tenant run on."""
+        with self.platform.db.transaction() as session:
+            return self._hours(session, principal.tenant_id)
+
+    def set_hours(
+        self, principal: Principal, periods: Sequence[Sequence[str]], tenant_code: str | None = None
+    ) -> HoursSetting:
+        """Set the working periods ("HH:MM" pairs) for the admin's bank, or the province's default for every
+        bank. The system (the CLI) may name a bank by ``tenant_code`` to set that bank's own hours.
+
+        Due times already stored are not moved: like a calendar day, new hours apply to clocks started later.
+        """
+        owner = self._owner(principal) if tenant_code is None else self._named_owner(principal, tenant_code)
+        hours = parse_hours(periods)
+        with self.platform.db.transaction(write=True) as session:
+            row = session.scalars(
+                select(CalendarHours).where(_owned_by(CalendarHours.tenant_id, (owner,)))
+            ).first() or CalendarHours(tenant_id=owner)
+            row.periods = _texts(hours)
+            session.add(row)
+        self._forget()
+        return HoursSetting(hours, "province" if owner is None else "bank")
+
+    def _hours(self, session: Session, tenant_id: int | None) -> HoursSetting:
+        """The bank's own row, else the province's default, else the package's 08:30–12:00 / 13:30–17:30."""
+        rows = session.scalars(select(CalendarHours).where(_owned_by(CalendarHours.tenant_id, _owners(tenant_id))))
+        chosen = max(rows, key=lambda r: r.tenant_id is not None, default=None)
+        if chosen is None:
+            return HoursSetting(DEFAULT_HOURS, "default")
+        return HoursSetting(parse_hours(chosen.periods), "province" if chosen.tenant_id is None else "bank")
 
     def _owner(self, principal: Principal) -> int | None:
         """Rows an admin writes belong to its bank; the province's and the system's to everyone."""
@@ -88,9 +141,49 @@ class CalendarService:
             return None
         return principal.tenant_id
 
+    def _named_owner(self, principal: Principal, tenant_code: str) -> int | None:
+        """An operator's choice of tenant (the CLI's --tenant); naming the province means its default."""
+        if not principal.is_system:
+            raise Forbidden("only the system sets another tenant's working hours")
+        with self.platform.db.transaction() as session:
+            tenant = session.scalars(select(Tenant).where(Tenant.code == tenant_code)).first()
+        if tenant is None:
+            raise InvalidInput(f"no tenant {tenant_code}", [{"field": "tenant", "message": "unknown tenant code"}])
+        return None if tenant.kind == "province" else tenant.id
+
     def _forget(self) -> None:
         with self._lock:
             self._calendars.clear()
+
+
+def parse_hours(periods: Sequence[Sequence[str]]) -> WorkingHours:
+    """``[["08:30", "12:00"], ...]`` as WorkingHours; anything else is an InvalidInput naming ``periods``."""
+    try:
+        pairs = []
+        for period in periods:
+            if not isinstance(period, list | tuple) or len(period) != 2:
+                raise ValueError(f"{period!r} is not a [start, end] pair")
+            pairs.append((_clock(period[0]), _clock(period[1])))
+        return WorkingHours(tuple(pairs))
+    except (TypeError, ValueError) as exc:
+        message = f"{exc}; give [start, end] pairs such as [['08:30', '12:00'], ['13:30', '17:30']]"
+        raise InvalidInput(f"invalid working hours: {message}", [{"field": "periods", "message": message}]) from None
+
+
+def _clock(text: str) -> time:
+    try:
+        return datetime.strptime(text, _CLOCK).time()
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time written HH:MM") from None
+
+
+def _texts(hours: WorkingHours) -> list[list[str]]:
+    return [[start.strftime(_CLOCK), end.strftime(_CLOCK)] for start, end in hours.periods]
+
+
+def _owners(tenant_id: int | None) -> tuple[int | None, ...]:
+    """Whose rows apply to a tenant: the province's (no tenant), then its own."""
+    return (None,) if tenant_id is None else (None, tenant_id)
 
 
 def _owned_by(column: object, owners: tuple[int | None, ...]) -> object:

@@ -1,0 +1,147 @@
+"""The overdue monitor (超时监控): open tasks by SLA level per group, and on-time rates per step.
+
+Both answer JSON, or CSV for Excel with ``format=csv`` or ``Accept: text/csv``: UTF-8 with a byte order mark,
+without which Excel reads the Chinese names as GBK and garbles them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from api.security import current_principal, requires
+from engine.inbox.queries import LEVELS
+from engine.org.roles import MONITOR_READ
+from engine.services.monitor import GROUPS
+
+blp = Blueprint("monitor", __name__, url_prefix="/api/v1/monitor", description="Overdue monitor")
+
+FORMATS = ("json", "csv")
+CSV_RESPONSE: dict[str, Any] = {
+    "schema": {"type": "string", "format": "binary"},
+    "content_type": "text/csv",
+    "success": True,
+    "description": "JSON, or CSV with format=csv or Accept: text/csv",
+}
+# A cell Excel would run as a formula (CSV injection): names come from admins and product managers.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class MonitorQuerySchema(Schema):
+    bank = fields.String(validate=validate.Length(max=64), metadata={"description": "a bank's tenant code"})
+    branch = fields.String(
+        validate=validate.Length(max=64),
+        metadata={"description": "unit code: applications of this unit and the units below it"},
+    )
+    product = fields.String(validate=validate.Length(max=64), metadata={"description": "product code"})
+    format = fields.String(
+        validate=validate.OneOf(FORMATS), metadata={"description": "csv: a spreadsheet (also with Accept: text/csv)"}
+    )
+
+
+class OverdueQuerySchema(MonitorQuerySchema):
+    group_by = fields.String(load_default="level", validate=validate.OneOf(GROUPS))
+    step = fields.String(validate=validate.Length(max=255), metadata={"description": "BPMN id of the step"})
+    level = fields.String(validate=validate.OneOf(LEVELS))
+
+
+class OnTimeQuerySchema(MonitorQuerySchema):
+    start = fields.Date(required=True, data_key="from", metadata={"description": "first day, Asia/Shanghai"})
+    end = fields.Date(required=True, data_key="to", metadata={"description": "last day, included (at most 366 days)"})
+
+
+class LevelCountsSchema(Schema):
+    key = fields.String(
+        allow_none=True,
+        metadata={"description": "the level, tenant code, unit code, product code or step id; null: none"},
+    )
+    name = fields.String(allow_none=True)
+    bank = fields.String(allow_none=True, metadata={"description": "branch rows: the branch's bank"})
+    none = fields.Integer(metadata={"description": "before the yellow threshold, or without a time limit"})
+    yellow = fields.Integer(metadata={"description": "提醒: past 80 % of the limit"})
+    orange = fields.Integer(metadata={"description": "超时: past the due time"})
+    red = fields.Integer(metadata={"description": "严重超时: past 150 % of the limit"})
+    total = fields.Integer()
+
+
+class OverdueSchema(Schema):
+    group_by = fields.String()
+    as_of = fields.AwareDateTime(metadata={"description": "the levels are those at this moment"})
+    items = fields.List(fields.Nested(LevelCountsSchema), metadata={"description": "groups, most overdue first"})
+
+
+class StepRateSchema(Schema):
+    step = fields.String(metadata={"description": "BPMN id of the step"})
+    name = fields.String(allow_none=True)
+    completed = fields.Integer(metadata={"description": "completed in the period, with a due time"})
+    on_time = fields.Integer(metadata={"description": "completed by their due time"})
+    overdue = fields.Integer()
+    rate = fields.Float(metadata={"description": "on_time / completed, 4 decimals"})
+
+
+class OnTimeSchema(Schema):
+    start = fields.Date(data_key="from")
+    end = fields.Date(data_key="to")
+    items = fields.List(fields.Nested(StepRateSchema), metadata={"description": "steps, lowest rate first"})
+
+
+def _service() -> Any:
+    return current_app.extensions["creditflow"].monitor
+
+
+def _wants_csv(query: dict[str, Any]) -> bool:
+    if "format" in query:
+        return query["format"] == "csv"
+    return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+
+
+def _cell(value: Any) -> Any:
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+def _csv(rows: Iterable[dict[str, Any]], columns: list[str], filename: str) -> Response:
+    """A spreadsheet download: a header row of the JSON field names, then one row per item."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    writer.writerows([_cell(row[column]) for column in columns] for row in rows)
+    response = Response(out.getvalue().encode("utf-8-sig"), content_type="text/csv; charset=utf-8")
+    response.headers["Content-Disposition"] = f"attachment; filename={filename}"
+    return response
+
+
+@blp.route("/overdue", methods=["GET"])
+@blp.arguments(OverdueQuerySchema, location="query")
+@blp.response(200, OverdueSchema)
+@blp.alt_response(200, **CSV_RESPONSE)
+@requires(MONITOR_READ)
+def overdue(query: dict[str, Any]) -> Any:
+    """Open tasks by SLA level now, per level, bank, branch (the application's), product or step."""
+    filters = {name: query.get(name) for name in ("bank", "branch", "product", "step", "level")}
+    report = _service().overdue(current_principal(), query["group_by"], **filters)
+    if not _wants_csv(query):
+        return report
+    columns = [name for name in LevelCountsSchema().fields if name != "bank" or report.group_by == "branch"]
+    filename = f"overdue-by-{report.group_by}-{report.as_of:%Y%m%dT%H%M%SZ}.csv"
+    return _csv(LevelCountsSchema(many=True).dump(report.items), columns, filename)
+
+
+@blp.route("/on-time", methods=["GET"])
+@blp.arguments(OnTimeQuerySchema, location="query")
+@blp.response(200, OnTimeSchema)
+@blp.alt_response(200, **CSV_RESPONSE)
+@requires(MONITOR_READ)
+def on_time(query: dict[str, Any]) -> Any:
+    """Per step, the share of tasks completed in the period (Asia/Shanghai days) that ended by their due time."""
+    filters = {name: query.get(name) for name in ("bank", "branch", "product")}
+    report = _service().on_time(current_principal(), query["start"], query["end"], **filters)
+    if not _wants_csv(query):
+        return report
+    filename = f"on-time-{report.start:%Y%m%d}-{report.end:%Y%m%d}.csv"
+    return _csv(StepRateSchema(many=True).dump(report.items), list(StepRateSchema().fields), filename)

@@ -1,0 +1,261 @@
+"""The overdue monitor (超时监控): open tasks by SLA level per bank, branch, product or step, and the share of
+steps finished on time over a period.
+
+Every figure is one aggregate query grouped in the database: a province holds on the order of a million open
+tasks, so rows are never loaded to be counted. Which tasks a caller counts, and the filters, are the inbox's
+(``engine.inbox.queries``): a supervisor counts their team view (a branch head their branch's units), the
+province every task of its banks, and levels come from the stored thresholds exactly as the inbox colours them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.selectable import Subquery
+
+from engine.errors import InvalidInput
+from engine.inbox.queries import LEVELS, InboxQuery, filtered, level_clause
+from engine.services.principal import Principal
+from engine.store.models import HumanTask, OrgUnit, ProcessInstance, Product, ProductVersion, Tenant
+
+if TYPE_CHECKING:
+    from engine.container import CreditFlow
+
+GROUPS = ("level", "bank", "branch", "product", "step")
+COUNTS = (*LEVELS, "total")
+LEVEL_NAMES = {"none": "正常", "yellow": "提醒", "orange": "超时", "red": "严重超时"}
+MAX_PERIOD_DAYS = 366  # a leap year: longer periods are split by the caller, so one query stays bounded
+ZONE = ZoneInfo("Asia/Shanghai")  # the business calendar's zone: a period's days start at midnight there
+
+
+@dataclass(frozen=True)
+class LevelCounts:
+    """Open tasks of one group by level now; ``bank`` tells branches of different banks apart."""
+
+    key: str | None
+    name: str | None
+    none: int
+    yellow: int
+    orange: int
+    red: int
+    total: int
+    bank: str | None = None
+
+
+@dataclass(frozen=True)
+class StepRate:
+    """Tasks of one step completed in a period that had a due time, and how many of them were on time."""
+
+    step: str
+    name: str | None
+    completed: int
+    on_time: int
+    overdue: int
+    rate: float
+
+
+@dataclass(frozen=True)
+class OverdueReport:
+    group_by: str
+    as_of: datetime  # the levels are those at this moment
+    items: list[LevelCounts]
+
+
+@dataclass(frozen=True)
+class OnTimeReport:
+    start: date
+    end: date
+    items: list[StepRate]
+
+
+class MonitorService:
+    def __init__(self, platform: CreditFlow) -> None:
+        self.platform = platform
+
+    def overdue(
+        self,
+        principal: Principal,
+        group_by: str = "level",
+        *,
+        bank: str | None = None,
+        branch: str | None = None,
+        product: str | None = None,
+        step: str | None = None,
+        level: str | None = None,
+    ) -> OverdueReport:
+        """Open tasks per group and level, worst groups first; ``branch`` filters the application's unit
+        subtree, like the inbox's ``org_unit``."""
+        if group_by not in GROUPS:
+            raise InvalidInput(f"cannot group by {group_by!r}", [{"field": "group_by", "message": ", ".join(GROUPS)}])
+        now = self.platform.clock.now()
+        counts = [
+            *(func.count(case((level_clause(name, now), 1))).label(name) for name in LEVELS),
+            func.count().label("total"),
+        ]
+        with self.platform.db.transaction() as session:
+            tasks = self._tasks(
+                session, principal, now, "ready", bank, org_unit=branch, product=product, step=step, level=level
+            )
+            if group_by == "level":
+                totals = session.execute(_aggregate(tasks, *counts)).one()._mapping
+                groups = [
+                    LevelCounts(name, LEVEL_NAMES[name], **_only(name, totals[name]), total=totals[name])
+                    for name in LEVELS
+                ]
+                return OverdueReport(group_by, now, groups)
+            grouping = _GROUPINGS[group_by]
+            per_grain = _aggregate(tasks, grouping.grain.label("grain"), *grouping.carried, *counts)
+            if grouping.of_instance:
+                per_grain = per_grain.join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+            per = per_grain.group_by(grouping.grain).subquery()
+            stmt = grouping.label(per).add_columns(*(func.sum(per.c[name]).label(name) for name in COUNTS))
+            groups = [
+                LevelCounts(**{k: int(v) if k in COUNTS else v for k, v in row._mapping.items()})
+                for row in session.execute(stmt)
+            ]
+        worst_first = sorted(groups, key=lambda g: (-g.red, -g.orange, -g.yellow, -g.total, g.bank or "", g.key or ""))
+        return OverdueReport(group_by, now, worst_first)
+
+    def on_time(
+        self,
+        principal: Principal,
+        start: date,
+        end: date,
+        *,
+        bank: str | None = None,
+        branch: str | None = None,
+        product: str | None = None,
+    ) -> OnTimeReport:
+        """Per step, tasks completed from ``start`` to ``end`` (days in Asia/Shanghai, both included) that
+        had a due time: how many ended by it. Steps with the lowest rate come first."""
+        if end < start:
+            raise InvalidInput("the period ends before it starts", [{"field": "to", "message": "on or after from"}])
+        if (end - start).days + 1 > MAX_PERIOD_DAYS:
+            raise InvalidInput(
+                f"a period is at most {MAX_PERIOD_DAYS} days",
+                [{"field": "to", "message": f"at most {MAX_PERIOD_DAYS} days after from"}],
+            )
+        on_time = func.count(case((HumanTask.ended_at <= HumanTask.due_at, 1)))
+        with self.platform.db.transaction() as session:
+            tasks = self._tasks(
+                session, principal, self.platform.clock.now(), "completed", bank, org_unit=branch, product=product
+            )
+            stmt = (
+                _aggregate(tasks, HumanTask.bpmn_id, func.max(HumanTask.name), func.count(), on_time)
+                .where(
+                    HumanTask.due_at.is_not(None),
+                    HumanTask.ended_at >= _midnight(start),
+                    HumanTask.ended_at < _midnight(end + timedelta(days=1)),
+                )
+                .group_by(HumanTask.bpmn_id)
+            )
+            rates = [
+                StepRate(step, name, completed, in_time, completed - in_time, round(in_time / completed, 4))
+                for step, name, completed, in_time in session.execute(stmt)
+            ]
+        return OnTimeReport(start, end, sorted(rates, key=lambda r: (r.rate, r.step)))
+
+    def _tasks(
+        self,
+        session: Session,
+        principal: Principal,
+        now: datetime,
+        status: str,
+        bank: str | None,
+        **filters: str | None,
+    ) -> Select[Any]:
+        """The caller's tasks with the filters: the team view of a supervisor (their subtree; the whole
+        bank for admins and head-office supervisors), every task of its banks for the province."""
+        view = "all" if self.platform.products.is_province(principal, session) else "team"
+        stmt = filtered(principal, InboxQuery.of({"view": view, "status": status, **filters}), now)
+        if bank is not None:
+            stmt = stmt.where(HumanTask.tenant_id.in_(select(Tenant.id).where(Tenant.code == bank)))
+        return stmt
+
+
+def _aggregate(tasks: Select[Any], *columns: Any) -> Select[Any]:
+    """The filtered task query reduced to aggregates (joins start from human_task)."""
+    return tasks.with_only_columns(*columns).select_from(HumanTask)
+
+
+def _only(level: str, count: int) -> dict[str, int]:
+    return {name: count if name == level else 0 for name in LEVELS}
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=ZONE).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class _Grouping:
+    """How open tasks are grouped: counted per ``grain`` in the database first (an id or a step, cheap to group a
+    million rows by), then the grains' counts summed into the groups ``label`` selects from them."""
+
+    grain: Any
+    label: Callable[[Subquery], Select[Any]]
+    of_instance: bool = False  # the grain is the application's: join its process instance
+    carried: tuple[Any, ...] = ()  # per-grain values the label shows
+
+
+def _by_bank(per: Subquery) -> Select[Any]:
+    return (
+        select(Tenant.code.label("key"), Tenant.name.label("name"))
+        .select_from(per)
+        .outerjoin(Tenant, Tenant.id == per.c.grain)
+        .group_by(Tenant.id, Tenant.code, Tenant.name)
+    )
+
+
+def _by_branch(per: Subquery) -> Select[Any]:
+    """The application's branch: the branch its unit lies in (a sub-branch's, a grid's), else the unit itself
+    (a head office), resolved on the org units alone."""
+    unit, branch, shown = aliased(OrgUnit), aliased(OrgUnit), aliased(OrgUnit)
+    branch_of = (
+        select(unit.id.label("unit_id"), func.coalesce(branch.id, unit.id).label("branch_id"))
+        .outerjoin(
+            branch,
+            and_(branch.kind == "branch", branch.tenant_id == unit.tenant_id, unit.path.startswith(branch.path)),
+        )
+        .subquery()
+    )
+    return (
+        select(shown.code.label("key"), shown.name.label("name"), Tenant.code.label("bank"))
+        .select_from(per)
+        .outerjoin(branch_of, branch_of.c.unit_id == per.c.grain)
+        .outerjoin(shown, shown.id == branch_of.c.branch_id)
+        .outerjoin(Tenant, Tenant.id == shown.tenant_id)
+        .group_by(shown.id, shown.code, shown.name, Tenant.code)
+    )
+
+
+def _by_product(per: Subquery) -> Select[Any]:
+    return (
+        select(Product.code.label("key"), Product.name.label("name"))
+        .select_from(per)
+        .outerjoin(ProductVersion, ProductVersion.id == per.c.grain)
+        .outerjoin(Product, Product.id == ProductVersion.product_id)
+        .group_by(Product.id, Product.code, Product.name)
+    )
+
+
+def _by_step(per: Subquery) -> Select[Any]:
+    """A step is its BPMN id; its name may differ between versions of a process, so one is shown."""
+    return (
+        select(per.c.grain.label("key"), per.c.step_name.label("name"))
+        .select_from(per)
+        .group_by(per.c.grain, per.c.step_name)
+    )
+
+
+_GROUPINGS = {
+    "bank": _Grouping(HumanTask.tenant_id, _by_bank),
+    "branch": _Grouping(ProcessInstance.org_unit_id, _by_branch, of_instance=True),
+    "product": _Grouping(ProcessInstance.product_version_id, _by_product, of_instance=True),
+    "step": _Grouping(HumanTask.bpmn_id, _by_step, carried=(func.max(HumanTask.name).label("step_name"),)),
+}
