@@ -12,7 +12,20 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from api.problems import from_domain_error, from_http_exception, problem
 from api.schemas import ProblemSchema
 from api.security import authenticate_request
-from api.views import admin, api_keys, auth, definitions, health, instances, organization, products, tasks
+from api.views import (
+    admin,
+    api_keys,
+    auth,
+    definitions,
+    health,
+    incidents,
+    instances,
+    monitor,
+    organization,
+    products,
+    tasks,
+    webhooks,
+)
 from engine.errors import CreditFlowError
 from engine.masking import install_log_masking
 
@@ -54,7 +67,8 @@ def create_app(platform: Any) -> Flask:
     app.json.ensure_ascii = False  # Chinese names and labels as text, not \u escapes
     app.extensions["creditflow"] = platform
     api = CreditFlowApi(app)
-    for module in (health, auth, definitions, instances, tasks, products, admin, organization, api_keys):
+    blueprints = (health, auth, definitions, instances, tasks, products, admin, organization, api_keys)
+    for module in (*blueprints, monitor, incidents, webhooks):
         api.register_blueprint(module.blp)
     api.register_blueprint(tasks.files)
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 from engine.clock import Clock
 from engine.config import Settings
 from engine.forms.catalog import FormCatalog
+from engine.jobs.queue import JobQueue
+from engine.jobs.start_timers import START_TIMER, fire_start_timer
+from engine.jobs.timers import fire_timer
+from engine.notify.delivery import deliver
+from engine.notify.outbox import DELIVER
 from engine.rules.engine import RuleEngine
 from engine.runtime.connectors import ConnectorRegistry
 from engine.runtime.demo_connectors import register_demo_connectors
@@ -17,12 +22,17 @@ from engine.services.api_keys import ApiKeyService
 from engine.services.auth import AuthService
 from engine.services.calendars import CalendarService
 from engine.services.definitions import DefinitionService
+from engine.services.execution import TIMER
+from engine.services.incidents import IncidentService
 from engine.services.instances import InstanceService
+from engine.services.monitor import MonitorService
 from engine.services.organization import OrganizationService
 from engine.services.products import ProductService
 from engine.services.spec_cache import SpecCache
 from engine.services.tasks import TaskService
+from engine.services.webhooks import WebhookService
 from engine.services.workflow_cache import WorkflowCache
+from engine.sla.escalation import ESCALATE, escalate
 from engine.store.db import Database
 
 
@@ -57,6 +67,14 @@ class CreditFlow:
         self.calendars = CalendarService(self)
         self.organization = OrganizationService(self)
         self.api_keys = ApiKeyService(self)
+        self.monitor = MonitorService(self)
+        self.webhooks = WebhookService(self)
+        self.incidents = IncidentService(self)
+        self.jobs = JobQueue(self)
+        self.jobs.register(TIMER, fire_timer)
+        self.jobs.register(START_TIMER, fire_start_timer)
+        self.jobs.register(ESCALATE, escalate)
+        self.jobs.register(DELIVER, deliver)
 
     @staticmethod
     def check_expression(source: str, mode: str) -> str | None:

@@ -249,7 +249,7 @@ def test_openapi_documents_every_route_with_schemas(app: Any) -> None:
                 "/activate",
                 "/unlock",
             )
-            no_body += ("/deactivate", "/revoke-sessions", "/members/{user_id}")
+            no_body += ("/deactivate", "/revoke-sessions", "/members/{user_id}", "/resume", "/retry", "/resolve")
             if method == "post" and not path.endswith(no_body):
                 assert "requestBody" in operation, (path, method)
 

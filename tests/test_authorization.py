@@ -20,7 +20,7 @@ from api.security import AUTHENTICATED, PUBLIC_ENDPOINTS
 from engine.container import CreditFlow
 from engine.org.roles import permissions_of
 from engine.services.auth import hash_password
-from engine.store.models import OrgUnit, User, UserGroup
+from engine.store.models import Incident, OrgUnit, User, UserGroup
 from tests.conftest import PASSWORD, ApiClient, deploy, login
 from tests.test_products import catalog  # noqa: F401 - fixture
 
@@ -95,6 +95,13 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
     ).get_json()
     saved = officer.post("/api/v1/tasks/filters", json={"name": "mine", "query": {"view": "mine"}}).get_json()
     key = bank_admin.post("/api/v1/admin/api-keys", json={"username": "ly_officer", "name": "core"}).get_json()
+    hook = bank_admin.post("/api/v1/admin/webhooks", json={"url": "https://ly.example/hook", "topics": []}).get_json()
+    with platform.db.transaction(write=True) as session:
+        now = platform.clock.now()
+        incident = Incident(job_id=0, kind="deliver", tenant_id=tenant_id, message="陵源客户", created_at=now)
+        session.add(incident)
+        session.flush()
+        incident_id = incident.id
     with platform.db.transaction() as session:
         unit = session.scalars(select(OrgUnit.id).where(OrgUnit.code == "ly-chengguan")).one()
         group = session.scalars(select(UserGroup.id).where(UserGroup.code == "ly-credit-committee")).one()
@@ -106,6 +113,8 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         "attachment_id": attachment["id"],
         "filter_id": saved["id"],
         "key_id": key["id"],
+        "webhook_id": hook["id"],
+        "incident_id": incident_id,
         "code": "LY-X",
         "unit_id": unit,
         "group_id": group,
@@ -121,6 +130,8 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         "attachment_id": str(uuid.uuid4()),
         "filter_id": 999999,
         "key_id": 999999,
+        "webhook_id": 999999,
+        "incident_id": 999999,
         "code": "NO-SUCH-PRODUCT",
         "unit_id": 999999,
         "group_id": 999999,
@@ -136,6 +147,7 @@ BODIES: dict[str, Any] = {
     "tasks.delegate": {"user_id": 1},
     "tasks.return_task": {"step": "investigate", "reason": "补充材料"},
     "tasks.add_comment": {"body": "意见"},
+    "tasks.pause": {"reason": "等待客户"},
     "instances.send_message": {"name": "reply"},
     "products.clone": {"code": "QH-X"},
     "products.set_draft": {"draft": {"name": "改名"}},
@@ -222,6 +234,8 @@ def test_lists_of_another_bank_show_none_of_its_rows(app: Any, world: dict[str, 
         "/api/v1/admin/org-units",
         "/api/v1/admin/groups",
         "/api/v1/admin/api-keys",
+        "/api/v1/admin/webhooks",
+        "/api/v1/incidents",
     ]
     for url in lists:
         response = other.get(url)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.errors import InvalidInput, NotFound, Unauthorized
-from engine.org.roles import permissions_of
+from engine.org.roles import ROLES, permissions_of
 from engine.services.principal import Grant, Principal
 from engine.store.models import OrgUnit, RevokedToken, Tenant, User, UserGroupMember, UserRole
 
@@ -255,6 +255,12 @@ def load_principal(session: Session, user: User) -> Principal:
         session.scalars(select(Tenant.id).where((Tenant.id == user.tenant_id) | (Tenant.parent_id == user.tenant_id)))
     )
     groups = frozenset(session.scalars(select(UserGroupMember.group_id).where(UserGroupMember.user_id == user.id)))
+    supervising = sorted(g.org_path for g in grants if g.org_path and g.role in ROLES and ROLES[g.role].supervises)
+    supervised = (
+        frozenset(session.scalars(select(OrgUnit.id).where(or_(*(OrgUnit.path.startswith(p) for p in supervising)))))
+        if supervising
+        else frozenset()
+    )
     return Principal(
         user.id,
         user.username,
@@ -265,4 +271,5 @@ def load_principal(session: Session, user: User) -> Principal:
         grants=grants,
         group_ids=groups,
         org_unit_id=user.org_unit_id,
+        supervised_unit_ids=supervised,
     )

@@ -31,6 +31,9 @@ class Principal:
     grants: tuple[Grant, ...] = ()
     group_ids: frozenset[int] = field(default_factory=frozenset)
     org_unit_id: int | None = None  # home unit: where the user's applications belong by default
+    # the units below a supervising grant (支行行长: the branch's sub-branches and grids), resolved once
+    # per request so inbox queries filter on ids rather than on path patterns
+    supervised_unit_ids: frozenset[int] = field(default_factory=frozenset)
 
     @classmethod
     def system(cls) -> Principal:
