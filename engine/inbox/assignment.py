@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from engine.org.roles import APPLICATION, HEAD_OFFICE, ROLES, conflicting, role_for_lane
 from engine.org.units import unit_ids
+from engine.store.fast_rows import FastRows
 from engine.store.models import (
     InstanceDuty,
     OrgUnit,
@@ -49,9 +50,11 @@ class Assignment:
     """The assignment work of one instance step; rows are written after the task rows (``flush``)."""
 
     session: Session
+    rows: FastRows
     instance: Any
     binding: Any = None
     is_new: bool = False  # nothing of this instance is in the database yet
+    _stored: list[tuple[int, str]] | None = None  # (user, duty) done in earlier steps, oldest first
     _candidates: list[dict[str, Any]] = field(default_factory=list)
     _exclusions: set[tuple[str, int]] = field(default_factory=set)
     _duties: list[dict[str, Any]] = field(default_factory=list)
@@ -128,14 +131,10 @@ class Assignment:
         """Users who did any of ``duties`` on this application, newest first (this step's included)."""
         if not duties:
             return []
-        found = [d["user_id"] for d in reversed(self._duties) if d["duty"] in duties]
-        if not self.is_new:
-            found += self.session.scalars(
-                select(InstanceDuty.user_id)
-                .where(InstanceDuty.instance_id == self.instance.id, InstanceDuty.duty.in_(duties))
-                .order_by(InstanceDuty.id.desc())
-            )
-        return found
+        if self._stored is None:  # read once per step, however many tasks the step opens
+            self._stored = [] if self.is_new else self.rows.duties(self.session, self.instance.id)
+        newest_first = [(d["user_id"], d["duty"]) for d in reversed(self._duties)] + self._stored[::-1]
+        return [user_id for user_id, duty in newest_first if duty in duties]
 
     def _returning_performer(self, offer: Offer, barred: set[int]) -> int | None:
         """Who did this duty on the application before and still holds the role (sticky work)."""

@@ -70,7 +70,7 @@ class Execution:
     def assignment(self) -> Assignment:
         if self._assignment is None:
             binding = getattr(self.workflow, "product_binding", None)
-            self._assignment = Assignment(self.session, self.instance, binding, is_new=self.is_new)
+            self._assignment = Assignment(self.session, self.rows, self.instance, binding, is_new=self.is_new)
         return self._assignment
 
     @property

@@ -104,6 +104,7 @@ class FastRows:
         )
         self._open_tasks = f"{self.tasks.select} WHERE instance_id = {p} AND status = 'ready' ORDER BY created_at, id"
         self._task = f"{self.tasks.select} WHERE id = {p}"
+        self._duties = f"SELECT user_id, duty FROM instance_duty WHERE instance_id = {p} ORDER BY id"
         closing = ("status", "ended_at", "completed_by_id", "assignee_id")
         self._close = f"UPDATE human_task SET {', '.join(f'{c} = {p}' for c in closing)} WHERE id = {p}"
 
@@ -154,6 +155,12 @@ class FastRows:
         cursor.execute(self._audit_head, (record.audit_seq, record.audit_head, record.id, record.version))
         if cursor.rowcount != 1:
             raise StaleRow(record.id)
+
+    def duties(self, session: Session, instance_id: str) -> list[tuple[int, str]]:
+        """Who did which duty on an application, oldest first (segregation of duties)."""
+        cursor = self._cursor(session)
+        cursor.execute(self._duties, (instance_id,))
+        return [(user_id, duty) for user_id, duty in cursor.fetchall()]
 
     def open_tasks(self, session: Session, instance_id: str) -> list[Any]:
         cursor = self._cursor(session)
