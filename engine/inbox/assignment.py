@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from engine.org.roles import APPLICATION, HEAD_OFFICE, ROLES, conflicting, role_for_lane
@@ -190,16 +190,22 @@ def offer_unit(session: Session, role: str, unit_id: int, scope: str = APPLICATI
     return next((u for u in reversed(chain) if u in staffed), chain[0])
 
 
+_user, _role = User.__table__.c, UserRole.__table__.c
+_HOLDERS = (
+    select(_user.id)
+    .select_from(User.__table__.join(UserRole.__table__, _role.user_id == _user.id))
+    .where(_role.role == bindparam("role"), _user.tenant_id == bindparam("tenant_id"), _user.is_active.is_(True))
+)
+_HOLDERS_AT = _HOLDERS.where((_role.org_unit_id == bindparam("unit_id")) | _role.org_unit_id.is_(None))
+
+
 def holders(session: Session, tenant_id: int | None, role: str, unit_id: int | None) -> list[int]:
     """Active users holding ``role`` in ``unit_id`` (or anywhere in the tenant when no unit)."""
-    stmt = (
-        select(User.id)
-        .join(UserRole, UserRole.user_id == User.id)
-        .where(UserRole.role == role, User.tenant_id == tenant_id, User.is_active.is_(True))
-    )
-    if unit_id is not None:
-        stmt = stmt.where((UserRole.org_unit_id == unit_id) | UserRole.org_unit_id.is_(None))
-    return sorted(set(session.scalars(stmt)))
+    if tenant_id is None:
+        return []
+    if unit_id is None:
+        return sorted(set(session.scalars(_HOLDERS, {"role": role, "tenant_id": tenant_id})))
+    return sorted(set(session.scalars(_HOLDERS_AT, {"role": role, "tenant_id": tenant_id, "unit_id": unit_id})))
 
 
 def administrators(session: Session, tenant_id: int | None) -> list[int]:

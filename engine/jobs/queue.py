@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.errors import Conflict
@@ -35,6 +35,16 @@ LEASE = timedelta(minutes=5)
 RETRIES = 5
 BACKOFF = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10), timedelta(minutes=30))
 DONE, BUSY, LOST, FAILED = "done", "busy", "lost", "failed"
+
+
+# Built once: the hot path of every job (enqueue, the completion fence) runs Core statements on the table,
+# not ORM-enabled ones, whose per-call construction and ORM bulk path cost more than the round trip.
+_ENQUEUE = insert(Job.__table__)
+_FINISH = delete(Job.__table__).where(
+    Job.__table__.c.id == bindparam("job_id"),
+    Job.__table__.c.version == bindparam("job_version"),
+    Job.__table__.c.lock_owner == bindparam("job_owner"),
+)
 
 
 class LeaseLost(Exception):
@@ -78,18 +88,19 @@ def enqueue(
 ) -> None:
     """Add a job in the caller's transaction: it exists exactly when what caused it commits."""
     session.execute(
-        insert(Job).values(
-            kind=kind,
-            tenant_id=tenant_id,
-            instance_id=instance_id,
-            task_id=task_id,
-            payload=payload or {},
-            due_at=due_at,
-            retries_left=retries,
-            attempts=0,
-            version=0,
-            created_at=now,
-        )
+        _ENQUEUE,
+        {
+            "kind": kind,
+            "tenant_id": tenant_id,
+            "instance_id": instance_id,
+            "task_id": task_id,
+            "payload": payload or {},
+            "due_at": due_at,
+            "retries_left": retries,
+            "attempts": 0,
+            "version": 0,
+            "created_at": now,
+        },
     )
 
 
@@ -159,9 +170,7 @@ class JobQueue:
 
     def finish(self, session: Session, job: AcquiredJob) -> None:
         """The fence: delete the job in the handler's own transaction, or raise LeaseLost."""
-        result = session.execute(
-            delete(Job).where(Job.id == job.id, Job.version == job.version, Job.lock_owner == job.owner)
-        )
+        result = session.execute(_FINISH, {"job_id": job.id, "job_version": job.version, "job_owner": job.owner})
         if result.rowcount != 1:
             raise LeaseLost(f"job {job.id} ({job.kind}) is no longer held by {job.owner}")
 

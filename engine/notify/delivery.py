@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from engine.jobs.queue import AcquiredJob
@@ -92,53 +92,72 @@ def deliver(platform: CreditFlow, job: AcquiredJob, _now: datetime) -> None:
     Timestamps come from the clock, not the pass's ``now``: a pass working through a backlog may
     have started minutes before this attempt, and receivers check the signature's timestamp.
     """
-    target = _pending(platform, job.payload["delivery_id"])
-    if target is None:  # delivered already, or its webhook was deactivated (or deleted)
-        with platform.db.transaction(write=True) as session:
+    with platform.db.transaction(write=True) as session:
+        target = _pending(session, job.payload["delivery_id"])
+        if target is None or target.hook is None:  # nothing (left) to send, or the log: one transaction
             platform.jobs.finish(session, job)
-        return
-    if target.hook is not None:
-        _post(platform, job, target.delivery_id, target.message, target.hook)
+            if target is not None:
+                _record(session, target.delivery_id, status="delivered", delivered_at=platform.clock.now())
+                message = target.message
+                notifications.info(
+                    "notification %s (%s) to %s: %s",
+                    message["topic"],
+                    message["tenant"],
+                    message["recipients"],
+                    json.dumps(message["payload"], ensure_ascii=False, sort_keys=True),
+                )
+            return
+    # a webhook: the request is made outside any transaction, its result recorded in another
+    _post(platform, job, target.delivery_id, target.message, target.hook)
     with platform.db.transaction(write=True) as session:
         platform.jobs.finish(session, job)
         _record(session, target.delivery_id, status="delivered", delivered_at=platform.clock.now())
-        if target.hook is None:
-            message = target.message
-            notifications.info(
-                "notification %s (%s) to %s: %s",
-                message["topic"],
-                message["tenant"],
-                message["recipients"],
-                json.dumps(message["payload"], ensure_ascii=False, sort_keys=True),
-            )
 
 
-def _pending(platform: CreditFlow, delivery_id: int) -> _Target | None:
+_d, _m, _t, _w = Delivery.__table__.c, OutboxMessage.__table__.c, Tenant.__table__.c, Webhook.__table__.c
+_PENDING = (
+    select(
+        _d.id,
+        _d.status,
+        _d.channel,
+        _m.id.label("message_id"),
+        _m.topic,
+        _m.created_at,
+        _m.recipients,
+        _m.payload,
+        _t.code,
+        _w.url,
+        _w.secret,
+        _w.active,
+    )
+    .select_from(
+        Delivery.__table__.join(OutboxMessage.__table__, _m.id == _d.message_id)
+        .outerjoin(Tenant.__table__, _t.id == _m.tenant_id)
+        .outerjoin(Webhook.__table__, _w.id == _d.webhook_id)
+    )
+    .where(_d.id == bindparam("delivery_id"))
+)
+_RECORD = update(Delivery.__table__).where(_d.id == bindparam("delivery_id")).values(attempts=_d.attempts + 1)
+
+
+def _pending(session: Session, delivery_id: int) -> _Target | None:
     """The attempt to make, or None when there is nothing (left) to send."""
-    with platform.db.transaction() as session:
-        row = session.execute(
-            select(Delivery, OutboxMessage, Tenant.code, Webhook)
-            .join(OutboxMessage, OutboxMessage.id == Delivery.message_id)
-            .outerjoin(Tenant, Tenant.id == OutboxMessage.tenant_id)
-            .outerjoin(Webhook, Webhook.id == Delivery.webhook_id)
-            .where(Delivery.id == delivery_id)
-        ).first()
-    if row is None or row.Delivery.status == "delivered":
+    row = session.execute(_PENDING, {"delivery_id": delivery_id}).first()
+    if row is None or row.status == "delivered":
         return None
-    delivery, message, webhook = row.Delivery, row.OutboxMessage, row.Webhook
-    if delivery.channel == "webhook" and (webhook is None or not webhook.active):
+    if row.channel == "webhook" and not row.active:  # deactivated, or deleted (outer join: None)
         return None
     return _Target(
-        delivery.id,
+        row.id,
         {
-            "id": message.id,
-            "topic": message.topic,
+            "id": row.message_id,
+            "topic": row.topic,
             "tenant": row.code,
-            "created_at": message.created_at.isoformat(),
-            "recipients": list(message.recipients or []),
-            "payload": mask_sensitive(message.payload or {}),
+            "created_at": row.created_at.isoformat(),
+            "recipients": list(row.recipients or []),
+            "payload": mask_sensitive(row.payload or {}),
         },
-        _Hook(webhook.url, webhook.secret) if delivery.channel == "webhook" else None,
+        _Hook(row.url, row.secret) if row.channel == "webhook" else None,
     )
 
 
@@ -192,4 +211,4 @@ def _answer(refusal: urllib.error.HTTPError) -> str:
 
 def _record(session: Session, delivery_id: int, **values: Any) -> None:
     """One attempt more, with its outcome."""
-    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(attempts=Delivery.attempts + 1, **values))
+    session.execute(_RECORD, {"delivery_id": delivery_id, **values})  # the other columns SET from the values

@@ -9,13 +9,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from engine.jobs.queue import enqueue
 from engine.store.models import Delivery, OutboxMessage, Tenant, Webhook
 
 DELIVER = "deliver"
+
+# Built once (Core, on the tables): publishing is on the escalation's hot path.
+_MESSAGE = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
+_DELIVERY = insert(Delivery.__table__).returning(Delivery.__table__.c.id)
+_webhook, _tenant = Webhook.__table__.c, Tenant.__table__.c
+# the bank's own webhooks, and the province's, which oversees every bank: one round trip
+_HOOKS = select(_webhook.id, _webhook.topics).where(
+    _webhook.active.is_(True),
+    or_(
+        _webhook.tenant_id == bindparam("tenant_id"),
+        _webhook.tenant_id == select(_tenant.parent_id).where(_tenant.id == bindparam("tenant_id")).scalar_subquery(),
+    ),
+)
 
 
 def wants(topics: list[str], topic: str) -> bool:
@@ -34,23 +47,28 @@ def publish(
 ) -> int:
     """Write a message and queue its deliveries; returns the message id."""
     message_id = session.execute(
-        insert(OutboxMessage)
-        .values(tenant_id=tenant_id, topic=topic, recipients=sorted(set(recipients)), payload=payload, created_at=now)
-        .returning(OutboxMessage.id)
+        _MESSAGE,
+        {
+            "tenant_id": tenant_id,
+            "topic": topic,
+            "recipients": sorted(set(recipients)),
+            "payload": payload,
+            "created_at": now,
+        },
     ).scalar_one()
-    # the bank's own webhooks, and the province's, which oversees every bank
-    owners = [tenant_id] if tenant_id is not None else []
-    if tenant_id is not None:
-        parent = session.scalar(select(Tenant.parent_id).where(Tenant.id == tenant_id))
-        owners += [parent] if parent is not None else []
-    hooks = session.scalars(select(Webhook).where(Webhook.active.is_(True), Webhook.tenant_id.in_(owners))).all()
+    hooks = session.execute(_HOOKS, {"tenant_id": tenant_id}).all() if tenant_id is not None else []
     channels: list[tuple[str, int | None]] = [("log", None)]
     channels += [("webhook", hook.id) for hook in hooks if wants(list(hook.topics or []), topic)]
     for channel, webhook_id in channels:
         delivery_id = session.execute(
-            insert(Delivery)
-            .values(message_id=message_id, channel=channel, webhook_id=webhook_id, status="pending", attempts=0)
-            .returning(Delivery.id)
+            _DELIVERY,
+            {
+                "message_id": message_id,
+                "channel": channel,
+                "webhook_id": webhook_id,
+                "status": "pending",
+                "attempts": 0,
+            },
         ).scalar_one()
         enqueue(session, DELIVER, now, now, tenant_id=tenant_id, payload={"delivery_id": delivery_id})
     return message_id

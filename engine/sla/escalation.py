@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, delete, insert, select, update
+from sqlalchemy import bindparam, case, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.inbox.assignment import holders, offer_unit
@@ -39,6 +39,13 @@ ORDER = (Level.YELLOW, Level.ORANGE, Level.RED)
 RED_PRIORITY_RAISE = 30
 PROCESS_RED_PRIORITY_RAISE = 20
 PROCESS_ROLES = {Level.ORANGE: "branch_head", Level.RED: "senior_approver"}
+
+# Built once (Core, on the table): every escalation runs them.
+_escalation = Escalation.__table__.c
+_REACHED = select(_escalation.level).where(
+    _escalation.scope == bindparam("scope"), _escalation.subject_id == bindparam("subject_id")
+)
+_RECORD = insert(Escalation.__table__)
 
 
 def threshold(subject: Any, level: Level) -> datetime | None:
@@ -76,9 +83,7 @@ def unschedule_process(session: Session, instance_id: str) -> None:
 
 def reached(session: Session, scope: str, subject_id: str) -> Level | None:
     """The highest level this clock has already reached."""
-    levels = set(
-        session.scalars(select(Escalation.level).where(Escalation.scope == scope, Escalation.subject_id == subject_id))
-    )
+    levels = set(session.scalars(_REACHED, {"scope": scope, "subject_id": subject_id}))
     done = [level for level in ORDER if str(level) in levels]
     return done[-1] if done else None
 
@@ -93,7 +98,7 @@ def escalate(platform: CreditFlow, job: AcquiredJob, now: datetime) -> None:
     ):
         platform.jobs.finish(session, job)
         if scope == TASK:
-            subject = session.get(HumanTask, job.task_id)
+            subject = platform.db.rows.task(session, job.task_id or "")
             if subject is None or subject.status != "ready" or subject.paused_at is not None:
                 return  # closed or paused: a resume schedules the clock again
         else:
@@ -120,16 +125,17 @@ def escalate(platform: CreditFlow, job: AcquiredJob, now: datetime) -> None:
         act = _task_actions if scope == TASK else _process_actions
         actions = act(session, subject, instance, level)
         session.execute(
-            insert(Escalation).values(
-                scope=scope,
-                subject_id=subject.id,
-                instance_id=instance.id,
-                tenant_id=instance.tenant_id,
-                level=str(level),
-                due_at=at,
-                created_at=now,
-                actions=actions,
-            )
+            _RECORD,
+            {
+                "scope": scope,
+                "subject_id": subject.id,
+                "instance_id": instance.id,
+                "tenant_id": instance.tenant_id,
+                "level": str(level),
+                "due_at": at,
+                "created_at": now,
+                "actions": actions,
+            },
         )
         journal.record(
             "escalated",
@@ -163,7 +169,7 @@ def escalate(platform: CreditFlow, job: AcquiredJob, now: datetime) -> None:
         schedule(session, scope, subject, instance, now, after=level)
 
 
-def _task_actions(session: Session, task: HumanTask, instance: Any, level: Level) -> dict[str, Any]:
+def _task_actions(session: Session, task: Any, instance: Any, level: Level) -> dict[str, Any]:
     pool = holders(session, task.tenant_id, task.role, task.org_unit_id) if task.role else []
     involved = [task.assignee_id] if task.assignee_id is not None else pool
     actions: dict[str, Any] = {"notified": involved}
