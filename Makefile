@@ -29,6 +29,8 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/engine_throughput.py
+	$(BIN)/python bench/inbox.py
+	$(BIN)/python bench/escalation.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
