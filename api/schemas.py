@@ -7,6 +7,7 @@ from marshmallow import Schema, fields, validate
 from engine.inbox.queries import LEVELS, SORTS, VIEWS
 from engine.inbox.queries import STATUSES as TASK_STATUSES
 from engine.services.instances import STATUSES
+from engine.services.tasks import MAX_BULK
 
 
 class ProblemSchema(Schema):
@@ -197,7 +198,7 @@ class AttachmentListSchema(Schema):
 
 class BulkSchema(Schema):
     task_ids = fields.List(
-        fields.String(validate=validate.Length(max=36)), required=True, validate=validate.Length(min=1, max=100)
+        fields.String(validate=validate.Length(max=36)), required=True, validate=validate.Length(min=1, max=MAX_BULK)
     )
 
 

@@ -416,6 +416,8 @@ def test_bulk_claim_and_bulk_assign_report_each_task(inbox_app: Any) -> None:
     assert [r["status"] for r in moved["results"]] == [200, 200, 200]
     assert set(inbox(officer2, "mine")) == set(tasks)
     assert officer.post("/api/v1/tasks/bulk/claim", json={"task_ids": []}).status_code == 422
+    too_many = officer.post("/api/v1/tasks/bulk/claim", json={"task_ids": [f"t{n}" for n in range(101)]})
+    assert too_many.status_code == 422 and "task_ids" in str(too_many.get_json())
 
 
 def test_the_province_reads_its_banks_tasks_but_does_not_act_on_them(inbox_app: Any) -> None:

@@ -310,6 +310,8 @@ class TaskService:
 
     def bulk(self, principal: Principal, action: str, task_ids: list[str], **kwargs: Any) -> list[dict[str, Any]]:
         """Run one action on many tasks; each succeeds or fails on its own, and says which."""
+        if len(task_ids) > MAX_BULK:
+            raise InvalidInput(f"at most {MAX_BULK} tasks at once", [{"field": "task_ids", "message": "too many"}])
         handler: Callable[..., TaskView] = {"claim": self.claim, "assign": self.assign}[action]
         results = []
         for task_id in dict.fromkeys(task_ids):
