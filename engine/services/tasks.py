@@ -152,7 +152,7 @@ class TaskService:
 
         def complete(execution: Execution) -> None:
             row = self._open_row(execution, task_id)
-            self._check_may_work(execution.session, principal, row, claiming=True)
+            self._check_may_work(execution.session, principal, row)
             form = self._form(row.form, execution.instance.product_version_id, execution.session)
             if form is not None and (problems := validate_form_data(form, data)):
                 raise InvalidInput(f"the submitted data does not match form {form.name}", problems)
@@ -180,7 +180,7 @@ class TaskService:
 
         def send_back(execution: Execution) -> None:
             row = self._open_row(execution, task_id)
-            self._check_may_work(execution.session, principal, row, claiming=True)
+            self._check_may_work(execution.session, principal, row)
             target = execution.session.scalars(
                 select(HumanTask)
                 .where(
@@ -214,7 +214,7 @@ class TaskService:
                 return None
             if row.assignee_id is not None:
                 raise Conflict("the task is already claimed by someone else")
-            self._check_may_work(session, principal, row, claiming=True)
+            self._check_may_work(session, principal, row)
             return {"assignee_id": principal.user_id}
 
         return self._act(principal, task_id, "task_claimed", claim)
@@ -492,8 +492,8 @@ class TaskService:
             raise Conflict(f"instance is {execution.instance.status}; its tasks cannot be completed now")
         return row
 
-    def _check_may_work(self, session: Session, principal: Principal, row: Any, *, claiming: bool) -> None:
-        """The caller may work on the task: theirs, or (when ``claiming``) offered to them."""
+    def _check_may_work(self, session: Session, principal: Principal, row: Any) -> None:
+        """The caller may work on the task: theirs, or unclaimed and offered to them."""
         if principal.is_system:
             return
         if self._barred(session, principal.user_id, row.id):
@@ -506,7 +506,7 @@ class TaskService:
             return
         if row.assignee_id is not None:
             raise Conflict("the task is claimed by someone else")
-        if not (claiming and self._offered(session, principal, row)):
+        if not self._offered(session, principal, row):
             raise Forbidden("this task is not offered to you")
 
     def _check_owns_clock(self, session: Session, principal: Principal, row: Any) -> None:
