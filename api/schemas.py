@@ -242,6 +242,9 @@ class InstanceSummarySchema(Schema):
     due_at = fields.DateTime(allow_none=True, metadata={"description": "the product's process time limit"})
     escalate_at = fields.DateTime(allow_none=True, metadata={"description": "the process clock turns red"})
     level = fields.String(metadata={"description": "the process clock's SLA colour now"})
+    remaining_working_minutes = fields.Integer(
+        allow_none=True, metadata={"description": "working time left on the process clock (GET of one instance)"}
+    )
     org_unit_id = fields.Integer(allow_none=True, metadata={"description": "the branch or grid of the application"})
     applicant_name = fields.String(allow_none=True)
     applicant_id_masked = fields.String(allow_none=True)

@@ -56,6 +56,8 @@ def test_yellow_orange_red_each_once_with_their_actions(catalog: CreditFlow, see
     # 4 working hours from Tue 09:00 Beijing: 80 % is 3 h 12 min, across the lunch break: 13:42
     assert task.warn_at == datetime(2026, 12, 1, 5, 42, tzinfo=UTC)
     officer, head = user_id(catalog, "ly_officer"), user_id(catalog, "ly_branch_head")
+    # the process clock: five working days of 7.5 hours, all still ahead
+    assert catalog.instances.get(SYSTEM, view.instance.id).remaining_minutes == 5 * 450
 
     assert run_pass(catalog, task.warn_at - timedelta(minutes=1)).done == 0
     assert run_pass(catalog, task.warn_at).done >= 1

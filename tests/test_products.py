@@ -20,7 +20,7 @@ from engine.errors import Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.services.auth import load_principal
 from engine.services.catalog import load_catalog
 from engine.services.principal import Principal
-from engine.store.models import ProcessInstance, Product, RuleDecision
+from engine.store.models import OutboxMessage, ProcessInstance, Product, RuleDecision, User
 from tests.conftest import ApiClient, bank_card, login, resident_id
 
 SYSTEM = Principal.system()
@@ -154,8 +154,6 @@ def applicant() -> dict[str, str]:
 
 
 def principal_of(platform: CreditFlow, username: str) -> Principal:
-    from engine.store.models import User
-
     with platform.db.transaction() as session:
         return load_principal(session, session.scalars(select(User).where(User.username == username)).one())
 
@@ -394,6 +392,10 @@ def test_a_limit_reaching_a_year_without_a_calendar_is_flagged_not_guessed(
     assert view.instance.status == "running" and view.instance.due_at is None  # 40 working days reach 2027
     missing = [e for e in catalog.instances.history(bank, view.instance.id) if e.event_type == "calendar_missing"]
     assert missing and missing[0].payload["year"] == 2027
+    with catalog.db.transaction() as session:  # and the administrators are alerted
+        (alert,) = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "calendar.missing")).all()
+        admins = set(session.scalars(select(User.id).where(User.username.in_(["admin", "ly_admin"]))))
+    assert alert.payload["year"] == 2027 and set(alert.recipients) == admins
 
 
 def test_a_local_product_names_its_template_over_http(catalog: CreditFlow, app: Any) -> None:

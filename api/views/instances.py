@@ -50,6 +50,7 @@ def instance_body(view: InstanceView) -> dict[str, Any]:
         "due_at": i.due_at,
         "escalate_at": i.escalate_at,
         "level": stored_level(i, now),
+        "remaining_working_minutes": view.remaining_minutes,
         "org_unit_id": i.org_unit_id,
         "applicant_name": i.applicant_name,
         "applicant_id_masked": i.applicant_id_masked,

@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden, InvalidInput
 from engine.services.principal import Principal
-from engine.sla.calendar import DEFAULT_HOURS, BusinessCalendar, DayKind, DayOverride, WorkingHours
+from engine.sla.calendar import (
+    DEFAULT_HOURS,
+    BusinessCalendar,
+    DayKind,
+    DayOverride,
+    UnknownCalendarYear,
+    WorkingHours,
+)
 from engine.store.models import CalendarDay, CalendarHours, CalendarYear, Tenant
 
 if TYPE_CHECKING:
@@ -65,6 +72,14 @@ class CalendarService:
             with self._lock:
                 self._calendars[tenant_id] = found
         return found
+
+    def remaining_minutes(self, session: Session, tenant_id: int | None, since: datetime, due: datetime) -> int | None:
+        """Working minutes from ``since`` to ``due`` in the tenant's calendar (negative once overdue),
+        or None when the span reaches a year nobody has entered: no countdown is shown, none guessed."""
+        try:
+            return int(self.for_tenant(session, tenant_id).working_time_between(since, due).total_seconds() // 60)
+        except UnknownCalendarYear:
+            return None
 
     def set_day(self, principal: Principal, day: date, workday: bool, note: str = "") -> CalendarDay:
         """Mark one day for the admin's tenant (province admins and the system: for every bank)."""

@@ -42,6 +42,7 @@ class InstanceView:
     instance: Any  # a fast_rows record or a ProcessInstance: the same attributes
     definition: LoadedDefinition
     tasks: list[Any]
+    remaining_minutes: int | None = None  # working time left on the process clock (read views only)
 
 
 def ordered(tasks: Iterable[Any]) -> list[Any]:
@@ -320,7 +321,11 @@ class InstanceService:
             if instance is None or not principal.sees(instance.tenant_id):
                 raise NotFound(f"process instance {instance_id} does not exist")
             definition = self.platform.specs.get(session, instance.definition_id)
-            return InstanceView(instance, definition, rows.open_tasks(session, instance_id))
+            remaining = None
+            if instance.due_at is not None and instance.status == RUNNING:
+                now = self.platform.clock.now()
+                remaining = self.platform.calendars.remaining_minutes(session, instance.tenant_id, now, instance.due_at)
+            return InstanceView(instance, definition, rows.open_tasks(session, instance_id), remaining)
 
     def list(
         self,

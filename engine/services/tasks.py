@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -43,7 +43,6 @@ from engine.services.auth import load_principal
 from engine.services.execution import RUNNING, Execution
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
-from engine.sla.calendar import UnknownCalendarYear
 from engine.sla.deadlines import stored_level
 from engine.sla.escalation import TASK, reached, schedule, unschedule_tasks
 from engine.store.models import (
@@ -138,11 +137,8 @@ class TaskService:
             now = self.platform.clock.now()
             remaining = None
             if row.due_at is not None and row.status == "ready":
-                calendar = self.platform.calendars.for_tenant(session, row.tenant_id)
-                with suppress(UnknownCalendarYear):  # a due time beyond the entered years shows no countdown
-                    remaining = int(
-                        calendar.working_time_between(row.paused_at or now, row.due_at).total_seconds() // 60
-                    )
+                since = row.paused_at or now
+                remaining = self.platform.calendars.remaining_minutes(session, row.tenant_id, since, row.due_at)
             return TaskView(row, instance, stored_level(row, now), data, form, remaining)
 
     # -- completing ----------------------------------------------------------------------------
