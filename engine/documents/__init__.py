@@ -1,0 +1,1 @@
+"""Loan contracts: templates, amounts and schedules, PDF conversion, electronic seals, verification."""
