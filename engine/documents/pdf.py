@@ -45,7 +45,11 @@ log = logging.getLogger(__name__)
 INSTALL_COMMAND = "apt-get install libreoffice-writer-nogui python3-uno fonts-noto-cjk fonts-liberation2 poppler-utils"
 WARM = "warm"
 ONE_SHOT = "one-shot"
-_ONE_SHOT_FILTER = 'pdf:writer_pdf_Export:{"SelectPdfVersion":{"type":"long","value":"2"}}'
+# PDF/A-2b; Word bookmarks become named destinations, so the sealer finds "贷款人（盖章）" without text extraction
+_ONE_SHOT_FILTER = (
+    'pdf:writer_pdf_Export:{"SelectPdfVersion":{"type":"long","value":"2"},'
+    '"ExportBookmarksToPDFDestination":{"type":"boolean","value":"true"}}'
+)
 _PDFA_PART = re.compile(rb'pdfaid:part(?:>|=["\'])2\b')
 _PDFA_CONFORMANCE = re.compile(rb'pdfaid:conformance(?:>|=["\'])B\b')
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 SERVER_PYTHON = "/usr/bin/python3"  # Debian's Python: the only one here that can `import uno`
 FONTS_CONF = Path(__file__).resolve().parent / "fonts" / "fonts.conf"
 WORD_IMPORT_FILTER = "MS Word 2007 XML"  # never let LibreOffice guess: it would render any bytes as text
-_PDFA2_OPTIONS = ["SelectPdfVersion=2"]
+_PDFA2_OPTIONS = ["SelectPdfVersion=2", "ExportBookmarksToPDFDestination=true"]
 _PROBE_TIMEOUT = 5.0  # one readiness/health probe
 _BACKSTOP_MARGIN = 15  # unoserver's own --conversion-timeout: only for when our watchdog cannot act
 _REAP_GRACE = 5.0  # for LibreOffice's own processes to be reaped by their parents
