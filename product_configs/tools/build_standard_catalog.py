@@ -102,6 +102,8 @@ class Product:
     name_in_seed: bool = False
     published: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
+    # Appended to source.note: what the product document should say beyond the illustrative figures.
+    note: str = ""
 
 
 def series_product(series: str, system: str, code: str, short_name: str, archetype: str, **kwargs: Any) -> Product:
@@ -415,7 +417,8 @@ PRODUCTS: tuple[Product, ...] = (
            description="与保险机构合作，面向已投保农业保险的农户和新型农业经营主体，以保单增信并约定保险赔款优先偿还贷款。"),
     policy("支农", "HAIYANGMUCHANG", "海洋牧场财补贷", A5, segments=("new_agri_entity", "small_business"),
            amount=(500_000, 10_000_000), term=(12, 36), spread=(0, 100), repayment=(IP, IM), guarantees=(PL, GU),
-           template="pledge", name_in_seed=True,
+           template="policy-guaranteed", name_in_seed=True,
+           note="收益权质押信息由核心系统质押登记提供，审批流程不采集质押物数据，合同采用政策性担保贷款借款合同文本",
            description="面向海洋牧场建设经营主体，以已获批的财政补助资金作为还款来源之一并办理收益权质押，支持人工鱼礁和深远海养殖设施建设。"),
     policy("支农", "LIANGSHIGUIMO", "粮食规模种植贷", A5, segments=("new_agri_entity", "farmer"),
            amount=(100_000, 3_000_000), term=(6, 12), spread=(0, 100), repayment=(IM, BL), guarantees=(PG, CR),
@@ -442,7 +445,8 @@ PRODUCTS: tuple[Product, ...] = (
          spread=(50, 250), repayment=(FX, EI), guarantees=(CR,), template="personal-credit",
          description="面向在本行代发工资的单位职工，依据代发工资数据自动测算额度，线上秒批秒贷、零人工干预。"),
     xekd("惠民", "ZHIYA", "质押e贷", A1, segments=("general", "merchant"), amount=(1_000, 3_000_000), term=(1, 36),
-         spread=(0, 100), repayment=(FX, BL), guarantees=(PL,), template="pledge",
+         spread=(0, 100), repayment=(FX, BL), guarantees=(PL,), template="personal-credit",
+         note="质押物信息由核心系统质押登记提供，线上流程不采集质押物数据，线上合同暂用个人信用借款合同文本",
          description="以本人在本行的存单、理财产品线上质押，质押率不超过质物价值的九成，期限不超过质物到期日。"),
     xekd("惠民", "ANJIE", "按揭e贷", A1, segments=("general", "salaried"), amount=(1_000, 200_000), term=(1, 36),
          spread=(50, 200), repayment=(EI,), guarantees=(CR,), template="personal-credit",
@@ -560,6 +564,8 @@ def _source(product: Product, parts: set[str]) -> dict[str, Any]:
         source["illustrative"] = illustrative
         labels = "、".join(LABELS[part] for part in illustrative)
         source["note"] = f"{labels}参照同类产品公开信息拟定，仅为示例，上线前须经省联社产品管理部门确认"
+    if product.note:
+        source["note"] = "；".join(part for part in (source.get("note"), product.note) if part)
     source["as_of"] = AS_OF
     return source
 
