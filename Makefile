@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint install bench clean
+# Contracts: LibreOffice (kept warm) for PDF/A, CJK fonts, poppler for checks, NSS tools for pdfsig's trust store.
+APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-noto-cjk fonts-liberation2 poppler-utils libnss3-tools
+
+.PHONY: run test lint install system-packages bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "CreditFlow needs Python 3.11")'
@@ -15,22 +18,35 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install
+# Installs the Debian packages when it can (root with apt-get); otherwise says exactly what is missing.
+system-packages:
+	@if command -v soffice >/dev/null && command -v pdftotext >/dev/null && command -v certutil >/dev/null \
+		&& fc-list | grep -q "Noto Serif CJK" && /usr/bin/python3 -c "import uno" 2>/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	else \
+		echo "Contracts need Debian packages that are missing. Install them with:"; \
+		echo "  sudo apt-get install --no-install-recommends $(APT_PACKAGES)"; exit 1; \
+	fi
+
+run: install system-packages
 	$(BIN)/creditflow db upgrade
 	$(BIN)/creditflow catalog load
 	$(BIN)/creditflow demo seed
+	$(BIN)/creditflow pki init
 	$(BIN)/creditflow serve
 
 lint: install
 	$(BIN)/ruff check .
 
-test: lint
+test: lint system-packages
 	$(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python bench/engine_throughput.py
 	$(BIN)/python bench/inbox.py
 	$(BIN)/python bench/escalation.py
+	$(BIN)/python bench/documents.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -17,6 +17,7 @@ from api.views import (
     api_keys,
     auth,
     definitions,
+    documents,
     health,
     incidents,
     instances,
@@ -68,7 +69,7 @@ def create_app(platform: Any) -> Flask:
     app.extensions["creditflow"] = platform
     api = CreditFlowApi(app)
     blueprints = (health, auth, definitions, instances, tasks, products, admin, organization, api_keys)
-    for module in (*blueprints, monitor, incidents, webhooks):
+    for module in (*blueprints, monitor, incidents, webhooks, documents):
         api.register_blueprint(module.blp)
     api.register_blueprint(tasks.files)
 

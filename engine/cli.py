@@ -448,6 +448,82 @@ def audit_verify(instance_id: str) -> None:
     sys.exit(1)
 
 
+@main.group()
+def pki() -> None:
+    """The development seal PKI (production keys are configured with CREDITFLOW_SEAL_CONFIG)."""
+
+
+@pki.command("init")
+@click.option("--json", "as_json", is_flag=True, help="Print what exists as JSON.")
+def pki_init(as_json: bool) -> None:
+    """Create (or complete) the development CA, TSA and one seal certificate per tenant. TEST ONLY keys."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from engine.documents.pki import BankIdentity, init_pki
+    from engine.store.models import Tenant
+
+    platform = _platform()
+    with platform.db.transaction() as session:
+        banks = [BankIdentity(t.code, t.name) for t in session.scalars(select(Tenant).order_by(Tenant.id))]
+    summary = init_pki(platform.settings.pki_path, banks, now=datetime.now(UTC))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"directory": str(summary.directory), "created": list(summary.created), "banks": list(summary.banks)},
+                ensure_ascii=False,
+            )
+        )
+        return
+    click.echo(f"development PKI in {summary.directory} (TEST ONLY): {len(summary.banks)} bank seal(s)")
+    click.echo(f"created: {', '.join(summary.created) or 'nothing, all present'}")
+
+
+def _report(report: dict[str, Any], as_json: bool, ok: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+    else:
+        click.echo(report["summary"])
+        for item in report.get("signatures") or report.get("checks") or []:
+            label = item.get("field_name") or item.get("name")
+            verdict = item.get("status") or ("ok" if item.get("ok") else "FAILED")
+            click.echo(f"  - {label}: {verdict}: {item.get('summary') or item.get('reason') or ''}")
+    sys.exit(0 if ok else 1)
+
+
+@main.group()
+def documents() -> None:
+    """Sealed contracts."""
+
+
+@documents.command("verify")
+@click.argument("file", type=click.File("rb"))
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def documents_verify(file: Any, as_json: bool) -> None:
+    """Check a sealed PDF's seals (signer, time, integrity, coverage); exit 1 unless valid."""
+    try:
+        report = _platform().documents.verify_bytes(file.read())
+    except CreditFlowError as exc:
+        _fail(exc)
+    _report(report, as_json, report["status"] == "valid")
+
+
+@main.group()
+def archive() -> None:
+    """Archived loan files."""
+
+
+@archive.command("verify")
+@click.argument("file", type=click.File("rb"))
+@click.option("--ca", type=click.File("rb"), help="Trust this root (PEM) instead of the platform's.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def archive_verify(file: Any, ca: Any, as_json: bool) -> None:
+    """Check an archive bag: no missing or extra file, hashes, the bank's signature and the timestamp."""
+    report = _platform().archives.verify_bytes(file.read(), ca.read() if ca is not None else None)
+    _report(report, as_json, report["ok"])
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="Run a single pass and exit (cron, tests).")
 @click.option("--interval", default=2.0, show_default=True, type=float, help="Seconds between passes.")
@@ -487,6 +563,7 @@ def serve(host: str, port: int, threads: int, with_scheduler: bool) -> None:
     server = create_server(create_app(platform), host=host, port=port, threads=threads, ident="creditflow")
     if with_scheduler:
         start_background(platform)
+    platform.documents.warm_up()  # the first contract should not wait for LibreOffice to start
     click.echo(f"CreditFlow API listening on http://{host}:{server.effective_port}/api/docs", nl=True)
     sys.stdout.flush()
     server.run()

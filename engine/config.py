@@ -23,6 +23,23 @@ class Settings:
     script_max_seconds: float = 1.0
     login_max_failures: int = 5  # failed passwords in a row that lock an account...
     lockout_minutes: int = 15  # ...for this long, so passwords cannot be guessed online
+    contracts_dir: Path = REPO_ROOT / "product_configs" / "contracts"
+    lpr_file: Path = REPO_ROOT / "product_configs" / "lpr.json"
+    pki_dir: Path | None = None  # the development PKI; default <data_dir>/pki
+    seal_config: Path | None = None  # production seal keys (key files or PKCS#11) and TSA URL
+    storage_url: str | None = None  # blob storage: default a folder under the data dir; s3://bucket/prefix
+    pdf_workers: int = 1  # warm LibreOffice processes per platform process
+    office_dir: Path | None = None  # their profiles and scratch files; default <data_dir>/office
+    retention_years_approved: int = 30  # a granted loan's file
+    retention_years_declined: int = 10  # a rejected, aborted or cancelled application's file
+
+    @property
+    def pki_path(self) -> Path:
+        return self.pki_dir or self.data_dir / "pki"
+
+    @property
+    def office_path(self) -> Path:
+        return self.office_dir or self.data_dir / "office"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -30,6 +47,12 @@ class Settings:
         database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'creditflow.db'}"
         secret = os.environ.get("CREDITFLOW_SECRET_KEY") or _local_secret(data_dir)
         values: dict[str, object] = {"database_url": database_url, "data_dir": data_dir, "secret_key": secret}
+        if os.environ.get("CREDITFLOW_SEAL_CONFIG"):
+            values["seal_config"] = Path(os.environ["CREDITFLOW_SEAL_CONFIG"])
+        if os.environ.get("CREDITFLOW_PKI_DIR"):
+            values["pki_dir"] = Path(os.environ["CREDITFLOW_PKI_DIR"])
+        if os.environ.get("CREDITFLOW_STORAGE_URL"):
+            values["storage_url"] = os.environ["CREDITFLOW_STORAGE_URL"]
         for name, variable in _INT_VARIABLES.items():
             if os.environ.get(variable):
                 values[name] = int(os.environ[variable])
@@ -40,6 +63,9 @@ class Settings:
 _INT_VARIABLES = {
     "login_max_failures": "CREDITFLOW_LOGIN_MAX_FAILURES",
     "lockout_minutes": "CREDITFLOW_LOCKOUT_MINUTES",
+    "pdf_workers": "CREDITFLOW_PDF_WORKERS",
+    "retention_years_approved": "CREDITFLOW_RETENTION_YEARS_APPROVED",
+    "retention_years_declined": "CREDITFLOW_RETENTION_YEARS_DECLINED",
 }
 
 

@@ -19,10 +19,12 @@ from engine.runtime.demo_connectors import register_demo_connectors
 from engine.runtime.sandbox import RestrictedEnvironment, ScriptLimits, check_source
 from engine.runtime.workflow_state import CreditFlowScriptEngine
 from engine.services.api_keys import ApiKeyService
+from engine.services.archives import ArchiveService, archive_instance
 from engine.services.auth import AuthService
 from engine.services.calendars import CalendarService
 from engine.services.definitions import DefinitionService
-from engine.services.execution import TIMER
+from engine.services.documents import DocumentService, register_contract_connectors
+from engine.services.execution import ARCHIVE, TIMER
 from engine.services.incidents import IncidentService
 from engine.services.instances import InstanceService
 from engine.services.monitor import MonitorService
@@ -53,6 +55,9 @@ class CreditFlow:
             connectors = ConnectorRegistry()
             register_demo_connectors(connectors)
         self.connectors = connectors
+        self.documents = DocumentService(self)
+        self.archives = ArchiveService(self)
+        register_contract_connectors(connectors, self.documents)
         self.rules = RuleEngine()
         self.script_engine = CreditFlowScriptEngine(
             RestrictedEnvironment(limits=ScriptLimits(max_seconds=settings.script_max_seconds)), connectors, self.rules
@@ -75,6 +80,7 @@ class CreditFlow:
         self.jobs.register(START_TIMER, fire_start_timer)
         self.jobs.register(ESCALATE, escalate)
         self.jobs.register(DELIVER, deliver)
+        self.jobs.register(ARCHIVE, archive_instance)
 
     @staticmethod
     def check_expression(source: str, mode: str) -> str | None:

@@ -73,7 +73,6 @@ def connectors() -> ConnectorRegistry:
 
     registry = ConnectorRegistry()
     registry.register("credit_bureau/score", bureau)
-    registry.register("documents/contract", demo_connectors.contract)
     registry.register("core_banking/disburse", demo_connectors.disburse)
     registry.register("core_banking/renew", demo_connectors.renew)
     registry.register("guarantee/apply", demo_connectors.guarantee_apply)
@@ -85,9 +84,22 @@ def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 12, 1, 1, 0, tzinfo=UTC))
 
 
+@pytest.fixture(scope="session")
+def documents_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One development PKI (banks get their seal on first use) and one warm LibreOffice for the run:
+    starting either per test would cost seconds each."""
+    from engine.documents.pki import init_pki
+
+    pki = tmp_path_factory.mktemp("pki")
+    init_pki(pki, [], now=datetime.now(UTC))
+    return {"pki_dir": pki, "office_dir": tmp_path_factory.mktemp("office")}
+
+
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path, secret_key="test-secret-key-" + "x" * 32)
+def settings(database_url: str, tmp_path: Path, documents_dirs: dict[str, Path]) -> Settings:
+    return Settings(
+        database_url=database_url, data_dir=tmp_path, secret_key="test-secret-key-" + "x" * 32, **documents_dirs
+    )
 
 
 @pytest.fixture
@@ -167,3 +179,19 @@ def bank_card(base: str = "622202020011234567") -> str:
     digits = [int(c) for c in base]
     total = sum(d if i % 2 else (d * 2 - 9 if d * 2 > 9 else d * 2) for i, d in enumerate(reversed(digits)))
     return base + str((10 - total % 10) % 10)
+
+
+def pdfsig(pdf: bytes, ca_pem: bytes, workdir: Path) -> str:
+    """What poppler's pdfsig says of ``pdf`` when its NSS store trusts ``ca_pem`` (as a bank's
+    auditors would set it up: NSS checks document signers as e-mail signers, hence the S/MIME flag)."""
+    import subprocess
+
+    nss = workdir / "nss"
+    nss.mkdir()
+    (workdir / "ca.pem").write_bytes(ca_pem)
+    (workdir / "checked.pdf").write_bytes(pdf)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True, capture_output=True)
+    trust = ["certutil", "-A", "-d", f"sql:{nss}", "-n", "creditflow-root", "-t", ",C,", "-i", str(workdir / "ca.pem")]
+    subprocess.run(trust, check=True, capture_output=True)
+    command = ["pdfsig", "-nssdir", f"sql:{nss}", str(workdir / "checked.pdf")]
+    return subprocess.run(command, capture_output=True, text=True).stdout

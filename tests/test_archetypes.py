@@ -84,9 +84,15 @@ def connectors(ledger: dict[str, list[Any]]) -> ConnectorRegistry:
             raise ConnectorError("征信系统 5 秒内未响应")
         return {"score": SCORES.get(id_number, 700)}
 
-    def contract(product: str, amount: str) -> dict[str, Any]:
-        ledger["contracts"].append((product, amount))
-        return {"contract_id": f"HT-{product}-{len(ledger['contracts']):04d}"}
+    # The signing step's own connectors run for real in test_product_runs and test_contracts; here,
+    # where archetypes run without a product (so without a template or a bank), they only record.
+    def generate(task: Any) -> dict[str, Any]:
+        ledger["contracts"].append((task.data["product"]["code"], str(task.data["approved_amount"])))
+        number = f"HT-{task.data['product']['code']}-{len(ledger['contracts']):04d}"
+        return {"document_id": f"doc-{number}", "contract_no": number}
+
+    def seal(task: Any, document_id: str) -> dict[str, Any]:
+        return {"document_id": f"{document_id}-sealed"}
 
     def disburse(amount: str, account: str) -> dict[str, Any]:
         if account == FLAKY_ACCOUNT and account not in ledger["refused"]:
@@ -106,7 +112,8 @@ def connectors(ledger: dict[str, list[Any]]) -> ConnectorRegistry:
 
     registry = ConnectorRegistry()
     registry.register("credit_bureau/score", bureau)
-    registry.register("documents/contract", contract)
+    registry.register("contract.generate", generate, with_task=True)
+    registry.register("contract.seal", seal, with_task=True)
     registry.register("core_banking/disburse", disburse)
     registry.register("core_banking/renew", renew)
     registry.register("guarantee/apply", guarantee_apply)
@@ -341,7 +348,8 @@ def test_a1_approves_and_disburses_without_any_human_task(a1: CreditFlow, ledger
     assert data["bureau"] == {"score": 720} and data["access"]["outcome"] == "approve"
     assert data["scorecard"] == {"score": 86} and data["pricing"] == {"limit": 200000, "rate_bp": 45}
     assert data["approved_amount"] == "50000.00"
-    assert data["contract"]["contract_id"].startswith("HT-XEKD-001-")
+    assert data["contract"]["contract_no"].startswith("HT-XEKD-001-")
+    assert data["sealed_contract"] == {"document_id": f"doc-{data['contract']['contract_no']}-sealed"}
     assert data["disbursement"]["disbursement_id"] == "FK-0001"
     assert ledger["disbursements"] == [("50000.00", "6222021234567890128")]
     assert events(a1, view, "task_created") == []

@@ -20,7 +20,7 @@ from api.security import AUTHENTICATED, PUBLIC_ENDPOINTS
 from engine.container import CreditFlow
 from engine.org.roles import permissions_of
 from engine.services.auth import hash_password
-from engine.store.models import Incident, OrgUnit, User, UserGroup
+from engine.store.models import ArchivePackage, Document, Incident, OrgUnit, User, UserGroup
 from tests.conftest import PASSWORD, ApiClient, deploy, login
 from tests.test_products import catalog  # noqa: F401 - fixture
 
@@ -102,6 +102,31 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         session.add(incident)
         session.flush()
         incident_id = incident.id
+        blob = platform.documents.storage.put("documents/test/contract", "%PDF-1.7 contract of 陵源客户".encode())
+        document_id = str(uuid.uuid4())
+        fields = {"tenant_id": tenant_id, "instance_id": started["id"], "size": blob.size, "sha256": blob.sha256}
+        session.add(
+            Document(
+                id=document_id,
+                kind="contract_pdf",
+                name="c.pdf",
+                media_type="application/pdf",
+                **fields,
+                storage_key=blob.key,
+                created_at=now,
+            )
+        )
+        session.add(
+            ArchivePackage(
+                outcome="cancelled",
+                name="a.zip",
+                storage_key=blob.key,
+                file_count=1,
+                retention_until=now.date(),
+                created_at=now,
+                **fields,
+            )
+        )
     with platform.db.transaction() as session:
         unit = session.scalars(select(OrgUnit.id).where(OrgUnit.code == "ly-chengguan")).one()
         group = session.scalars(select(UserGroup.id).where(UserGroup.code == "ly-credit-committee")).one()
@@ -115,6 +140,7 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         "key_id": key["id"],
         "webhook_id": hook["id"],
         "incident_id": incident_id,
+        "document_id": document_id,
         "code": "LY-X",
         "unit_id": unit,
         "group_id": group,
@@ -132,6 +158,7 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         "key_id": 999999,
         "webhook_id": 999999,
         "incident_id": 999999,
+        "document_id": str(uuid.uuid4()),
         "code": "NO-SUCH-PRODUCT",
         "unit_id": 999999,
         "group_id": 999999,

@@ -201,7 +201,7 @@ def test_several_scheduler_processes_handle_every_due_job_exactly_once(
             principal_of(catalog, "ly_officer"),
             "LY-DAINONG",
             applicant={**applicant(), "name": f"客户{n}"},
-            data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+            data={"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"},
         )
         for n in range(8)
     ]

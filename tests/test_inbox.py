@@ -170,7 +170,7 @@ def test_a_product_can_send_a_lane_to_the_head_office_with_candidate_groups_and_
         principal_of(catalog, "ly_officer"),
         "LY-DAINONG-HQ",
         applicant=applicant(),
-        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"},
     )
     co = next(t for t in view.tasks if t.bpmn_id == "co_investigation")
     assert (co.role, co.org_unit_id, co.priority) == ("co_investigator", unit_id(catalog, "ly-hq"), 90)

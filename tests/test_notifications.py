@@ -374,7 +374,7 @@ def escalating(seeded: CreditFlow, tmp_path: Path) -> CreditFlow:
     seeded.products.clone(officer, "FND-DAINONG", code="LY-DAINONG", name=None, overrides=limits)
     seeded.products.publish(officer, "LY-DAINONG")
     applicant = {"name": "王小二", "id_number": ID_NUMBER, "mobile": "13800138000"}
-    data = {"amount": "800000.00", "term_months": 12, "account": bank_card()}
+    data = {"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"}
     seeded.products.apply(officer, "LY-DAINONG", applicant=applicant, data=data)
     return seeded
 

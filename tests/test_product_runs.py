@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 from lxml import etree
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs
 from engine.clock import FrozenClock
@@ -36,15 +36,17 @@ from engine.container import CreditFlow
 from engine.errors import Conflict
 from engine.forms.formats import FORMAT_CHECKER, age_on
 from engine.forms.validation import validate_form_data
+from engine.org.roles import ALL_PERMISSIONS
 from engine.runtime import demo_connectors
 from engine.runtime.connectors import ConnectorRegistry
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
 from engine.store.db import Database
-from engine.store.models import Base
+from engine.store.models import Base, Tenant
 from tests.conftest import PG_URL, bureau
 
 SYSTEM = Principal.system()
+LENDER_CODE = "bank-lingyuan"
 ROOT = Path(__file__).resolve().parents[1]
 FORMS_DIR = ROOT / "forms"
 RULES_DIR = ROOT / "product_configs" / "rules"
@@ -394,7 +396,6 @@ def _connectors() -> ConnectorRegistry:
     """The conftest's deterministic connectors: the test bureau and the demo services."""
     registry = ConnectorRegistry()
     registry.register("credit_bureau/score", bureau)
-    registry.register("documents/contract", demo_connectors.contract)
     registry.register("core_banking/disburse", demo_connectors.disburse)
     registry.register("core_banking/renew", demo_connectors.renew)
     registry.register("guarantee/apply", demo_connectors.guarantee_apply)
@@ -402,7 +403,9 @@ def _connectors() -> ConnectorRegistry:
 
 
 @pytest.fixture(scope="module")
-def shared(migrated_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CreditFlow]:
+def shared(
+    migrated_template: str, tmp_path_factory: pytest.TempPathFactory, documents_dirs: dict[str, Path]
+) -> Iterator[CreditFlow]:
     """A fresh database for this module with the bpmn/ bundle deployed once."""
     data_dir = tmp_path_factory.mktemp("product_runs")
     if PG_URL:
@@ -415,12 +418,21 @@ def shared(migrated_template: str, tmp_path_factory: pytest.TempPathFactory) -> 
     else:
         shutil.copy(migrated_template, data_dir / "creditflow.db")
         url = f"sqlite:///{data_dir / 'creditflow.db'}"
-    settings = Settings(database_url=url, data_dir=data_dir, secret_key="test-secret-key-" + "x" * 32)
+    settings = Settings(database_url=url, data_dir=data_dir, secret_key="test-secret-key-" + "x" * 32, **documents_dirs)
     platform = CreditFlow(settings, clock=FrozenClock(TODAY), connectors=_connectors())
+    with platform.db.transaction(write=True) as session:
+        session.add(Tenant(code=LENDER_CODE, name="陵源农商银行", kind="bank", created_at=TODAY))
     files = sorted(platform.settings.bpmn_dir.glob("*.bpmn"))
     platform.definitions.deploy(SYSTEM, [(f.name, f.read_bytes()) for f in files])
     yield platform
     platform.close()
+
+
+def lender(platform: CreditFlow) -> Principal:
+    """The bank taking the applications (through its channel): its seal goes on the contracts."""
+    with platform.db.transaction() as session:
+        tenant_id = session.scalars(select(Tenant.id).where(Tenant.code == LENDER_CODE)).one()
+    return Principal(user_id=None, username="channel", tenant_id=tenant_id, permissions=ALL_PERMISSIONS)
 
 
 def publish(platform: CreditFlow, code: str, tmp_path: Path) -> None:
@@ -454,7 +466,7 @@ def test_every_standard_product_reaches_an_approved_end(shared: CreditFlow, tmp_
     archetype = ARCHETYPES[product["archetype"]]
     publish(shared, code, tmp_path)
     applicant, data = application(product)
-    view = shared.products.apply(SYSTEM, code, applicant=applicant, data=data, business_key=f"RUN-{code}")
+    view = shared.products.apply(lender(shared), code, applicant=applicant, data=data, business_key=f"RUN-{code}")
     view, steps = drive(shared, view)
     end = end_of(shared, view)
     assert end in ends(archetype, "approved"), (code, end, steps, view.instance.data.get("access"))
@@ -501,7 +513,7 @@ def instant(shared: CreditFlow, tmp_path: Path) -> CreditFlow:
 
 def apply_instant(platform: CreditFlow, key: str, **changes: Any) -> InstanceView:
     applicant, data = application(CATALOG[INSTANT], **changes)
-    return platform.products.apply(SYSTEM, INSTANT, applicant=applicant, data=data, business_key=key)
+    return platform.products.apply(lender(platform), INSTANT, applicant=applicant, data=data, business_key=key)
 
 
 def test_instant_product_approves_and_disburses_without_a_human(instant: CreditFlow) -> None:
@@ -515,8 +527,12 @@ def test_instant_product_approves_and_disburses_without_a_human(instant: CreditF
     rates = CATALOG[INSTANT]["rule_parameters"]
     assert rates["min_rate_bp"] <= data["pricing"]["rate_bp"] <= rates["max_rate_bp"]
     assert limit <= rates["max_amount"]
-    # the contract service is asked for this product's contract, by code, for the approved amount
-    assert data["contract"] == demo_connectors.contract(INSTANT, data["approved_amount"])
+    # the contract is the product's template filled for the approved amount, sealed by the lending bank
+    documents = {d.kind: d for d in instant.documents.list(SYSTEM, view.instance.id)}
+    assert data["contract"]["template"] == CATALOG[INSTANT]["contract_template"]
+    assert data["contract"]["document_id"] == documents["contract_pdf"].id
+    assert data["sealed_contract"]["document_id"] == documents["contract_sealed"].id
+    assert instant.documents.verify(SYSTEM, documents["contract_sealed"].id)["status"] == "valid"
     assert data["disbursement"] == demo_connectors.disburse(data["approved_amount"], data["account"])
     assert events(instant, view, "task_created") == []
     evaluated = [e.bpmn_id for e in events(instant, view, "rule_evaluated")]

@@ -69,7 +69,7 @@ def test_an_application_keeps_the_version_it_started_on(catalog: CreditFlow) -> 
         SYSTEM,
         "FND-DAINONG",
         applicant=applicant(),
-        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"},
     )
     assert view.instance.status == "running" and view.tasks
     edit_draft(catalog, "FND-DAINONG", lambda d: d["parameters"]["term_months"].update(max=30))
@@ -91,7 +91,7 @@ def test_applications_outside_the_product_limits_are_refused(catalog: CreditFlow
             SYSTEM,
             "FND-DAINONG",
             applicant=applicant(),
-            data={"amount": "1.00", "term_months": 999, "account": bank_card()},
+            data={"amount": "1.00", "term_months": 999, "account": bank_card(), "purpose": "购买生产资料"},
         )
     assert {p["field"] for p in caught.value.problems} == {"data.amount", "data.term_months"}
     with catalog.db.transaction() as session:
@@ -126,7 +126,7 @@ def test_products_over_http(catalog: CreditFlow, app: Any, api: ApiClient) -> No
         "/api/v1/products/FND-DAINONG/applications",
         json={
             "applicant": applicant(),
-            "data": {"amount": "600000.00", "term_months": 24, "account": bank_card()},
+            "data": {"amount": "600000.00", "term_months": 24, "account": bank_card(), "purpose": "购买生产资料"},
             "business_key": "APP-7",
         },
     )
@@ -167,7 +167,7 @@ def local_application(catalog: CreditFlow, overrides: dict[str, Any]) -> Any:
         bank,
         "LY-DAINONG",
         applicant=applicant(),
-        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"},
     )
 
 
@@ -282,7 +282,7 @@ def test_the_age_rules_read_comes_from_the_id_number_and_bad_ids_are_refused(cat
         SYSTEM,
         "FND-DAINONG",
         applicant=applicant(),
-        data={"amount": "800000.00", "term_months": 12, "age": 30, "account": bank_card()},
+        data={"amount": "800000.00", "term_months": 12, "age": 30, "account": bank_card(), "purpose": "购买生产资料"},
     )
     assert view.instance.data["age"] == 46  # born 1980-01-01; the clock says 2026-12-01
     with pytest.raises(InvalidInput) as caught:
@@ -290,7 +290,7 @@ def test_the_age_rules_read_comes_from_the_id_number_and_bad_ids_are_refused(cat
             SYSTEM,
             "FND-DAINONG",
             applicant={**applicant(), "id_number": "370102198001011230"},
-            data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+            data={"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"},
         )
     assert [p["field"] for p in caught.value.problems] == ["applicant.id_number"]
 
@@ -315,7 +315,8 @@ def test_an_application_missing_what_its_process_needs_is_refused(catalog: Credi
             applicant={**applicant(), "mobile": "123"},
             data={"amount": "800000.00", "term_months": 12},
         )
-    assert {p["field"] for p in caught.value.problems} == {"data.account", "applicant.mobile"}
+    # the account the process needs, and the loan purpose its contract prints (借款用途)
+    assert {p["field"] for p in caught.value.problems} == {"data.account", "applicant.mobile", "data.purpose"}
 
 
 def test_a_product_maps_the_archetype_lanes_and_task_forms_to_its_own(catalog: CreditFlow, seeded: CreditFlow) -> None:
@@ -362,7 +363,7 @@ def test_step_and_process_time_limits_are_computed_in_working_time_when_work_ope
         bank,
         "LY-DAINONG",
         applicant=applicant(),
-        data={"amount": "800000.00", "term_months": 12, "account": bank_card()},
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"},
     )
     task = next(t for t in view.tasks if t.bpmn_id == "main_investigation")
     beijing = timedelta(hours=8)

@@ -40,6 +40,7 @@ from engine.documents.seal_image import seal_png
 from engine.documents.sealing import SEAL_POINTS, Sealer, SealingError, SealResult
 from engine.documents.timestamps import LocalTimeStamper, timestamp_token, timestamper, tsa_wsgi_app
 from engine.documents.verification import verify_pdf
+from tests.conftest import pdfsig
 
 LINGYUAN = BankIdentity("bank-lingyuan", "陵源农商银行")
 QINGHE = BankIdentity("bank-qinghe", "清河农商银行")
@@ -478,30 +479,7 @@ def test_truncated_sealed_pdf_and_unsigned_pdf(sealed: SealResult, contract_pdfs
 def test_pdfsig_with_the_dev_root_in_nss_reports_valid_and_trusted(
     sealed: SealResult, pki_dir: Path, tmp_path: Path
 ) -> None:
-    nss = tmp_path / "nss"
-    nss.mkdir()
-    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True, capture_output=True)
-    # the second trust flag is S/MIME: NSS checks document signers as e-mail signers, so "C,," would not do
-    subprocess.run(
-        [
-            "certutil",
-            "-A",
-            "-d",
-            f"sql:{nss}",
-            "-n",
-            "creditflow-dev-root",
-            "-t",
-            ",C,",
-            "-i",
-            str(pki_dir / "root-ca.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (tmp_path / "sealed.pdf").write_bytes(sealed.pdf)
-    output = subprocess.run(
-        ["pdfsig", "-nssdir", f"sql:{nss}", str(tmp_path / "sealed.pdf")], capture_output=True, text=True
-    ).stdout
+    output = pdfsig(sealed.pdf, (pki_dir / "root-ca.pem").read_bytes(), tmp_path)
     assert "Signature is Valid." in output, output
     assert "Certificate is Trusted." in output, output
     assert "陵源农商银行电子合同专用章" in output

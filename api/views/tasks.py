@@ -5,11 +5,11 @@ comment, attach, bulk)."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
+from api.files import file_response
 from api.rows import inbox_row, task_row
 from api.schemas import (
     AssignSchema,
@@ -251,11 +251,7 @@ def attach(task_id: str) -> Any:
 @requires(TASKS_READ)
 def download(attachment_id: str) -> Response:
     found = _service().attachment(current_principal(), attachment_id)
-    response = Response(found.content, mimetype="application/octet-stream")
-    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(found.filename, safe='')}"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Digest"] = f"sha-256={found.sha256}"
-    return response
+    return file_response(found.content, found.filename, "application/octet-stream", found.sha256)
 
 
 def _row(view: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Connectors the demo processes call, standing in for the credit bureau, core banking, the
-contract service and the guarantee company until the real integrations are configured.
+"""Connectors the demo processes call, standing in for the credit bureau, core banking and the
+guarantee company until the real integrations are configured.
 
 They are deterministic so that demos give the same answer every time; they are registered only
 when no connector registry is supplied (``make run``), never in production wiring.
@@ -31,10 +31,6 @@ def bureau_score(id_number: str) -> dict[str, Any]:
     return {"score": score, "source": "demo"}
 
 
-def contract(product: str, amount: str) -> dict[str, Any]:
-    return {"contract_id": _reference("HT", product, amount), "source": "demo"}
-
-
 def disburse(amount: str, account: str) -> dict[str, Any]:
     if not account:
         raise ConnectorError("no disbursement account", code="ACCOUNT_MISSING")
@@ -51,7 +47,6 @@ def guarantee_apply(amount: str, id_number: str) -> dict[str, Any]:
 
 def register_demo_connectors(registry: ConnectorRegistry) -> None:
     registry.register("credit_bureau/score", bureau_score)
-    registry.register("documents/contract", contract)
     registry.register("core_banking/disburse", disburse)
     registry.register("core_banking/renew", renew)
     registry.register("guarantee/apply", guarantee_apply)

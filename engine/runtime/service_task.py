@@ -30,8 +30,7 @@ class ConnectorServiceTask(ServiceTask):
         engine = task.workflow.script_engine
         params = {name: value["value"] for name, value in self.evaluate_params(task).items()}
         try:
-            connector = engine.connectors.get(self.operation_name)
-            task.data[self.result_variable] = connector(**params)
+            task.data[self.result_variable] = engine.connectors.call(self.operation_name, task, params)
             return True
         except Exception as exc:
             code = getattr(exc, "code", None) or DEFAULT_ERROR_CODE

@@ -8,6 +8,7 @@ is a business outcome, not a crash: the instance is saved in ``error`` status wi
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,20 @@ from engine.store.fast_rows import FastRows
 from engine.store.models import HumanTask, TaskCandidate
 
 RUNNING, COMPLETED, CANCELLED, ERROR = "running", "completed", "cancelled", "error"
+ENDED = (COMPLETED, CANCELLED)
 TIMER = "timer"  # the job kind of an instance's earliest waiting timer (engine/jobs/timers.py)
+ARCHIVE = "archive"  # the job kind that archives an ended instance's loan file (engine/services/archives.py)
+
+_RUNNING: ContextVar[Execution | None] = ContextVar("creditflow_execution", default=None)
+
+
+def current_execution() -> Execution:
+    """The instance change the engine is running in this context: connectors that work on the
+    instance itself (the contract steps) write their documents and journal entries through it."""
+    execution = _RUNNING.get()
+    if execution is None:
+        raise RuntimeError("no instance change is running in this context")
+    return execution
 
 
 @dataclass
@@ -62,9 +76,13 @@ class Execution:
     _closed: list[Any] = field(default_factory=list, repr=False)
     _assignment: Assignment | None = field(default=None, repr=False)
     _timer_at: datetime | None = field(default=None, repr=False)  # the timer job's due time as loaded
+    _ended: bool = field(default=False, repr=False)  # the instance had ended when it was loaded
+    # documents made during this change (the contract steps), written after the instance row
+    documents: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._timer_at = self.instance.next_timer_at
+        self._ended = self.instance.status in ENDED
 
     @property
     def assignment(self) -> Assignment:
@@ -93,12 +111,15 @@ class Execution:
     def run(self, action: Callable[[], Any] | None = None) -> None:
         """Apply ``action`` (e.g. completing a user task), then run the engine until it waits."""
         error: dict[str, Any] | None = None
+        running = _RUNNING.set(self)
         try:
             if action is not None:
                 action()
             self.workflow.do_engine_steps(did_complete_task=self._observe)
         except SpiffWorkflowException as exc:
             error = describe_error(exc)
+        finally:
+            _RUNNING.reset(running)
         instance = self.instance
         if error is not None:
             instance.status, instance.error = ERROR, error
@@ -132,6 +153,10 @@ class Execution:
             self.rows.insert_instance(self.session, instance)
         else:
             self.rows.update_instance(self.session, instance)
+        if self.documents:
+            self.session.add_all(self.documents.values())
+            self.session.flush()
+            self.documents = {}
         self.rows.close_tasks(self.session, self._closed)
         self.rows.insert_tasks(self.session, self._created)
         self._write_reopened()
@@ -163,8 +188,12 @@ class Execution:
                 schedule(session, TASK, row, instance, self.now)
         if self.is_new and instance.status == RUNNING:
             schedule(session, PROCESS, instance, instance, self.now)
-        elif instance.status in (COMPLETED, CANCELLED) and not self.is_new and (instance.warn_at or instance.due_at):
+        elif instance.status in ENDED and not self.is_new and (instance.warn_at or instance.due_at):
             unschedule_process(session, instance.id)
+        # the loan file is complete: archive it (a process of no bank and no product has no loan file)
+        if instance.status in ENDED and not self._ended and (instance.tenant_id or instance.product_version_id):
+            enqueue(session, ARCHIVE, self.now, self.now, tenant_id=instance.tenant_id, instance_id=instance.id)
+            self._ended = True
 
     def _write_reopened(self) -> None:
         """A returned-to task keeps its row (and id): it is opened again, with a fresh offer."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs, validate_product_config
+from engine.catalog.data_paths import archetype_data_paths
 from engine.catalog.merge_patch import dotted, leaves, merge_patch, value_at
 from engine.config import REPO_ROOT
 from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFound
@@ -59,6 +61,7 @@ class Binding:
     derived_forms: dict[str, FormDefinition]
     time_limits: dict[str, Any] = field(default_factory=dict)  # the config's time_limits section
     assignment: dict[str, dict[str, Any]] = field(default_factory=dict)  # lane -> scope, priority, candidates
+    contract: dict[str, Any] = field(default_factory=dict)  # code, name, contract_template, parameters
 
     def limit(self, step: str | None, hours: WorkingHours) -> TimeLimit | None:
         """A step's (or, for ``None``, the process's) limit; a working day lasts the tenant's hours."""
@@ -144,6 +147,13 @@ class ProductService:
             decisions, rule_problems = self._build_decisions(session, config)
             if rule_problems:
                 raise InvalidModel(f"the rule decisions of product {code} do not pass", rule_problems)
+            problems = (
+                self.platform.documents.template_problems(config, self._data_paths(config))
+                if self.signs_contract(config["archetype"])
+                else []
+            )
+            if problems:
+                raise InvalidInput(f"the contract template of product {code} cannot be filled", problems)
             digest = _sha256(
                 {"config": config, "definition": definition.id, "decisions": decisions, "base": product.base_version_id}
             )
@@ -449,22 +459,53 @@ class ProductService:
             "product": {"code": code, "version": version.version, "name": config["name"]},
         }
         start_form = self._start_forms().get(config["archetype"])
-        if start_form is not None and (missing := validate_form_data(start_form, start_data)):
-            raise InvalidInput(
-                f"the application lacks what process {config['archetype']} needs",
-                [
-                    {**p, "field": p["field"] if p["field"].startswith("applicant") else f"data.{p['field']}"}
-                    for p in missing
-                ],
-            )
+        if start_form is not None:
+            problems = [
+                {**p, "field": p["field"] if p["field"].startswith("applicant") else f"data.{p['field']}"}
+                for p in validate_form_data(start_form, start_data)
+            ]
+            if self.signs_contract(config["archetype"]):  # and what only the applicant can give the contract
+                fields = set(start_form.schema.get("properties") or {})
+                named = {p["field"] for p in problems}
+                contract = self.platform.documents.application_problems(config, start_data, fields)
+                problems += [p for p in contract if p["field"] not in named]
+            if problems:
+                raise InvalidInput(f"the application lacks what product {code} needs", problems)
         return self.platform.instances.start(
             principal, binding=binding, business_key=business_key, data=start_data, org_unit=org_unit
         )
 
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        """The archetype manifest (``bpmn/archetypes.json``)."""
+        return json.loads((self.platform.settings.bpmn_dir / "archetypes.json").read_text(encoding="utf-8"))
+
+    def end_outcomes(self, key: str) -> dict[str, str]:
+        """End event id -> approved | rejected | aborted, for an archetype (empty for other processes)."""
+        entry = next((a for a in self.manifest["archetypes"] if a["key"] == key), None)
+        return {e["id"]: e["outcome"] for e in entry["end_events"]} if entry else {}
+
+    def signs_contract(self, key: str) -> bool:
+        """Whether the archetype has a signing step (``contract.generate``): a2 grants credit lines
+        and a7 renews through core banking, neither prints a contract here."""
+        entry = next((a for a in self.manifest["archetypes"] if a["key"] == key), None)
+        return entry is not None and any(c["connector"] == "contract.generate" for c in entry["connectors"])
+
+    def _data_paths(self, config: dict[str, Any]) -> set[str]:
+        """What the product's applications carry at signing: what its contract template may use."""
+        derived = self.derived_forms(config)
+
+        def schema(name: str) -> dict[str, Any]:
+            return (derived.get(name) or self.platform.forms.get(name)).schema
+
+        entry = next(a for a in self.manifest["archetypes"] if a["key"] == config["archetype"])
+        xml = (self.platform.settings.bpmn_dir / entry["file"]).read_bytes()
+        return archetype_data_paths(self.manifest, config["archetype"], config, schema, xml)
+
     def _start_forms(self) -> dict[str, FormDefinition]:
         """What each archetype needs to start (the manifest's ``start_data`` schemas), as forms."""
         if self._start is None:
-            manifest = json.loads((self.platform.settings.bpmn_dir / "archetypes.json").read_text(encoding="utf-8"))
+            manifest = self.manifest
             self._start = {
                 entry["key"]: FormDefinition(
                     name=f"start:{entry['key']}",
@@ -492,6 +533,7 @@ class ProductService:
                 self.derived_forms(version.config),
                 dict(version.config.get("time_limits") or {}),
                 dict(bindings.get("assignment") or {}),
+                {k: version.config[k] for k in ("code", "name", "contract_template", "parameters")},
             )
             rules = self.platform.rules
             for key in found.decisions.values():

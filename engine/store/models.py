@@ -544,3 +544,43 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Document(Base):
+    """A file the platform made for an instance (a contract as Word, as PDF, sealed). The bytes sit
+    in blob storage under ``storage_key``; the row keeps what proves them: size and SHA-256."""
+
+    __tablename__ = "document"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # contract_docx | contract_pdf | contract_sealed
+    name: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(512))
+    contract_no: Mapped[str | None] = mapped_column(String(64), index=True)
+    template: Mapped[str | None] = mapped_column(String(64))
+    source_id: Mapped[str | None] = mapped_column(ForeignKey("document.id"))  # what it was made from
+    bpmn_id: Mapped[str | None] = mapped_column(String(255))  # the service task that made it
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)  # e.g. the seal's signer and time
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ArchivePackage(Base):
+    """The archived loan file of an ended instance: one BagIt zip, written once, kept until
+    ``retention_until``; its SHA-256 here lets anyone check the stored copy."""
+
+    __tablename__ = "archive_package"
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(32))  # approved | rejected | aborted | cancelled | completed
+    name: Mapped[str] = mapped_column(String(255))
+    storage_key: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    file_count: Mapped[int] = mapped_column(Integer)
+    timestamped_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the TSA's time on the manifest
+    retention_until: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,249 @@
+"""Archiving the loan file of an ended instance, and reading the archive back.
+
+Ending an instance (completed at any end event, or cancelled) writes an ``archive`` job in the same
+transaction (``Execution._schedule_jobs``); the scheduler builds the bag: the instance's documents,
+each completed task's form data, the rule results, the whole audit trail and a README for
+auditors, with the tag manifest sealed by the bank (CMS) and timestamped (RFC 3161). The bag goes
+to blob storage, the record and an ``archived`` audit event commit with the job's completion fence.
+A failure is retried by the job table with backoff and raises an incident after the last retry;
+the instance itself is untouched either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.archive.bag import BagFile, auditor_readme, build_bag
+from engine.archive.verification import verify_bag
+from engine.errors import NotFound
+from engine.jobs.queue import AcquiredJob
+from engine.services.documents import lending_tenant
+from engine.services.execution import CANCELLED
+from engine.services.principal import Principal
+from engine.store.models import ArchivePackage, AuditEvent, Document, ProcessDefinition, ProcessInstance
+
+if TYPE_CHECKING:
+    from engine.container import CreditFlow
+
+APPROVED = "approved"
+
+
+@dataclass(frozen=True)
+class ArchiveView:
+    instance_id: str
+    outcome: str
+    name: str
+    size: int
+    sha256: str
+    file_count: int
+    timestamped_at: datetime | None
+    retention_until: date
+    created_at: datetime
+
+
+def _view(row: ArchivePackage) -> ArchiveView:
+    return ArchiveView(
+        row.instance_id,
+        row.outcome,
+        row.name,
+        row.size,
+        row.sha256,
+        row.file_count,
+        row.timestamped_at,
+        row.retention_until,
+        row.created_at,
+    )
+
+
+class SealManifestSigner:
+    """Signs a bag's tag manifest with the bank's seal (whatever holds the key: file or token)."""
+
+    def __init__(self, platform: CreditFlow, bank: dict[str, str]) -> None:
+        documents = platform.documents
+        self._signer = documents.seal_signer(bank)
+        self._timestamp = documents.timestamp_token
+        self.ca_pem = documents.root_pem
+
+    def sign(self, data: bytes) -> bytes:
+        return asyncio.run(self._signer.async_sign_general_data(data, "sha256", detached=True)).dump()
+
+    def timestamp(self, data: bytes) -> bytes:
+        return self._timestamp(data)
+
+
+def archive_instance(platform: CreditFlow, job: AcquiredJob, now: datetime) -> None:
+    """The ``archive`` job: bag, store and record the loan file, once."""
+    service = platform.archives
+    with platform.instances.annotation(Principal.system(), job.instance_id or "", skip_locked=True) as (
+        session,
+        journal,
+        instance,
+    ):
+        platform.jobs.finish(session, job)
+        if session.get(ArchivePackage, instance.id) is not None:
+            return
+        tenant = lending_tenant(session, instance)
+        if tenant is None:
+            raise LookupError(f"instance {instance.id} belongs to no bank: nobody can seal its archive")
+        outcome = service.outcome(session, instance)
+        files, contract_no = service.loan_file(session, instance, outcome)
+        name = f"loanfile-{instance.id}"
+        info = {
+            "Source-Organization": tenant.name,
+            "External-Identifier": instance.id,
+            "External-Description": f"CreditFlow loan file, outcome {outcome}",
+            **({"Contract-Number": contract_no} if contract_no else {}),
+        }
+        signer = SealManifestSigner(platform, {"code": tenant.code, "name": tenant.name})
+        bag = build_bag(
+            files, name=name, info=info, signer=signer, readme=auditor_readme(instance.id, organization=tenant.name),
+            bagging_date=now.date(),
+        )
+        report = verify_bag(bag, trust_roots_pem=signer.ca_pem)
+        if not report.ok:  # never record an archive that would not verify
+            raise RuntimeError(f"the archive of {instance.id} does not verify: {report.summary}")
+        digest = hashlib.sha256(bag).hexdigest()
+        blob = service.storage.put(f"archives/{tenant.code}/{now:%Y/%m}/{name}-{digest[:12]}.zip", bag)
+        years = platform.settings.retention_years_approved if outcome in (APPROVED, "completed") else (
+            platform.settings.retention_years_declined
+        )
+        session.add(
+            ArchivePackage(
+                instance_id=instance.id,
+                tenant_id=instance.tenant_id,
+                outcome=outcome,
+                name=f"{name}.zip",
+                storage_key=blob.key,
+                size=blob.size,
+                sha256=blob.sha256,
+                file_count=len(files),
+                timestamped_at=report.timestamp_time,
+                retention_until=_years_after(now.date(), years),
+                created_at=now,
+            )
+        )
+        journal.record("archived", actor=False, sha256=blob.sha256, outcome=outcome, files=len(files))
+
+
+def _years_after(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+class ArchiveService:
+    def __init__(self, platform: CreditFlow) -> None:
+        self.platform = platform
+
+    @property
+    def storage(self) -> Any:
+        return self.platform.documents.storage
+
+    def outcome(self, session: Session, instance: ProcessInstance) -> str:
+        """approved / rejected / aborted from the end event the archetype names, else the status."""
+        if instance.status == CANCELLED:
+            return CANCELLED
+        end = session.scalars(
+            select(AuditEvent.payload)
+            .where(AuditEvent.instance_id == instance.id, AuditEvent.event_type == "completed")
+            .order_by(AuditEvent.seq.desc())
+        ).first()
+        definition = session.get(ProcessDefinition, instance.definition_id)
+        outcomes = self.platform.products.end_outcomes(definition.key) if definition is not None else {}
+        return outcomes.get((end or {}).get("end"), instance.status)
+
+    def loan_file(self, session: Session, instance: ProcessInstance, outcome: str) -> tuple[list[BagFile], str | None]:
+        """Everything an auditor needs about one application, as bag payload files."""
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.instance_id == instance.id).order_by(AuditEvent.seq)
+        ).all()
+        documents = session.scalars(
+            select(Document).where(Document.instance_id == instance.id).order_by(Document.created_at, Document.id)
+        ).all()
+        definition = session.get(ProcessDefinition, instance.definition_id)
+        files = [
+            BagFile(f"documents/{d.kind}/{d.name}", self.storage.get(d.storage_key)) for d in documents
+        ]
+        forms = [e for e in events if e.event_type == "task_completed"]
+        files += [
+            BagFile(f"forms/{i:03d}-{e.bpmn_id or 'task'}.json", _json(_event(e)))
+            for i, e in enumerate(forms, start=1)
+        ]
+        decisions = [_event(e) for e in events if e.event_type == "rule_evaluated"]
+        files.append(BagFile("decisions/rule_evaluations.json", _json(decisions)))
+        trail = "".join(json.dumps(_event(e), ensure_ascii=False, sort_keys=True) + "\n" for e in events)
+        files.append(BagFile("audit/audit_trail.jsonl", trail.encode("utf-8")))
+        summary = {
+            "instance_id": instance.id,
+            "business_key": instance.business_key,
+            "definition": {"key": definition.key, "version": definition.version} if definition else None,
+            "product_version_id": instance.product_version_id,
+            "status": instance.status,
+            "outcome": outcome,
+            "started_at": instance.created_at.isoformat(),
+            "ended_at": instance.ended_at.isoformat() if instance.ended_at else None,
+            "audit_head": instance.audit_head,
+            "data": instance.data,
+            "documents": [
+                {"path": f"documents/{d.kind}/{d.name}", "kind": d.kind, "sha256": d.sha256, **d.details}
+                for d in documents
+            ],
+        }
+        files.append(BagFile("instance.json", _json(summary)))
+        contract_no = next((d.contract_no for d in documents if d.contract_no), None)
+        return files, contract_no
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, principal: Principal, instance_id: str) -> ArchiveView:
+        with self.platform.db.transaction() as session:
+            return _view(self._row(session, principal, instance_id))
+
+    def content(self, principal: Principal, instance_id: str) -> tuple[ArchiveView, bytes]:
+        with self.platform.db.transaction() as session:
+            row = self._row(session, principal, instance_id)
+            return _view(row), self.storage.get(row.storage_key)
+
+    def verify(self, principal: Principal, instance_id: str) -> dict[str, Any]:
+        view, content = self.content(principal, instance_id)
+        return self.verify_bytes(content) | {"instance_id": view.instance_id}
+
+    def verify_bytes(self, content: bytes, roots_pem: bytes | None = None) -> dict[str, Any]:
+        """A bag's report: each check (structure, completeness, hashes, signature, timestamp) and a verdict."""
+        report = verify_bag(content, trust_roots_pem=roots_pem or self.platform.documents.root_pem)
+        checks = [{"name": c.name, "ok": c.ok, "reason": c.reason, **c.details} for c in report.checks]
+        return {"ok": report.ok, "summary": report.summary, "bag_name": report.bag_name, "checks": checks}
+
+    @staticmethod
+    def _row(session: Session, principal: Principal, instance_id: str) -> ArchivePackage:
+        row = session.get(ArchivePackage, instance_id)
+        if row is None or not principal.sees(row.tenant_id):
+            raise NotFound(f"no archive for process instance {instance_id}")
+        return row
+
+
+def _event(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "type": event.event_type,
+        "at": event.created_at.isoformat(),
+        "actor_id": event.actor_id,
+        "task_id": event.task_id,
+        "bpmn_id": event.bpmn_id,
+        "payload": event.payload,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")

@@ -1,0 +1,298 @@
+"""The signing step and the loan file archive, end to end: a bank officer's application on a real
+product is approved, its contract generated from the product's Word template, converted by the
+warm LibreOffice, sealed with the bank's seal and timestamped; when the instance ends the
+scheduler archives the loan file as a signed BagIt bag. Nothing is replaced by a double: the PDF
+is checked with poppler, the seal with pyHanko and pdfsig's NSS, the bag with sha256sum and openssl.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from engine.catalog.config import DEFAULT_STANDARD_DIR
+from engine.cli import main as cli
+from engine.config import Settings
+from engine.container import CreditFlow
+from engine.errors import InvalidInput
+from engine.jobs.scheduler import run_pass
+from engine.services.principal import Principal
+from engine.store.models import ArchivePackage, Document, Incident, Job
+from tests.conftest import ApiClient, login, pdfsig
+from tests.test_product_runs import CATALOG, application
+
+SYSTEM = Principal.system()
+PRODUCT = "XEKD-XIN"  # 薪e贷: the instant archetype, approved and signed without a human step
+
+
+@pytest.fixture
+def bank(seeded: CreditFlow, tmp_path: Path) -> CreditFlow:
+    files = sorted(seeded.settings.bpmn_dir.glob("*.bpmn"))
+    seeded.definitions.deploy(SYSTEM, [(f.name, f.read_bytes()) for f in files])
+    publish(seeded, tmp_path, json.loads((DEFAULT_STANDARD_DIR / f"{PRODUCT}.json").read_text("utf-8")))
+    return seeded
+
+
+def publish(platform: CreditFlow, tmp_path: Path, config: dict[str, Any]) -> None:
+    folder = tmp_path / f"standard-{config['code']}"
+    folder.mkdir()
+    (folder / f"{config['code']}.json").write_text(json.dumps(config, ensure_ascii=False), "utf-8")
+    platform.products.load_standard(SYSTEM, folder)
+
+
+@pytest.fixture
+def officer(bank: CreditFlow) -> ApiClient:
+    from api import create_app
+
+    app = create_app(bank)
+    app.config["TESTING"] = True
+    return login(app, "ly_officer")
+
+
+def apply(officer: ApiClient, **changes: Any) -> dict[str, Any]:
+    applicant, data = application(CATALOG[PRODUCT], **changes)
+    response = officer.post(f"/api/v1/products/{PRODUCT}/applications", json={"applicant": applicant, "data": data})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+@pytest.fixture
+def signed(bank: CreditFlow, officer: ApiClient) -> Iterator[dict[str, Any]]:
+    body = apply(officer)
+    assert body["status"] == "completed", body
+    documents = officer.get(f"/api/v1/process-instances/{body['id']}/documents").get_json()["items"]
+    yield {"instance": body, "documents": {d["kind"]: d for d in documents}}
+
+
+def pdf_text(pdf: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "contract.pdf"
+    path.write_bytes(pdf)
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, check=True, text=True).stdout
+
+
+def test_the_signing_step_makes_a_sealed_pdfa_contract_from_the_products_template(
+    bank: CreditFlow, officer: ApiClient, signed: dict[str, Any], tmp_path: Path
+) -> None:
+    documents, data = signed["documents"], signed["instance"]["data"]
+    assert set(documents) == {"contract_docx", "contract_pdf", "contract_sealed"}
+    sealed = documents["contract_sealed"]
+    assert sealed["source_id"] == documents["contract_pdf"]["id"] == data["contract"]["document_id"]
+    assert sealed["template"] == CATALOG[PRODUCT]["contract_template"]
+    assert "陵源农商银行电子合同专用章" in sealed["details"]["signer"]
+
+    response = officer.get(f"/api/v1/documents/{sealed['id']}/content")
+    assert response.status_code == 200 and response.headers["Digest"] == f"sha-256={sealed['sha256']}"
+    pdf = response.data
+    assert b"pdfaid:part>2<" in pdf or b'pdfaid:part="2"' in pdf  # PDF/A-2 survives the seal
+    text = pdf_text(pdf, tmp_path)
+    for expected in (data["applicant"]["name"], "陵源农商银行", data["contract"]["contract_no"], "元整"):
+        assert expected in text, expected
+    assert data["applicant"]["id_number"] not in json.dumps(officer.get(f"/api/v1/documents/{sealed['id']}").get_json())
+
+    subprocess.run(
+        ["pdftoppm", "-r", "40", "-f", "1", "-l", "1", "-png", str(tmp_path / "contract.pdf"), str(tmp_path / "page")],
+        check=True,
+    )
+    page = Image.open(next(tmp_path.glob("page*.png"))).convert("L")
+    dark = sum(page.histogram()[:128])
+    assert dark > page.width * page.height * 0.01  # text on the page, not a blank sheet
+
+    report = officer.post(f"/api/v1/documents/{sealed['id']}/verify").get_json()
+    assert report["status"] == "valid" and report["sha256_matches"] is True
+    (seal,) = [s for s in report["signatures"] if s["kind"] == "signature"]
+    assert seal["signer_organization"] == "陵源农商银行" and seal["intact"] and seal["trusted"]
+    assert seal["timestamp_valid"] is True
+
+
+def test_a_changed_byte_is_reported_as_tampered_by_the_api_and_the_cli(
+    bank: CreditFlow, officer: ApiClient, signed: dict[str, Any], tmp_path: Path, monkeypatch: Any
+) -> None:
+    pdf = officer.get(f"/api/v1/documents/{signed['documents']['contract_sealed']['id']}/content").data
+    at = pdf.index(b"/Contents <") - 2000  # inside the signed byte range, in the page content
+    changed = pdf[:at] + bytes([pdf[at] ^ 0x01]) + pdf[at + 1 :]
+
+    def upload(content: bytes) -> dict[str, Any]:
+        files = {"file": (io.BytesIO(content), "contract.pdf")}
+        response = officer.post("/api/v1/documents/verify", data=files, content_type="multipart/form-data")
+        assert response.status_code == 200
+        return response.get_json()
+
+    assert upload(pdf)["status"] == "valid"
+    assert upload(changed)["status"] == "tampered"
+    assert upload(b"%PDF-1.7 not really")["status"] == "invalid"
+
+    cli_env(bank.settings, monkeypatch)
+    for content, code in ((pdf, 0), (changed, 1)):
+        path = tmp_path / f"check-{code}.pdf"
+        path.write_bytes(content)
+        result = invoke("documents", "verify", str(path))
+        assert result.exit_code == code, result.output
+    assert "tampered" in result.output.lower()
+
+
+def test_the_seal_verifies_with_poppler_pdfsig_given_the_ca(
+    bank: CreditFlow, officer: ApiClient, signed: dict[str, Any], tmp_path: Path
+) -> None:
+    pdf = officer.get(f"/api/v1/documents/{signed['documents']['contract_sealed']['id']}/content").data
+    output = pdfsig(pdf, bank.documents.root_pem, tmp_path)
+    assert "Signature is Valid." in output and "Certificate is Trusted." in output, output
+    assert "陵源农商银行电子合同专用章" in output
+
+
+def test_another_banks_staff_cannot_see_the_documents(bank: CreditFlow, signed: dict[str, Any]) -> None:
+    from api import create_app
+
+    other = login(create_app(bank), "qh_admin")
+    instance_id, sealed = signed["instance"]["id"], signed["documents"]["contract_sealed"]["id"]
+    assert other.get(f"/api/v1/process-instances/{instance_id}/documents").status_code == 404
+    assert other.get(f"/api/v1/documents/{sealed}/content").status_code == 404
+    assert other.post(f"/api/v1/documents/{sealed}/verify").status_code == 404
+
+
+def test_an_ended_instance_is_archived_as_a_signed_bag_that_auditors_can_check(
+    bank: CreditFlow, officer: ApiClient, signed: dict[str, Any], tmp_path: Path, monkeypatch: Any
+) -> None:
+    instance_id = signed["instance"]["id"]
+    auditor = officer  # loan officers may read the audit trail of their bank
+    assert auditor.get(f"/api/v1/archives/{instance_id}").status_code == 404  # not yet: the scheduler does it
+    run_pass(bank)
+    record = auditor.get(f"/api/v1/archives/{instance_id}").get_json()
+    today = bank.clock.now().date()
+    assert (
+        record["outcome"] == "approved" and record["retention_until"] == today.replace(year=today.year + 30).isoformat()
+    )
+    assert record["timestamped_at"] is not None
+    history = [e.event_type for e in bank.instances.history(SYSTEM, instance_id)]
+    assert history[-1] == "archived"
+
+    content = auditor.get(f"/api/v1/archives/{instance_id}/content").data
+    names = zipfile.ZipFile(io.BytesIO(content)).namelist()
+    root = names[0].split("/")[0]
+    assert f"{root}/data/audit/audit_trail.jsonl" in names and f"{root}/data/decisions/rule_evaluations.json" in names
+    sealed_name = signed["documents"]["contract_sealed"]["name"]
+    assert f"{root}/data/documents/contract_sealed/{sealed_name}" in names
+    assert auditor.post(f"/api/v1/archives/{instance_id}/verify").get_json()["ok"] is True
+
+    bag = tmp_path / "bag"
+    zipfile.ZipFile(io.BytesIO(content)).extractall(bag)
+    folder = bag / root
+    checks = (
+        "sha256sum -c --quiet tagmanifest-sha256.txt && sha256sum -c --quiet manifest-sha256.txt",
+        "test -z \"$(comm -3 <(cut -d' ' -f3- manifest-sha256.txt | sort) <(find data -type f | sort))\"",
+        "openssl cms -verify -binary -inform DER -in tagmanifest-sha256.txt.p7s -content tagmanifest-sha256.txt"
+        " -CAfile ca.pem -purpose any -out /dev/null",
+        "openssl ts -verify -data tagmanifest-sha256.txt -in tagmanifest-sha256.txt.tsr -CAfile ca.pem",
+    )
+    for command in checks:
+        result = subprocess.run(["bash", "-c", command], cwd=folder, capture_output=True, text=True)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+
+    cli_env(bank.settings, monkeypatch)
+    (tmp_path / "bag.zip").write_bytes(content)
+    assert invoke("archive", "verify", str(tmp_path / "bag.zip")).exit_code == 0
+    (folder / "data" / "extra.txt").write_text("slipped in later")  # sha256sum -c alone would not notice
+    shutil.make_archive(str(tmp_path / "extra"), "zip", bag)
+    result = invoke("archive", "verify", str(tmp_path / "extra.zip"))
+    assert result.exit_code == 1 and "extra.txt" in result.output
+
+
+def test_a_rejected_application_is_archived_with_the_shorter_retention(bank: CreditFlow, officer: ApiClient) -> None:
+    body = apply(officer, blacklist_hit=True)
+    assert body["status"] == "completed" and "contract" not in body["data"]
+    run_pass(bank)
+    with bank.db.transaction() as session:
+        record = session.get(ArchivePackage, body["id"])
+        assert session.scalars(select(Document).where(Document.instance_id == body["id"])).all() == []
+    today = bank.clock.now().date()
+    assert record.outcome == "rejected" and record.retention_until == today.replace(year=today.year + 10)
+
+
+def test_a_failed_archiving_is_retried_raises_an_incident_and_loses_nothing(
+    bank: CreditFlow, officer: ApiClient, settings: Settings, clock: Any, tmp_path: Path
+) -> None:
+    body = apply(officer)
+    # boto3 is not installed: every attempt fails the way a misconfigured store would
+    broken = CreditFlow(replace(bank.settings, storage_url="s3://loan-files/archive"), clock=clock, database=bank.db)
+    for _ in range(8):
+        run_pass(broken)
+        clock.advance(timedelta(hours=1))
+    with bank.db.transaction() as session:
+        (incident,) = session.scalars(select(Incident).where(Incident.instance_id == body["id"])).all()
+        assert incident.kind == "archive" and "boto3" in incident.message
+        assert session.get(ArchivePackage, body["id"]) is None
+    admin = login(officer_app(bank), "ly_admin")
+    assert admin.get(f"/api/v1/process-instances/{body['id']}").get_json()["status"] == "completed"
+
+    assert admin.post(f"/api/v1/incidents/{incident.id}/retry").status_code == 200
+    run_pass(bank)  # the store is fixed: the retried job archives the file
+    with bank.db.transaction() as session:
+        assert session.get(ArchivePackage, body["id"]) is not None
+        assert session.scalars(select(Job).where(Job.instance_id == body["id"], Job.kind == "archive")).all() == []
+
+
+def test_publishing_lists_the_template_tags_the_products_data_cannot_fill(bank: CreditFlow, tmp_path: Path) -> None:
+    config = json.loads((DEFAULT_STANDARD_DIR / f"{PRODUCT}.json").read_text("utf-8"))
+    with pytest.raises(InvalidInput) as refused:
+        publish(bank, tmp_path, {**config, "code": "XEKD-MORTGAGE", "contract_template": "mortgage"})
+    messages = [p["message"] for p in refused.value.problems]
+    assert all(p["field"] == "contract_template" for p in refused.value.problems)
+    assert any("collateral" in m for m in messages), messages
+    with pytest.raises(InvalidInput) as unknown:
+        publish(bank, tmp_path, {**config, "code": "XEKD-NOTEMPLATE", "contract_template": "no-such-contract"})
+    assert "no contract template named 'no-such-contract'" in unknown.value.problems[0]["message"]
+
+
+def officer_app(platform: CreditFlow) -> Any:
+    from api import create_app
+
+    app = create_app(platform)
+    app.config["TESTING"] = True
+    return app
+
+
+def cli_env(settings: Settings, monkeypatch: Any) -> None:
+    """Point the CLI at the test's database and PKI."""
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CREDITFLOW_SECRET_KEY", settings.secret_key)
+    monkeypatch.setenv("CREDITFLOW_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("CREDITFLOW_PKI_DIR", str(settings.pki_path))
+
+
+def invoke(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_retention_dates_cover_the_29th_of_february() -> None:
+    from engine.services.archives import _years_after
+
+    assert _years_after(date(2028, 2, 29), 30) == date(2058, 2, 28)
+
+
+def test_a_guaranteed_loan_application_must_name_its_guarantors(
+    bank: CreditFlow, officer: ApiClient, tmp_path: Path
+) -> None:
+    code = "YJD-GUANGFU"  # a guaranteed loan on the A3 archetype: its contract lists every guarantor
+    config = CATALOG[code]
+    assert config["contract_template"] == "personal-guaranteed"
+    publish(bank, tmp_path, config)
+    applicant, data = application(config)
+    del data["guarantors"]
+    response = officer.post(f"/api/v1/products/{code}/applications", json={"applicant": applicant, "data": data})
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [
+        {"field": "data.guarantors", "message": "the contract (personal-guaranteed) needs it"}
+    ]
