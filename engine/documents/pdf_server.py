@@ -37,14 +37,16 @@ _REAP_GRACE = 5.0  # for LibreOffice's own processes to be reaped by their paren
 _TRANSPORT_ERRORS = (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError)
 # Runs unoserver, and kills its whole group once the platform process is gone: atexit does not
 # run on SIGKILL or a crash, and an orphaned LibreOffice would hold ~170 MB and its profile forever.
+# The platform passes its own pid: a platform killed while the server is still starting (before this
+# thread runs) must not be mistaken for the init process that adopted us.
 _SERVER_BOOTSTRAP = """
 import os, signal, sys, threading, time
-from unoserver.server import main
-def orphaned(parent=os.getppid()):
+def orphaned(parent=int(os.environ.pop("CREDITFLOW_PLATFORM_PID"))):
     while os.getppid() == parent:
         time.sleep(0.5)
     os.killpg(0, signal.SIGKILL)
 threading.Thread(target=orphaned, daemon=True).start()
+from unoserver.server import main
 sys.exit(main())
 """
 
@@ -245,7 +247,12 @@ class UnoWorker:
             "--conversion-timeout", str(self._conversion_timeout + _BACKSTOP_MARGIN),
             "--temp-dir", str(temp_dir),
         ]  # fmt: skip
-        env = office_env(PYTHONPATH=str(self._pylib), PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
+        env = office_env(
+            PYTHONPATH=str(self._pylib),
+            PYTHONDONTWRITEBYTECODE="1",
+            PYTHONNOUSERSITE="1",
+            CREDITFLOW_PLATFORM_PID=str(os.getpid()),
+        )
         with open(self._office_dir / f"{self.name}.log", "ab") as logfile:
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 cmd, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
