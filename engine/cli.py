@@ -481,14 +481,15 @@ def pki_init(as_json: bool) -> None:
 
 
 def _report(report: dict[str, Any], as_json: bool, ok: bool) -> None:
+    """A verification report: JSON, or the verdict and one line per signature or check."""
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
     else:
         click.echo(report["summary"])
-        for item in report.get("signatures") or report.get("checks") or []:
-            label = item.get("field_name") or item.get("name")
-            verdict = item.get("status") or ("ok" if item.get("ok") else "FAILED")
-            click.echo(f"  - {label}: {verdict}: {item.get('summary') or item.get('reason') or ''}")
+        for signature in report.get("signatures", []):
+            click.echo(f"  - {signature['field_name']}: {signature['status']}: {signature['summary']}")
+        for check in report.get("checks", []):
+            click.echo(f"  - {check['name']}: {'ok' if check['ok'] else 'FAILED: ' + (check['reason'] or '')}")
     sys.exit(0 if ok else 1)
 
 

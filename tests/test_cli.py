@@ -111,3 +111,18 @@ def test_products_clone_and_rebase_from_the_command_line(settings: Any, monkeypa
         diff["base_version"] == 2
         and {"path": "rule_parameters.max_age", "template": 60, "local": 55} in diff["changes"]
     )
+
+
+def test_pki_init_makes_a_seal_per_tenant_once(settings: Any, monkeypatch: Any) -> None:
+    assert invoke(settings, monkeypatch, "demo", "seed", "--password", "s3cret-pass").exit_code == 0
+    first = invoke(settings, monkeypatch, "pki", "init", "--json")
+    assert first.exit_code == 0, first.output
+    made = json.loads(first.output)
+    assert made["directory"] == str(settings.data_dir / "pki")
+    assert {"root", "tsa", "crl", "bank-lingyuan", "bank-qinghe", "province"} <= set(made["created"])
+    keys = sorted((settings.data_dir / "pki").rglob("*.key.pem"))
+    assert keys and all(k.stat().st_mode & 0o077 == 0 for k in keys)  # private keys: owner only
+    before = {k: k.read_bytes() for k in keys}
+    second = invoke(settings, monkeypatch, "pki", "init", "--json")
+    assert json.loads(second.output)["created"] == []
+    assert {k: k.read_bytes() for k in keys} == before

@@ -71,9 +71,15 @@ class BagReport:
 
     @property
     def summary(self) -> str:
-        """One line for logs and errors: "ok" or each failed check with its reason."""
+        """One line for people and logs: what was proven, or each failed check with its reason."""
         failed = [f"{check.name}: {check.reason}" for check in self.checks if not check.ok]
-        return "; ".join(failed) if failed else "ok"
+        if failed:
+            return "; ".join(failed)
+        stamped = self.timestamp_time
+        return (
+            f"ok: {self.info.get('Payload-Oxum', '?').split('.')[-1]} files complete and intact, tag manifest sealed"
+            f" and timestamped {stamped.isoformat() if stamped else ''}".rstrip()
+        )
 
     @property
     def timestamp_time(self) -> datetime | None:

@@ -48,6 +48,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PDF = "application/pdf"
 CONTRACT_DOCX, CONTRACT_PDF, CONTRACT_SEALED = "contract_docx", "contract_pdf", "contract_sealed"
+KINDS = (CONTRACT_DOCX, CONTRACT_PDF, CONTRACT_SEALED)  # the order a step makes them in
 MAX_VERIFY_BYTES = 20 * 1024 * 1024
 
 
@@ -308,10 +309,8 @@ class DocumentService:
     def list(self, principal: Principal, instance_id: str) -> list[DocumentView]:
         with self.platform.db.transaction() as session:
             self._instance(session, principal, instance_id)
-            rows = session.scalars(
-                select(Document).where(Document.instance_id == instance_id).order_by(Document.created_at, Document.id)
-            )
-            return [_view(r) for r in rows]
+            rows = session.scalars(select(Document).where(Document.instance_id == instance_id))
+            return sorted((_view(r) for r in rows), key=lambda d: (d.created_at, KINDS.index(d.kind), d.id))
 
     def get(self, principal: Principal, document_id: str) -> DocumentView:
         with self.platform.db.transaction() as session:
