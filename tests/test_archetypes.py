@@ -87,8 +87,9 @@ def connectors(ledger: dict[str, list[Any]]) -> ConnectorRegistry:
     # The signing step's own connectors run for real in test_product_runs and test_contracts; here,
     # where archetypes run without a product (so without a template or a bank), they only record.
     def generate(task: Any) -> dict[str, Any]:
-        ledger["contracts"].append((task.data["product"]["code"], str(task.data["approved_amount"])))
-        number = f"HT-{task.data['product']['code']}-{len(ledger['contracts']):04d}"
+        code = task.data.get("product", {}).get("code", "XD")  # a renewal names no product
+        ledger["contracts"].append((code, str(task.data.get("approved_amount", task.data["amount"]))))
+        number = f"HT-{code}-{len(ledger['contracts']):04d}"
         return {"document_id": f"doc-{number}", "contract_no": number}
 
     def seal(task: Any, document_id: str) -> dict[str, Any]:
@@ -742,6 +743,7 @@ def test_a7_renews_through_core_banking(platform: CreditFlow, ledger: dict[str, 
     assert end_of(platform, view) == "end_renewed"
     assert view.instance.data["renewal"] == {"renewal_id": "XD-JJ2025000123"}
     assert ledger["renewals"] == ["JJ2025000123"]
+    assert len(ledger["contracts"]) == 1 and "sealed_contract" in view.instance.data  # signed before core banking
 
 
 @pytest.mark.parametrize(

@@ -486,8 +486,8 @@ class ProductService:
         return {e["id"]: e["outcome"] for e in entry["end_events"]} if entry else {}
 
     def signs_contract(self, key: str) -> bool:
-        """Whether the archetype has a signing step (``contract.generate``): a2 grants credit lines
-        and a7 renews through core banking, neither prints a contract here."""
+        """Whether the archetype has a signing step (``contract.generate``): a2 grants village credit
+        lines (授信) and prints no loan contract; its drawdowns are applications that sign one."""
         entry = next((a for a in self.manifest["archetypes"] if a["key"] == key), None)
         return entry is not None and any(c["connector"] == "contract.generate" for c in entry["connectors"])
 
