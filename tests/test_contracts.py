@@ -296,3 +296,14 @@ def test_a_guaranteed_loan_application_must_name_its_guarantors(
     assert response.get_json()["errors"] == [
         {"field": "data.guarantors", "message": "the contract (personal-guaranteed) needs it"}
     ]
+
+
+def test_a_verify_upload_without_a_file_or_of_another_kind_is_a_clear_4xx(officer: ApiClient) -> None:
+    missing = officer.post("/api/v1/documents/verify", data={}, content_type="multipart/form-data")
+    assert missing.status_code == 422 and missing.mimetype == "application/problem+json"
+    assert "file" in json.dumps(missing.get_json())
+    docx = officer.get("/api/v1/documents/does-not-exist/content")
+    assert docx.status_code == 404 and docx.mimetype == "application/problem+json"
+    garbage = {"file": (io.BytesIO(b"PK\x03\x04 not a pdf"), "contract.docx")}
+    report = officer.post("/api/v1/documents/verify", data=garbage, content_type="multipart/form-data")
+    assert report.status_code == 200 and report.get_json()["status"] == "invalid"
