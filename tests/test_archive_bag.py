@@ -34,6 +34,7 @@ from pyhanko.sign.timestamps import DummyTimeStamper
 from engine.archive.bag import (
     CMD_COMPLETENESS,
     CMD_HASHES,
+    CMD_SEALED_AT,
     CMD_SIGNATURE,
     CMD_TIMESTAMP,
     BagFile,
@@ -52,6 +53,8 @@ from engine.archive.storage import (
 )
 from engine.archive.verification import GIVEN_ROOTS, OWN_CA, BagReport, verify_bag
 
+# README step 4: the seal, checked as of the timestamp's time
+SEAL_CHECK = f"{CMD_SEALED_AT} && {CMD_SIGNATURE}"
 BAG = "NX-2026-000123"
 ORGANIZATION = "示例县农村商业银行股份有限公司"
 INFO = {
@@ -259,7 +262,7 @@ def test_bag_layout_and_report(bag_zip: bytes, pki: Pki, tmp_path: Path) -> None
 def test_auditor_commands_from_the_readme_pass(bag_zip: bytes, tmp_path: Path) -> None:
     bag = _extract(bag_zip, tmp_path)
     readme = (bag / "README.txt").read_text(encoding="utf-8")
-    for command in (CMD_HASHES, CMD_COMPLETENESS, CMD_SIGNATURE, CMD_TIMESTAMP):
+    for command in (CMD_HASHES, CMD_COMPLETENESS, CMD_SEALED_AT, CMD_SIGNATURE, CMD_TIMESTAMP):
         assert command in readme
     assert "Verification successful" in readme and "贷款档案" in readme and "published" in readme
 
@@ -269,7 +272,7 @@ def test_auditor_commands_from_the_readme_pass(bag_zip: bytes, tmp_path: Path) -
     assert "manifest-sha256.txt: OK" in hashes.stdout and "FAILED" not in hashes.stdout
     completeness = _sh(CMD_COMPLETENESS, bag)
     assert completeness.returncode == 0 and completeness.stdout == "" and completeness.stderr == ""
-    seal = _sh(CMD_SIGNATURE, bag)
+    seal = _sh(SEAL_CHECK, bag)
     assert seal.returncode == 0 and "Verification successful" in seal.stderr
     stamp = _sh(CMD_TIMESTAMP, bag)
     assert stamp.returncode == 0 and "Verification: OK" in stamp.stdout
@@ -328,7 +331,7 @@ def test_recomputed_manifests_break_the_seal_and_the_timestamp(bag_zip: bytes, p
 
     bag = _extract(tampered, tmp_path)
     assert _sh(CMD_HASHES, bag).returncode == 0  # the hashes alone are fooled...
-    seal = _sh(CMD_SIGNATURE, bag)
+    seal = _sh(SEAL_CHECK, bag)
     assert seal.returncode != 0 and "Verification successful" not in seal.stderr  # ...the seal is not
     stamp = _sh(CMD_TIMESTAMP, bag)
     assert stamp.returncode != 0 and "Verification: FAILED" in stamp.stdout
@@ -365,7 +368,7 @@ def test_wrong_trust_root_is_untrusted(bag_zip: bytes, pki: Pki, tmp_path: Path)
 
     bag = _extract(bag_zip, tmp_path)
     (bag / "ca.pem").write_bytes(pki.other_ca_pem)  # the auditor uses the (here: different) published root
-    assert _sh(CMD_SIGNATURE, bag).returncode != 0
+    assert _sh(SEAL_CHECK, bag).returncode != 0
     assert _sh(CMD_TIMESTAMP, bag).returncode != 0
 
 

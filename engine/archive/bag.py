@@ -45,12 +45,17 @@ BANK_ZONE = ZoneInfo("Asia/Shanghai")
 # The auditor's commands, run with bash inside the bag folder. README.txt prints them and the tests run them.
 CMD_HASHES = "sha256sum -c tagmanifest-sha256.txt && sha256sum -c manifest-sha256.txt"
 CMD_COMPLETENESS = "comm -3 <(cut -d' ' -f3- manifest-sha256.txt | sort) <(find data -type f | sort)"
-CMD_SIGNATURE = (
-    "openssl cms -verify -binary -inform DER -in tagmanifest-sha256.txt.p7s"
-    " -content tagmanifest-sha256.txt -CAfile ca.pem -purpose any -out /dev/null"
-)
 CMD_TIMESTAMP = "openssl ts -verify -data tagmanifest-sha256.txt -in tagmanifest-sha256.txt.tsr -CAfile ca.pem"
 CMD_TIMESTAMP_TIME = "openssl ts -reply -in tagmanifest-sha256.txt.tsr -text | grep 'Time stamp'"
+# The seal is checked as of the timestamp's time: its certificate may have expired since (long-term validation).
+CMD_SEALED_AT = (
+    "SEALED_AT=$(date -d \"$(openssl ts -reply -in tagmanifest-sha256.txt.tsr -text"
+    " | sed -n 's/^Time stamp: //p')\" +%s)"
+)
+CMD_SIGNATURE = (
+    "openssl cms -verify -binary -inform DER -in tagmanifest-sha256.txt.p7s"
+    " -content tagmanifest-sha256.txt -CAfile ca.pem -purpose any -attime \"$SEALED_AT\" -out /dev/null"
+)
 CMD_CA_FINGERPRINT = "openssl x509 -in ca.pem -noout -fingerprint -sha256"
 
 _INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})  # incl. CR/LF, NUL, U+202E (spoofs extensions), U+2028
@@ -243,13 +248,16 @@ included, and is sealed by the bank (tagmanifest-sha256.txt.p7s, detached CMS si
    Completeness: must print nothing (sha256sum -c does not notice added files)
    {CMD_COMPLETENESS}
 
-3. 电子印章：应显示 "Verification successful" / Bank seal: must print "Verification successful"
-   {CMD_SIGNATURE}
-
-4. 时间戳：应显示 "Verification: OK"，第二条命令显示时间
+3. 时间戳：应显示 "Verification: OK"，第二条命令显示时间
    Timestamp: must print "Verification: OK"; the second command shows the time
    {CMD_TIMESTAMP}
    {CMD_TIMESTAMP_TIME}
+
+4. 电子印章（按时间戳时间验证，印章证书此后到期不影响）：应显示 "Verification successful"
+   Bank seal, as of the timestamp's time (its certificate may have expired since): must print
+   "Verification successful"
+   {CMD_SEALED_AT}
+   {CMD_SIGNATURE}
 
 根证书 / Root certificate (ca.pem):
    {CMD_CA_FINGERPRINT}

@@ -110,13 +110,17 @@ def verify_bag(
         return BagReport(False, bag_name, (structure, *skipped))
     info = _parse_bag_info(files.get(BAG_INFO, b""))
     roots, trusted_by = (trust_roots_pem, GIVEN_ROOTS) if trust_roots_pem else (files.get(CA_PEM), OWN_CA)
+    timestamp = _timestamp_check(files, roots, trusted_by)
+    # The seal is judged as of the TSA's time, not today: a seal certificate expires after a few years,
+    # the timestamp proves the manifest was sealed while it was valid (long-term validation).
+    at = datetime.fromisoformat(timestamp.details["gen_time"]) if timestamp.ok else None
     checks = (
         structure,
         *_payload_checks(files),
         _tag_manifest_check(files),
         _oxum_check(files, info),
-        _signature_check(files, roots, trusted_by),
-        _timestamp_check(files, roots, trusted_by),
+        _signature_check(files, roots, trusted_by, at),
+        timestamp,
     )
     return BagReport(all(check.ok for check in checks), bag_name, checks, info)
 
@@ -276,17 +280,20 @@ def _oxum_check(files: Mapping[str, bytes], info: Mapping[str, str]) -> Check:
     return Check("payload_oxum", True, details=details)
 
 
-def _signature_check(files: Mapping[str, bytes], roots: bytes | None, trusted_by: str) -> Check:
-    """openssl cms -verify as in README.txt; on failure, a run without the chain tells forged from untrusted."""
+def _signature_check(files: Mapping[str, bytes], roots: bytes | None, trusted_by: str, at: datetime | None) -> Check:
+    """openssl cms -verify as in README.txt (at the timestamp's time when there is one); on failure, a run
+    without the chain tells forged from untrusted."""
     inputs = _evidence(files, SIGNATURE, roots)
     if isinstance(inputs, str):
         return Check("signature", False, inputs)
     with _workspace(*inputs) as work:
         command = ["cms", "-verify", "-binary", "-inform", "DER", "-in", "evidence", "-content", TAG_MANIFEST]
         command += ["-purpose", "any", "-signer", "signer.pem", "-out", "content"]
-        trusted = _openssl(work, *command, "-CAfile", "ca.pem")
+        when = ["-attime", str(int(at.timestamp()))] if at is not None else []
+        trusted = _openssl(work, *command, *when, "-CAfile", "ca.pem")
         if trusted.returncode == 0:
             details = {"trusted_by": trusted_by, "signer": _subject(work / "signer.pem"), "signature_valid": True}
+            details["valid_at"] = at.isoformat() if at is not None else "now"
             return Check("signature", True, details=details)
         untrusted = _openssl(work, *command, "-noverify")
         signer = _subject(work / "signer.pem")
