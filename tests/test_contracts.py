@@ -307,3 +307,27 @@ def test_a_verify_upload_without_a_file_or_of_another_kind_is_a_clear_4xx(office
     garbage = {"file": (io.BytesIO(b"PK\x03\x04 not a pdf"), "contract.docx")}
     report = officer.post("/api/v1/documents/verify", data=garbage, content_type="multipart/form-data")
     assert report.status_code == 200 and report.get_json()["status"] == "invalid"
+
+
+def test_a_seal_that_fails_waits_in_the_exception_task_and_a_retry_signs(bank: CreditFlow, tmp_path: Path) -> None:
+    from api import create_app
+
+    config = tmp_path / "seals.json"  # production keys configured, but the key file is not there
+    config.write_text(
+        json.dumps({"banks": {"bank-lingyuan": {"kind": "file", "key": "gone.key.pem", "cert": "gone.pem"}}})
+    )
+    broken = CreditFlow(replace(bank.settings, seal_config=config), clock=bank.clock, database=bank.db)
+    app = create_app(broken)
+    app.config["TESTING"] = True
+    body = apply(login(app, "ly_officer"))
+    assert body["status"] == "running" and [t["bpmn_id"] for t in body["tasks"]] == ["contract_exception"]
+    assert "gone.key.pem" in body["data"]["contract_error"]["message"]
+    kinds = [d.kind for d in bank.documents.list(SYSTEM, body["id"])]
+    assert kinds == ["contract_docx", "contract_pdf"]  # generated, not sealed
+
+    view = bank.tasks.complete(
+        SYSTEM, body["tasks"][0]["id"], {"exception_action": "retry", "exception_note": "密钥已恢复"}
+    )
+    assert view.instance.status == "completed"
+    sealed = [d for d in bank.documents.list(SYSTEM, body["id"]) if d.kind == "contract_sealed"]
+    assert len(sealed) == 1 and bank.documents.verify(SYSTEM, sealed[0].id)["status"] == "valid"
