@@ -25,7 +25,7 @@ from engine.archive.bag import BagFile, auditor_readme, build_bag
 from engine.archive.verification import verify_bag
 from engine.errors import NotFound
 from engine.jobs.queue import AcquiredJob
-from engine.services.documents import lending_tenant
+from engine.services.documents import SHANGHAI, lending_tenant
 from engine.services.execution import CANCELLED
 from engine.services.principal import Principal
 from engine.store.models import ArchivePackage, AuditEvent, Document, ProcessDefinition, ProcessInstance
@@ -103,18 +103,17 @@ def archive_instance(platform: CreditFlow, job: AcquiredJob, now: datetime) -> N
             **({"Contract-Number": contract_no} if contract_no else {}),
         }
         signer = SealManifestSigner(platform, {"code": tenant.code, "name": tenant.name})
-        bag = build_bag(
-            files, name=name, info=info, signer=signer, readme=auditor_readme(instance.id, organization=tenant.name),
-            bagging_date=now.date(),
-        )
+        readme = auditor_readme(instance.id, organization=tenant.name)
+        bagged_on = now.astimezone(SHANGHAI).date()  # the bank's date, as on its papers
+        bag = build_bag(files, name=name, info=info, signer=signer, readme=readme, bagging_date=bagged_on)
         report = verify_bag(bag, trust_roots_pem=signer.ca_pem)
         if not report.ok:  # never record an archive that would not verify
             raise RuntimeError(f"the archive of {instance.id} does not verify: {report.summary}")
         digest = hashlib.sha256(bag).hexdigest()
         blob = service.storage.put(f"archives/{tenant.code}/{now:%Y/%m}/{name}-{digest[:12]}.zip", bag)
-        years = platform.settings.retention_years_approved if outcome in (APPROVED, "completed") else (
-            platform.settings.retention_years_declined
-        )
+        settings = platform.settings
+        granted = outcome in (APPROVED, "completed")  # a plain process's file is kept as long as a loan's
+        years = settings.retention_years_approved if granted else settings.retention_years_declined
         session.add(
             ArchivePackage(
                 instance_id=instance.id,
@@ -126,7 +125,7 @@ def archive_instance(platform: CreditFlow, job: AcquiredJob, now: datetime) -> N
                 sha256=blob.sha256,
                 file_count=len(files),
                 timestamped_at=report.timestamp_time,
-                retention_until=_years_after(now.date(), years),
+                retention_until=_years_after(bagged_on, years),
                 created_at=now,
             )
         )
@@ -170,13 +169,10 @@ class ArchiveService:
             select(Document).where(Document.instance_id == instance.id).order_by(Document.created_at, Document.id)
         ).all()
         definition = session.get(ProcessDefinition, instance.definition_id)
-        files = [
-            BagFile(f"documents/{d.kind}/{d.name}", self.storage.get(d.storage_key)) for d in documents
-        ]
+        files = [BagFile(f"documents/{d.kind}/{d.name}", self.storage.get(d.storage_key)) for d in documents]
         forms = [e for e in events if e.event_type == "task_completed"]
         files += [
-            BagFile(f"forms/{i:03d}-{e.bpmn_id or 'task'}.json", _json(_event(e)))
-            for i, e in enumerate(forms, start=1)
+            BagFile(f"forms/{i:03d}-{e.bpmn_id or 'task'}.json", _json(_event(e))) for i, e in enumerate(forms, start=1)
         ]
         decisions = [_event(e) for e in events if e.event_type == "rule_evaluated"]
         files.append(BagFile("decisions/rule_evaluations.json", _json(decisions)))

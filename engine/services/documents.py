@@ -90,6 +90,7 @@ class DocumentService:
         self.platform = platform
         self._lock = threading.Lock()
         self._tools: tuple[Pki, Sealer, TimeStamper] | None = None
+        self._issuing = threading.Lock()
 
     # -- collaborators, built on first use (a platform that never signs starts no office) -------
 
@@ -141,9 +142,11 @@ class DocumentService:
         seal configuration names, whose key lives elsewhere)."""
         pki = self.pki
         if bank["code"] not in pki.bank_codes:
-            init_pki(pki.directory, [BankIdentity(bank["code"], bank["name"])], now=datetime.now(UTC))
-            with self._lock:
-                self._tools = None
+            with self._issuing:  # two web threads must not issue the same bank two keys
+                if bank["code"] not in self.pki.bank_codes:
+                    init_pki(pki.directory, [BankIdentity(bank["code"], bank["name"])], now=datetime.now(UTC))
+                    with self._lock:
+                        self._tools = None
             pki = self.pki
         return pki.seal_signer(bank["code"])
 
