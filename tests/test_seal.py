@@ -483,3 +483,15 @@ def test_pdfsig_with_the_dev_root_in_nss_reports_valid_and_trusted(
     assert "Signature is Valid." in output, output
     assert "Certificate is Trusted." in output, output
     assert "陵源农商银行电子合同专用章" in output
+
+
+def test_a_seal_whose_certificate_has_expired_since_is_judged_as_of_its_timestamp(sealed: SealResult, pki: Pki) -> None:
+    import time_machine
+
+    assert verify_pdf(sealed.pdf, pki).status == "valid"
+    # four years on, the three-year seal certificate has expired; the TSA's (ten years) has not
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=4 * 365), tick=False):
+        report = verify_pdf(sealed.pdf, pki)
+    assert report.status == "valid", report.to_dict()
+    (seal,) = [s for s in report.signatures if s.kind == "signature"]
+    assert "Trusted as of its timestamp" in seal.summary and seal.timestamp_time == sealed.signed_at

@@ -8,7 +8,7 @@ report: the API calls this with uploaded files, so no exception may escape for b
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from io import BytesIO
 from typing import Any, Literal
@@ -92,7 +92,9 @@ def verify_pdf(pdf: bytes, trust: Pki | Iterable[x509.Certificate]) -> Verificat
     if not embedded:
         return VerificationReport("unsigned", "The document carries no signature.")
     context = _validation_context(reader, roots, crls)
-    reports = tuple(_verify_one(signature, context) for signature in embedded)
+    reports = tuple(
+        _as_of_timestamp(signature, _verify_one(signature, context), reader, roots, crls) for signature in embedded
+    )
     worst = max(reports, key=lambda report: _SEVERITY[report.status])
     if worst.status == "valid":
         summary = f"All {len(reports)} signature(s) are intact, valid and trusted; no disallowed changes."
@@ -101,9 +103,14 @@ def verify_pdf(pdf: bytes, trust: Pki | Iterable[x509.Certificate]) -> Verificat
     return VerificationReport(worst.status, summary, reports)
 
 
-def _validation_context(reader: PdfFileReader, roots: list[x509.Certificate], crls: list[bytes]) -> ValidationContext:
-    """Trust only ``roots``; take certificates and CRLs from the document's DSS as evidence (they are signed)."""
+def _validation_context(
+    reader: PdfFileReader, roots: list[x509.Certificate], crls: list[bytes], moment: datetime | None = None
+) -> ValidationContext:
+    """Trust only ``roots``; take certificates and CRLs from the document's DSS as evidence (they are signed).
+    With ``moment``, certificates are judged as of then (the signature timestamp's time), not now."""
     settings: dict[str, Any] = {"trust_roots": roots, "crls": crls, "allow_fetching": False}
+    if moment is not None:
+        settings["moment"] = moment
     try:
         return DocumentSecurityStore.read_dss(reader).as_validation_context(settings)
     except Exception:  # no DSS (B-T) or a broken one: only optional evidence is lost, signatures are still judged
@@ -121,6 +128,34 @@ def _verify_one(signature: EmbeddedPdfSignature, context: ValidationContext) -> 
         return SignatureReport(
             field_name, "signature", "invalid", f"The signature could not be processed ({_error_text(exc)})."
         )
+
+
+def _as_of_timestamp(
+    signature: EmbeddedPdfSignature,
+    report: SignatureReport,
+    reader: PdfFileReader,
+    roots: list[x509.Certificate],
+    crls: list[bytes],
+) -> SignatureReport:
+    """A seal whose certificate has expired since is judged as of its trusted timestamp (long-term
+    validation: the TSA proves the seal was made while the certificate was valid; the B-LT file
+    carries the certificates and CRL of that time)."""
+    # Today the embedded CRLs are stale too, so the timestamp itself is only required to be intact here:
+    # the second pass judges the seal's and the TSA's certificates both as of the timestamp's time.
+    stamped = report.timestamp_time is not None and report.timestamp_valid
+    if report.status != "untrusted" or report.revoked or not (report.intact and report.valid) or not stamped:
+        return report
+    then = _verify_one(signature, _validation_context(reader, roots, crls, moment=report.timestamp_time))
+    if then.status != "valid":
+        return report
+    when = report.timestamp_time.isoformat() if report.timestamp_time else ""
+    return replace(
+        then,
+        summary=f"{then.summary} Trusted as of its timestamp ({when}); the certificate has expired or lapsed since.",
+        timestamp_time=report.timestamp_time,
+        timestamp_valid=True,
+        timestamp_trusted=True,
+    )
 
 
 def _signature_report(field_name: str, status: PdfSignatureStatus) -> SignatureReport:
