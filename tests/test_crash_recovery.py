@@ -23,6 +23,7 @@ def server(settings: Any) -> Iterator[tuple[subprocess.Popen[str], str]]:
         "DATABASE_URL": settings.database_url,
         "CREDITFLOW_SECRET_KEY": settings.secret_key,
         "CREDITFLOW_DATA_DIR": str(settings.data_dir),
+        "CREDITFLOW_PDF_WORKERS": "0",  # this model signs no contract: no LibreOffice to start per server
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--threads", "2"],
