@@ -53,13 +53,17 @@ def publish(platform: CreditFlow, tmp_path: Path, config: dict[str, Any]) -> Non
     platform.products.load_standard(SYSTEM, folder)
 
 
-@pytest.fixture
-def officer(bank: CreditFlow) -> ApiClient:
+def api_app(platform: CreditFlow) -> Any:
     from api import create_app
 
-    app = create_app(bank)
+    app = create_app(platform)
     app.config["TESTING"] = True
-    return login(app, "ly_officer")
+    return app
+
+
+@pytest.fixture
+def officer(bank: CreditFlow) -> ApiClient:
+    return login(api_app(bank), "ly_officer")
 
 
 def apply(officer: ApiClient, **changes: Any) -> dict[str, Any]:
@@ -153,9 +157,7 @@ def test_the_seal_verifies_with_poppler_pdfsig_given_the_ca(
 
 
 def test_another_banks_staff_cannot_see_the_documents(bank: CreditFlow, signed: dict[str, Any]) -> None:
-    from api import create_app
-
-    other = login(create_app(bank), "qh_admin")
+    other = login(api_app(bank), "qh_admin")
     instance_id, sealed = signed["instance"]["id"], signed["documents"]["contract_sealed"]["id"]
     assert other.get(f"/api/v1/process-instances/{instance_id}/documents").status_code == 404
     assert other.get(f"/api/v1/documents/{sealed}/content").status_code == 404
@@ -232,7 +234,7 @@ def test_a_failed_archiving_is_retried_raises_an_incident_and_loses_nothing(
         (incident,) = session.scalars(select(Incident).where(Incident.instance_id == body["id"])).all()
         assert incident.kind == "archive" and "boto3" in incident.message
         assert session.get(ArchivePackage, body["id"]) is None
-    admin = login(officer_app(bank), "ly_admin")
+    admin = login(api_app(bank), "ly_admin")
     assert admin.get(f"/api/v1/process-instances/{body['id']}").get_json()["status"] == "completed"
 
     assert admin.post(f"/api/v1/incidents/{incident.id}/retry").status_code == 200
@@ -252,14 +254,6 @@ def test_publishing_lists_the_template_tags_the_products_data_cannot_fill(bank: 
     with pytest.raises(InvalidInput) as unknown:
         publish(bank, tmp_path, {**config, "code": "XEKD-NOTEMPLATE", "contract_template": "no-such-contract"})
     assert "no contract template named 'no-such-contract'" in unknown.value.problems[0]["message"]
-
-
-def officer_app(platform: CreditFlow) -> Any:
-    from api import create_app
-
-    app = create_app(platform)
-    app.config["TESTING"] = True
-    return app
 
 
 def cli_env(settings: Settings, monkeypatch: Any) -> None:
@@ -310,16 +304,12 @@ def test_a_verify_upload_without_a_file_or_of_another_kind_is_a_clear_4xx(office
 
 
 def test_a_seal_that_fails_waits_in_the_exception_task_and_a_retry_signs(bank: CreditFlow, tmp_path: Path) -> None:
-    from api import create_app
-
     config = tmp_path / "seals.json"  # production keys configured, but the key file is not there
     config.write_text(
         json.dumps({"banks": {"bank-lingyuan": {"kind": "file", "key": "gone.key.pem", "cert": "gone.pem"}}})
     )
     broken = CreditFlow(replace(bank.settings, seal_config=config), clock=bank.clock, database=bank.db)
-    app = create_app(broken)
-    app.config["TESTING"] = True
-    body = apply(login(app, "ly_officer"))
+    body = apply(login(api_app(broken), "ly_officer"))
     assert body["status"] == "running" and [t["bpmn_id"] for t in body["tasks"]] == ["contract_exception"]
     assert "gone.key.pem" in body["data"]["contract_error"]["message"]
     kinds = [d.kind for d in bank.documents.list(SYSTEM, body["id"])]
@@ -331,3 +321,13 @@ def test_a_seal_that_fails_waits_in_the_exception_task_and_a_retry_signs(bank: C
     assert view.instance.status == "completed"
     sealed = [d for d in bank.documents.list(SYSTEM, body["id"]) if d.kind == "contract_sealed"]
     assert len(sealed) == 1 and bank.documents.verify(SYSTEM, sealed[0].id)["status"] == "valid"
+
+
+def test_a_server_without_libreoffice_says_what_to_install(
+    bank: CreditFlow, tmp_path: Path, monkeypatch: Any, caplog: Any
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without the Debian packages
+    with caplog.at_level("WARNING", logger="engine.services.documents"):
+        bank.documents.warm_up()
+    (warning,) = [r.getMessage() for r in caplog.records if "contracts cannot be made here" in r.getMessage()]
+    assert "soffice" in warning and "pdftotext" in warning and "apt-get install libreoffice-writer-nogui" in warning

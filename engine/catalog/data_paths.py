@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from lxml import etree
+from engine.runtime.xml_safety import parse_xml
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 SPIFF = "http://spiffworkflow.org/bpmn/schema/1.0/core"
@@ -30,7 +30,7 @@ def schema_paths(schema: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
 
 def script_variables(bpmn_xml: bytes) -> set[str]:
     """Top-level names the model's scripts (script tasks, pre- and post-scripts) assign."""
-    root = etree.fromstring(bpmn_xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    root = parse_xml(bpmn_xml, "archetype model")
     scripts = root.iterfind(f".//{{{BPMN}}}script")
     extras = [e for tag in ("preScript", "postScript") for e in root.iterfind(f".//{{{SPIFF}}}{tag}")]
     return {m for e in (*scripts, *extras) for m in _ASSIGNED.findall(e.text or "")}

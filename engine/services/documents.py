@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from engine.archive.storage import BlobStorage, storage_from_settings
 from engine.documents.contract_fields import FIELD_SOURCES, OPTIONAL_FIELDS, contract_context, unfillable_tags
 from engine.documents.lpr import LprTable
-from engine.documents.pdf import PdfConverter, shared_converter
+from engine.documents.pdf import INSTALL_COMMAND, PdfConverter, missing_tools, shared_converter
 from engine.documents.pki import BankIdentity, Pki, SealConfig, init_pki
 from engine.documents.sealing import Sealer
 from engine.documents.templates import ContractTemplates
@@ -156,7 +156,11 @@ class DocumentService:
         return shared_converter(settings.office_path, workers=settings.pdf_workers)
 
     def warm_up(self) -> None:
-        """Start the converter in the background; a machine without LibreOffice only logs why."""
+        """Start the converter in the background; on a machine that lacks a tool the operator is told
+        which, and how to install it, before the first contract fails for it."""
+        missing = missing_tools()
+        if missing:
+            log.warning("contracts cannot be made here, missing: %s; %s", ", ".join(missing), INSTALL_COMMAND)
 
         def start() -> None:
             try:

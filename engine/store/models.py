@@ -461,7 +461,7 @@ class Job(Base):
         Index("ix_job_subject", "kind", "instance_id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(32))  # timer | start_timer | escalate | deliver
+    kind: Mapped[str] = mapped_column(String(32))  # timer | start_timer | escalate | deliver | archive
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
     instance_id: Mapped[str | None] = mapped_column(String(36))
     task_id: Mapped[str | None] = mapped_column(String(36), index=True)
