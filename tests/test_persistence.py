@@ -217,3 +217,33 @@ def test_upgrading_a_populated_database_keeps_its_rows(tmp_path: Any) -> None:
         enforced = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
     database.dispose()
     assert tuple(row) == (3, None) and tasks == 1 and enforced == 1
+
+
+def test_wal_checkpoints_run_off_the_committing_request(tmp_path: Any) -> None:
+    """Every N write commits a background checkpoint moves the WAL into the database file; SQLite's
+    own checkpoint (which would stall the committing request) is only a far-off backstop."""
+    from engine.store.db import Database
+    from engine.store.wal_checkpoint import BACKSTOP_PAGES
+
+    database = Database(f"sqlite:///{tmp_path / 'wal.db'}")
+    checkpointer = database.checkpointer
+    assert checkpointer is not None
+    checkpointer.every = 5
+    with database.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE loan (id INTEGER PRIMARY KEY, amount TEXT)")
+    for amount in range(4):
+        with database.transaction(write=True) as session:
+            session.execute(text("INSERT INTO loan (amount) VALUES (:a)"), {"a": str(amount)})
+    checkpointer.wait()
+    assert checkpointer.runs == 0  # four commits: not yet
+    with database.transaction(write=True) as session:
+        session.execute(text("INSERT INTO loan (amount) VALUES ('5')"))
+    checkpointer.wait()
+    with database.engine.connect() as conn:
+        backstop = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        rows = conn.exec_driver_sql("SELECT count(*) FROM loan").scalar()
+    database.dispose()
+    assert checkpointer.runs == 1 and checkpointer.last is not None
+    busy, frames, moved = checkpointer.last
+    assert busy == 0 and frames > 0 and moved == frames
+    assert backstop == BACKSTOP_PAGES and rows == 5
