@@ -49,12 +49,12 @@ CMD_TIMESTAMP = "openssl ts -verify -data tagmanifest-sha256.txt -in tagmanifest
 CMD_TIMESTAMP_TIME = "openssl ts -reply -in tagmanifest-sha256.txt.tsr -text | grep 'Time stamp'"
 # The seal is checked as of the timestamp's time: its certificate may have expired since (long-term validation).
 CMD_SEALED_AT = (
-    "SEALED_AT=$(date -d \"$(openssl ts -reply -in tagmanifest-sha256.txt.tsr -text"
+    'SEALED_AT=$(date -d "$(openssl ts -reply -in tagmanifest-sha256.txt.tsr -text'
     " | sed -n 's/^Time stamp: //p')\" +%s)"
 )
 CMD_SIGNATURE = (
     "openssl cms -verify -binary -inform DER -in tagmanifest-sha256.txt.p7s"
-    " -content tagmanifest-sha256.txt -CAfile ca.pem -purpose any -attime \"$SEALED_AT\" -out /dev/null"
+    ' -content tagmanifest-sha256.txt -CAfile ca.pem -purpose any -attime "$SEALED_AT" -out /dev/null'
 )
 CMD_CA_FINGERPRINT = "openssl x509 -in ca.pem -noout -fingerprint -sha256"
 
