@@ -44,6 +44,7 @@ test: lint system-packages
 
 bench: install
 	$(BIN)/python bench/engine_throughput.py
+	$(BIN)/python bench/engine_phases.py
 	$(BIN)/python bench/inbox.py
 	$(BIN)/python bench/escalation.py
 	$(BIN)/python bench/documents.py
