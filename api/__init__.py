@@ -9,7 +9,10 @@ from flask import Flask, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from api.integers import PathInteger
+from api.json_provider import JsonProvider
 from api.problems import from_domain_error, from_http_exception, problem
+from api.request_screening import screen_request
 from api.schemas import ProblemSchema
 from api.security import authenticate_request
 from api.views import (
@@ -33,6 +36,10 @@ from engine.masking import install_log_masking
 log = logging.getLogger(__name__)
 
 
+class CreditFlowFlask(Flask):
+    json_provider_class = JsonProvider
+
+
 class CreditFlowApi(Api):
     """flask-smorest with RFC 9457 problem bodies instead of its default error JSON."""
 
@@ -44,7 +51,8 @@ class CreditFlowApi(Api):
 
 def create_app(platform: Any) -> Flask:
     install_log_masking()
-    app = Flask(__name__)
+    app = CreditFlowFlask(__name__)
+    app.url_map.converters["int"] = PathInteger  # before any route is added
     settings = platform.settings
     app.config.update(
         API_TITLE="CreditFlow API",
@@ -65,7 +73,6 @@ def create_app(platform: Any) -> Flask:
         },
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
     )
-    app.json.ensure_ascii = False  # Chinese names and labels as text, not \u escapes
     app.extensions["creditflow"] = platform
     api = CreditFlowApi(app)
     blueprints = (health, auth, definitions, instances, tasks, products, admin, organization, api_keys)
@@ -78,6 +85,7 @@ def create_app(platform: Any) -> Flask:
         if request.mimetype == "application/json" and (request.content_length or 0) > settings.max_json_body_bytes:
             raise RequestEntityTooLarge(f"JSON bodies are limited to {settings.max_json_body_bytes} bytes")
         authenticate_request()
+        screen_request()
 
     app.register_error_handler(CreditFlowError, from_domain_error)
     app.register_error_handler(HTTPException, from_http_exception)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from api.integers import Integer
 from engine.inbox.queries import LEVELS, SORTS, VIEWS
 from engine.inbox.queries import STATUSES as TASK_STATUSES
 from engine.services.instances import STATUSES
@@ -13,7 +14,7 @@ from engine.services.tasks import MAX_BULK
 class ProblemSchema(Schema):
     type = fields.String()
     title = fields.String()
-    status = fields.Integer()
+    status = Integer()
     detail = fields.String()
     errors = fields.List(fields.Dict(), metadata={"description": "one entry per problem, naming the field"})
 
@@ -26,27 +27,27 @@ class TokenRequestSchema(Schema):
 class TokenSchema(Schema):
     access_token = fields.String()
     token_type = fields.String()
-    expires_in = fields.Integer()
+    expires_in = Integer()
 
 
 class PageQuerySchema(Schema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = Integer(load_default=0, validate=validate.Range(min=0))
 
 
 class DefinitionSchema(Schema):
-    id = fields.Integer()
+    id = Integer()
     key = fields.String()
-    version = fields.Integer()
+    version = Integer()
     name = fields.String(allow_none=True)
     sha256 = fields.String()
-    deployment_id = fields.Integer()
+    deployment_id = Integer()
     created_at = fields.DateTime()
 
 
 class DefinitionListSchema(Schema):
     items = fields.List(fields.Nested(DefinitionSchema))
-    total = fields.Integer()
+    total = Integer()
 
 
 class DefinitionQuerySchema(PageQuerySchema):
@@ -77,18 +78,16 @@ class TaskSchema(Schema):
     name = fields.String(allow_none=True)
     lane = fields.String(allow_none=True, metadata={"description": "the BPMN lane"})
     role = fields.String(allow_none=True, metadata={"description": "the role the task is offered to"})
-    org_unit_id = fields.Integer(
-        allow_none=True, metadata={"description": "the unit whose role holders are offered it"}
-    )
+    org_unit_id = Integer(allow_none=True, metadata={"description": "the unit whose role holders are offered it"})
     form = fields.String(allow_none=True)
     status = fields.String()
-    priority = fields.Integer()
-    assignee_id = fields.Integer(allow_none=True)
-    owner_id = fields.Integer(allow_none=True, metadata={"description": "keeps a delegated task"})
+    priority = Integer()
+    assignee_id = Integer(allow_none=True)
+    owner_id = Integer(allow_none=True, metadata={"description": "keeps a delegated task"})
     delegation = fields.String(allow_none=True, metadata={"description": "pending or resolved"})
     paused_at = fields.DateTime(allow_none=True, metadata={"description": "the step clock is stopped since"})
     pause_reason = fields.String(allow_none=True)
-    completed_by_id = fields.Integer(allow_none=True)
+    completed_by_id = Integer(allow_none=True)
     created_at = fields.DateTime()
     ended_at = fields.DateTime(allow_none=True)
     warn_at = fields.DateTime(allow_none=True, metadata={"description": "turns yellow (80 % of the step's limit)"})
@@ -101,12 +100,12 @@ class InboxRowSchema(TaskSchema):
     business_key = fields.String(allow_none=True)
     applicant_name = fields.String(allow_none=True)
     applicant_id_masked = fields.String(allow_none=True, metadata={"description": "the ID number, masked"})
-    application_org_unit_id = fields.Integer(allow_none=True)
+    application_org_unit_id = Integer(allow_none=True)
 
 
 class TaskListSchema(Schema):
     items = fields.List(fields.Nested(InboxRowSchema))
-    total = fields.Integer(metadata={"description": "tasks of the view that match the filters"})
+    total = Integer(metadata={"description": "tasks of the view that match the filters"})
     next_cursor = fields.String(allow_none=True, metadata={"description": "pass as `cursor` for the next page"})
 
 
@@ -128,17 +127,17 @@ class TaskFilterSchema(Schema):
 
 
 class TaskQuerySchema(TaskFilterSchema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = Integer(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = fields.String(validate=validate.Length(max=1000))
-    filter = fields.Integer(metadata={"description": "a saved filter's id; explicit parameters win over it"})
+    filter = Integer(metadata={"description": "a saved filter's id; explicit parameters win over it"})
 
 
 class TaskCountsSchema(Schema):
-    counts = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={"description": "open tasks per view"})
+    counts = fields.Dict(keys=fields.String(), values=Integer(), metadata={"description": "open tasks per view"})
 
 
 class SavedFilterSchema(Schema):
-    id = fields.Integer(dump_only=True)
+    id = Integer(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     query = fields.Nested(TaskFilterSchema, required=True)
     created_at = fields.DateTime(dump_only=True)
@@ -149,7 +148,7 @@ class SavedFilterListSchema(Schema):
 
 
 class AssignSchema(Schema):
-    user_id = fields.Integer(required=True)
+    user_id = Integer(required=True)
 
 
 class ResolveSchema(Schema):
@@ -170,9 +169,9 @@ class ReturnSchema(Schema):
 
 
 class CommentSchema(Schema):
-    id = fields.Integer(dump_only=True)
+    id = Integer(dump_only=True)
     task_id = fields.String(dump_only=True, allow_none=True)
-    author_id = fields.Integer(dump_only=True, allow_none=True)
+    author_id = Integer(dump_only=True, allow_none=True)
     body = fields.String(required=True, validate=validate.Length(min=1, max=4000))
     created_at = fields.DateTime(dump_only=True)
 
@@ -186,9 +185,9 @@ class AttachmentSchema(Schema):
     task_id = fields.String(allow_none=True)
     filename = fields.String()
     content_type = fields.String()
-    size = fields.Integer()
+    size = Integer()
     sha256 = fields.String()
-    uploaded_by_id = fields.Integer(allow_none=True)
+    uploaded_by_id = Integer(allow_none=True)
     created_at = fields.DateTime()
 
 
@@ -203,7 +202,7 @@ class BulkSchema(Schema):
 
 
 class BulkAssignSchema(BulkSchema):
-    user_id = fields.Integer(required=True)
+    user_id = Integer(required=True)
 
 
 class BulkResultSchema(Schema):
@@ -217,7 +216,7 @@ class FormSchema(Schema):
 
 
 class TaskDetailSchema(InboxRowSchema):
-    remaining_working_minutes = fields.Integer(
+    remaining_working_minutes = Integer(
         allow_none=True, metadata={"description": "working time left until the step is due; negative once overdue"}
     )
     data = fields.Dict(allow_none=True, metadata={"description": "the data the form opens with"})
@@ -231,10 +230,10 @@ class CompleteTaskSchema(Schema):
 class InstanceSummarySchema(Schema):
     id = fields.String()
     definition_key = fields.String()
-    definition_version = fields.Integer()
+    definition_version = Integer()
     business_key = fields.String(allow_none=True)
     status = fields.String()
-    version = fields.Integer()
+    version = Integer()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     ended_at = fields.DateTime(allow_none=True)
@@ -242,10 +241,10 @@ class InstanceSummarySchema(Schema):
     due_at = fields.DateTime(allow_none=True, metadata={"description": "the product's process time limit"})
     escalate_at = fields.DateTime(allow_none=True, metadata={"description": "the process clock turns red"})
     level = fields.String(metadata={"description": "the process clock's SLA colour now"})
-    remaining_working_minutes = fields.Integer(
+    remaining_working_minutes = Integer(
         allow_none=True, metadata={"description": "working time left on the process clock (GET of one instance)"}
     )
-    org_unit_id = fields.Integer(allow_none=True, metadata={"description": "the branch or grid of the application"})
+    org_unit_id = Integer(allow_none=True, metadata={"description": "the branch or grid of the application"})
     applicant_name = fields.String(allow_none=True)
     applicant_id_masked = fields.String(allow_none=True)
 
@@ -258,7 +257,7 @@ class InstanceSchema(InstanceSummarySchema):
 
 class InstanceListSchema(Schema):
     items = fields.List(fields.Nested(InstanceSummarySchema))
-    total = fields.Integer()
+    total = Integer()
 
 
 class InstanceQuerySchema(PageQuerySchema):
@@ -269,7 +268,7 @@ class InstanceQuerySchema(PageQuerySchema):
 
 class StartInstanceSchema(Schema):
     definition_key = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    version = fields.Integer(strict=True, validate=validate.Range(min=1))
+    version = Integer(strict=True, validate=validate.Range(min=1))
     business_key = fields.String(validate=validate.Length(min=1, max=255))
     data = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=200)), load_default=dict)
     org_unit = fields.String(
@@ -292,9 +291,9 @@ class RetrySchema(Schema):
 
 
 class AuditEventSchema(Schema):
-    seq = fields.Integer()
+    seq = Integer()
     event_type = fields.String()
-    actor_id = fields.Integer(allow_none=True)
+    actor_id = Integer(allow_none=True)
     task_id = fields.String(allow_none=True)
     bpmn_id = fields.String(allow_none=True)
     payload = fields.Dict()
@@ -313,10 +312,10 @@ class HealthSchema(Schema):
 
 
 class ProductVersionSchema(Schema):
-    id = fields.Integer()
-    version = fields.Integer()
+    id = Integer()
+    version = Integer()
     sha256 = fields.String()
-    definition_id = fields.Integer()
+    definition_id = Integer()
     decisions = fields.Dict(metadata={"description": "decision slot -> content-hashed rule decision key"})
     published_at = fields.DateTime()
 
@@ -327,9 +326,9 @@ class ProductSchema(Schema):
     system = fields.String()
     series = fields.String()
     archetype = fields.String()
-    tenant_id = fields.Integer(allow_none=True)
-    template_id = fields.Integer(allow_none=True, metadata={"description": "set for a bank's local product"})
-    current_version = fields.Integer(allow_none=True)
+    tenant_id = Integer(allow_none=True)
+    template_id = Integer(allow_none=True, metadata={"description": "set for a bank's local product"})
+    current_version = Integer(allow_none=True)
 
 
 class ProductDetailSchema(ProductSchema):
@@ -339,7 +338,7 @@ class ProductDetailSchema(ProductSchema):
 
 class ProductListSchema(Schema):
     items = fields.List(fields.Nested(ProductSchema))
-    total = fields.Integer()
+    total = Integer()
 
 
 class ProductQuerySchema(PageQuerySchema):
@@ -349,7 +348,7 @@ class ProductQuerySchema(PageQuerySchema):
     tenant = fields.String(
         validate=validate.Length(max=64), metadata={"description": "a bank's code, or the province's for templates"}
     )
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=200))
+    limit = Integer(load_default=100, validate=validate.Range(min=1, max=200))
 
 
 class ProductVersionListSchema(Schema):
@@ -382,15 +381,15 @@ class DraftSchema(Schema):
 class DiffSchema(Schema):
     code = fields.String()
     template = fields.String()
-    base_version = fields.Integer()
-    latest_template_version = fields.Integer()
+    base_version = Integer()
+    latest_template_version = Integer()
     changes = fields.List(fields.Dict())
 
 
 class RebaseSchema(Schema):
     code = fields.String()
-    from_version = fields.Integer()
-    to_version = fields.Integer()
+    from_version = Integer()
+    to_version = Integer()
     conflicts = fields.List(fields.Dict(), metadata={"description": "overridden values the province also changed"})
 
 
@@ -398,7 +397,7 @@ class CalendarDaySchema(Schema):
     day = fields.Date(dump_only=True)
     workday = fields.Boolean(required=True, metadata={"description": "true: a working day; false: a day off"})
     note = fields.String(load_default="", validate=validate.Length(max=200), metadata={"description": "e.g. 台风停业"})
-    tenant_id = fields.Integer(dump_only=True, allow_none=True)
+    tenant_id = Integer(dump_only=True, allow_none=True)
 
 
 class CalendarDayListSchema(Schema):
@@ -406,4 +405,4 @@ class CalendarDayListSchema(Schema):
 
 
 class CalendarQuerySchema(Schema):
-    year = fields.Integer(required=True, validate=validate.Range(min=2000, max=2100))
+    year = Integer(required=True, validate=validate.Range(min=2000, max=2100))

@@ -1,13 +1,40 @@
-"""Strict reading of the JSON documents people author (forms, product configs).
+"""Strict reading of JSON that comes from outside: request bodies, cursors, authored documents.
 
 Python's json keeps the last of two duplicate keys and accepts NaN; in a hand-edited config either
-silently changes meaning (a second ``required`` hiding the first), so both are refused here.
+silently changes meaning (a second ``required`` hiding the first), so both are refused here. Any
+outside JSON is bounded in depth: ``[[[[…`` raised RecursionError (a 500) in the parser, or later
+in whatever walks the value (validation, deep copies, serialization).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+MAX_DEPTH = 64
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def loads(text: str | bytes, **options: Any) -> Any:
+    """``json.loads`` that raises ValueError, never RecursionError, for values nested too deeply."""
+    too_deep = f"JSON may be nested at most {MAX_DEPTH} levels deep"
+    try:
+        value = json.loads(text, **options)
+    except RecursionError:
+        raise ValueError(too_deep) from None
+    if _deeper_than(value, MAX_DEPTH):
+        raise ValueError(too_deep)
+    return value
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -25,7 +52,7 @@ def _refuse_constant(name: str) -> None:
 
 def load_object(raw: bytes) -> dict[str, Any]:
     """A UTF-8 JSON object; ValueError (with the reason) for anything else."""
-    document = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
+    document = loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
     if not isinstance(document, dict):
         raise ValueError("the top level must be a JSON object")
     return document

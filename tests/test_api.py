@@ -212,6 +212,10 @@ def test_bad_requests_are_4xx_problems_never_500(api: ApiClient) -> None:
         api.get("/api/v1/process-instances?status=weird"),
         api.post("/api/v1/process-instances", data="x" * (2 * 1024 * 1024), content_type="application/json"),
         api.post("/api/v1/process-instances/does-not-exist/retry", json={}),
+        api.get(f"/api/v1/process-definitions/{2**31}"),  # beyond the id column: no such route, not an overflow
+        api.get("/api/v1/admin/users", query_string={"offset": 10**30}),
+        api.post("/api/v1/process-instances", json={"definition_key": "linear", "data": {"name": "a\x00b"}}),
+        api.post("/api/v1/process-instances", data="[" * 100_000, content_type="application/json"),
     ]
     for response in cases:
         assert 400 <= response.status_code < 500, (response.status_code, response.get_json())
@@ -220,6 +224,10 @@ def test_bad_requests_are_4xx_problems_never_500(api: ApiClient) -> None:
     assert {e["field"] for e in wrong_types} == {"definition_key", "data"}
     assert cases[4].get_json()["errors"][0]["field"] == "definition_key"
     assert cases[6].status_code == 404 and cases[13].status_code == 413
+    assert cases[15].status_code == 404
+    assert cases[16].status_code == 422 and cases[16].get_json()["errors"][0]["field"] == "offset"
+    assert cases[17].status_code == 422 and cases[17].get_json()["errors"][0]["field"] == "data.name"
+    assert cases[18].status_code == 400
 
 
 def test_openapi_documents_every_route_with_schemas(app: Any) -> None:

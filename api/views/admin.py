@@ -9,6 +9,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.integers import Integer
 from api.schemas import CalendarDayListSchema, CalendarDaySchema, CalendarQuerySchema
 from api.security import current_principal, requires
 from engine.errors import InvalidInput
@@ -31,7 +32,7 @@ class WorkingHoursSchema(Schema):
         dump_only=True,
         metadata={"description": "bank: the bank's own hours; province: the province's default; default: built in"},
     )
-    minutes_per_day = fields.Integer(
+    minutes_per_day = Integer(
         dump_only=True, metadata={"description": "working minutes in one workday: what P1D in a time limit means"}
     )
 

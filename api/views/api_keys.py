@@ -10,6 +10,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.integers import Integer
 from api.security import current_principal, requires
 from engine.org.roles import ORG_ADMIN
 
@@ -17,13 +18,13 @@ blp = Blueprint("api_keys", __name__, url_prefix="/api/v1/admin", description="A
 
 
 class ApiKeySchema(Schema):
-    id = fields.Integer()
+    id = Integer()
     name = fields.String()
     prefix = fields.String(metadata={"description": "the public part of the key, to recognise it"})
-    user_id = fields.Integer()
+    user_id = Integer()
     username = fields.String()
-    tenant_id = fields.Integer()
-    created_by_id = fields.Integer(allow_none=True)
+    tenant_id = Integer()
+    created_by_id = Integer(allow_none=True)
     created_at = fields.DateTime()
     expires_at = fields.DateTime(allow_none=True)
     revoked_at = fields.DateTime(allow_none=True)

@@ -8,6 +8,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.integers import Integer
 from api.schemas import TokenRequestSchema, TokenSchema
 from api.security import AUTHENTICATED, current_bearer_token, current_principal, requires
 
@@ -32,15 +33,15 @@ class PasswordChangeSchema(Schema):
 
 class GrantSchema(Schema):
     role = fields.String()
-    org_unit_id = fields.Integer(allow_none=True, metadata={"description": "none: anywhere in the tenant"})
+    org_unit_id = Integer(allow_none=True, metadata={"description": "none: anywhere in the tenant"})
 
 
 class AccountSchema(Schema):
-    id = fields.Integer()
+    id = Integer()
     username = fields.String()
     display_name = fields.String()
     tenant = fields.String(metadata={"description": "tenant code"})
-    org_unit_id = fields.Integer(allow_none=True, metadata={"description": "home org unit"})
+    org_unit_id = Integer(allow_none=True, metadata={"description": "home org unit"})
     roles = fields.List(fields.Nested(GrantSchema))
     permissions = fields.List(fields.String())
 

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.files import file_response
+from api.integers import Integer
 from api.security import current_principal, requires
 from engine.errors import InvalidInput
 from engine.org.roles import AUDIT_READ, INSTANCES_READ
@@ -23,7 +24,7 @@ class DocumentSchema(Schema):
     kind = fields.String(metadata={"description": "contract_docx | contract_pdf | contract_sealed"})
     name = fields.String()
     media_type = fields.String()
-    size = fields.Integer()
+    size = Integer()
     sha256 = fields.String()
     contract_no = fields.String(allow_none=True)
     template = fields.String(allow_none=True)
@@ -52,9 +53,9 @@ class ArchiveSchema(Schema):
     instance_id = fields.String()
     outcome = fields.String(metadata={"description": "approved | rejected | aborted | cancelled | completed"})
     name = fields.String()
-    size = fields.Integer()
+    size = Integer()
     sha256 = fields.String()
-    file_count = fields.Integer()
+    file_count = Integer()
     timestamped_at = fields.DateTime(allow_none=True)
     retention_until = fields.Date()
     created_at = fields.DateTime()

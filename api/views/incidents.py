@@ -8,6 +8,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from api.integers import Integer
 from api.schemas import PageQuerySchema
 from api.security import current_principal, requires
 from engine.org.roles import INCIDENTS_MANAGE
@@ -17,15 +18,15 @@ blp = Blueprint("incidents", __name__, url_prefix="/api/v1", description="Failed
 
 
 class IncidentSchema(Schema):
-    id = fields.Integer()
-    job_id = fields.Integer()
+    id = Integer()
+    job_id = Integer()
     kind = fields.String(metadata={"description": "the job's kind: timer, escalate, deliver, …"})
-    tenant_id = fields.Integer(allow_none=True)
+    tenant_id = Integer(allow_none=True)
     instance_id = fields.String(allow_none=True)
     message = fields.String(metadata={"description": "the last error, masked"})
     created_at = fields.DateTime()
     resolved_at = fields.DateTime(allow_none=True)
-    resolved_by_id = fields.Integer(allow_none=True)
+    resolved_by_id = Integer(allow_none=True)
 
 
 class IncidentListSchema(Schema):

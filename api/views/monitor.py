@@ -15,6 +15,7 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.integers import Integer
 from api.security import current_principal, requires
 from engine.inbox.queries import LEVELS
 from engine.org.roles import MONITOR_READ
@@ -63,11 +64,11 @@ class LevelCountsSchema(Schema):
     )
     name = fields.String(allow_none=True)
     bank = fields.String(allow_none=True, metadata={"description": "branch rows: the branch's bank"})
-    none = fields.Integer(metadata={"description": "before the yellow threshold, or without a time limit"})
-    yellow = fields.Integer(metadata={"description": "提醒: past 80 % of the limit"})
-    orange = fields.Integer(metadata={"description": "超时: past the due time"})
-    red = fields.Integer(metadata={"description": "严重超时: past 150 % of the limit"})
-    total = fields.Integer()
+    none = Integer(metadata={"description": "before the yellow threshold, or without a time limit"})
+    yellow = Integer(metadata={"description": "提醒: past 80 % of the limit"})
+    orange = Integer(metadata={"description": "超时: past the due time"})
+    red = Integer(metadata={"description": "严重超时: past 150 % of the limit"})
+    total = Integer()
 
 
 class OverdueSchema(Schema):
@@ -79,9 +80,9 @@ class OverdueSchema(Schema):
 class StepRateSchema(Schema):
     step = fields.String(metadata={"description": "BPMN id of the step"})
     name = fields.String(allow_none=True)
-    completed = fields.Integer(metadata={"description": "completed in the period, with a due time"})
-    on_time = fields.Integer(metadata={"description": "completed by their due time"})
-    overdue = fields.Integer()
+    completed = Integer(metadata={"description": "completed in the period, with a due time"})
+    on_time = Integer(metadata={"description": "completed by their due time"})
+    overdue = Integer()
     rate = fields.Float(metadata={"description": "on_time / completed, 4 decimals"})
 
 

@@ -13,6 +13,7 @@ from flask import current_app, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from api.integers import Integer
 from api.schemas import PageQuerySchema
 from api.security import current_principal, requires
 from engine.org.roles import ORG_ADMIN, ORG_READ, ROLES
@@ -37,14 +38,14 @@ class TenantBodySchema(Schema):
 
 
 class UnitSchema(Schema):
-    id = fields.Integer()
+    id = Integer()
     tenant = fields.String()
     code = fields.String()
     name = fields.String()
     kind = fields.String()
     parent_code = fields.String(allow_none=True)
     path = fields.String(metadata={"description": "ids from the root, e.g. /3/7/12/"})
-    depth = fields.Integer(metadata={"description": "0 for the head office"})
+    depth = Integer(metadata={"description": "0 for the head office"})
 
 
 class UnitListSchema(Schema):
@@ -82,14 +83,14 @@ class HeldRoleSchema(Schema):
 
 
 class UserSchema(Schema):
-    id = fields.Integer()
+    id = Integer()
     tenant = fields.String()
     username = fields.String()
     display_name = fields.String()
     org_unit_code = fields.String(allow_none=True, metadata={"description": "home unit"})
     is_active = fields.Boolean()
     is_service = fields.Boolean()
-    failed_logins = fields.Integer()
+    failed_logins = Integer()
     locked_until = fields.DateTime(allow_none=True)
     tokens_valid_after = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
@@ -105,7 +106,7 @@ class CreatedUserSchema(UserSchema):
 
 class UserListSchema(Schema):
     items = fields.List(fields.Nested(UserSchema))
-    total = fields.Integer()
+    total = Integer()
 
 
 class UserQuerySchema(PageQuerySchema, TenantQuerySchema):
@@ -131,7 +132,7 @@ class UserUpdateSchema(PatchSchema):
 
 
 class GroupSchema(Schema):
-    id = fields.Integer()
+    id = Integer()
     tenant = fields.String()
     code = fields.String()
     name = fields.String()

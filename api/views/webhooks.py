@@ -12,6 +12,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.integers import Integer
 from api.schemas import PageQuerySchema
 from api.security import current_principal, requires
 from engine.org.roles import WEBHOOKS_ADMIN
@@ -39,8 +40,8 @@ def _topics(**kwargs: Any) -> fields.List:
 
 
 class WebhookSchema(Schema):
-    id = fields.Integer()
-    tenant_id = fields.Integer(allow_none=True)
+    id = Integer()
+    tenant_id = Integer(allow_none=True)
     url = fields.String()
     topics = fields.List(fields.String())
     active = fields.Boolean()
@@ -74,12 +75,12 @@ class WebhookPatchSchema(Schema):
 
 
 class DeliverySchema(Schema):
-    id = fields.Integer(metadata={"description": "sent as X-CreditFlow-Delivery"})
-    message_id = fields.Integer()
+    id = Integer(metadata={"description": "sent as X-CreditFlow-Delivery"})
+    message_id = Integer()
     topic = fields.String()
     created_at = fields.DateTime(metadata={"description": "when the message was published"})
     status = fields.String(metadata={"description": "pending, delivered or failed (its retries are used up)"})
-    attempts = fields.Integer()
+    attempts = Integer()
     last_error = fields.String(allow_none=True, metadata={"description": "of the last failed attempt, masked"})
     delivered_at = fields.DateTime(allow_none=True)
 

@@ -72,7 +72,7 @@ _TYPE_NAMES = {
 }
 
 
-def _field(path: Iterable[str | int]) -> str:
+def field_path(path: Iterable[str | int]) -> str:
     """``("guarantors", 1, "mobile")`` → ``guarantors[1].mobile``."""
     text = ""
     for part in path:
@@ -160,9 +160,9 @@ def _problems(errors: Iterable[ValidationError]) -> Iterator[tuple[tuple[Any, ..
             else:
                 names, message = _missing(error), "is required"
             for name in names:
-                yield (*path, name), {"field": _field((*path, name)), "message": message, "code": keyword}
+                yield (*path, name), {"field": field_path((*path, name)), "message": message, "code": keyword}
         else:
-            yield path, {"field": _field(path), "message": _message(error), "code": keyword}
+            yield path, {"field": field_path(path), "message": _message(error), "code": keyword}
 
 
 def _sort_key(item: tuple[tuple[Any, ...], Problem]) -> tuple[Any, ...]:

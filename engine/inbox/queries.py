@@ -30,6 +30,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from engine import json_documents
 from engine.errors import Forbidden, InvalidInput
 from engine.org.roles import ROLES, TASKS_OVERRIDE
 from engine.org.units import unit_ids
@@ -273,7 +274,7 @@ def parse_cursor(sort: str, text: str) -> list[Any]:
     """Decode a cursor from a previous page; one that does not fit the sort is a 422, not a 500."""
     problem = InvalidInput("the cursor is not one this inbox issued", [{"field": "cursor", "message": "invalid"}])
     try:
-        kind, values = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        kind, values = json_documents.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (ValueError, binascii.Error, TypeError):
         raise problem from None
     keys = _KEYS[sort]

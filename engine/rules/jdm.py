@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from engine import json_documents
 
 
 def input_schema(content: Mapping[str, Any]) -> dict[str, Any]:
@@ -24,7 +25,7 @@ def input_schema(content: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError("the input node has no JSON Schema, so a missing field would silently not match")
     try:
-        schema = json.loads(raw)
+        schema = json_documents.loads(raw)
     except ValueError as exc:
         raise ValueError(f"the input node's JSON Schema is not valid JSON: {exc}") from None
     required = schema.get("required") if isinstance(schema, dict) else None
