@@ -10,7 +10,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from api.integers import PathInteger
-from api.json_provider import JsonProvider
+from api.json_provider import JsonProvider, JsonRequest
 from api.problems import from_domain_error, from_http_exception, problem
 from api.request_screening import screen_request
 from api.schemas import ProblemSchema
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 class CreditFlowFlask(Flask):
     json_provider_class = JsonProvider
+    request_class = JsonRequest
 
 
 class CreditFlowApi(Api):

@@ -1,7 +1,9 @@
 """Strict reading of JSON that comes from outside: request bodies, cursors, authored documents.
 
-Python's json keeps the last of two duplicate keys and accepts NaN; in a hand-edited config either
-silently changes meaning (a second ``required`` hiding the first), so both are refused here. Any
+Python's json accepts ``NaN``, ``Infinity`` and ``1e999`` (read as infinity), none of which JSON
+has: a body carrying one was stored and failed later (PostgreSQL's jsonb refuses them), so every
+reader here refuses them. It also keeps the last of two duplicate keys; in a hand-edited config that
+silently changes meaning (a second ``required`` hiding the first), so configs refuse those too. Any
 outside JSON is bounded in depth: ``[[[[…`` raised RecursionError (a 500) in the parser, or later
 in whatever walks the value (validation, deep copies, serialization).
 """
@@ -9,6 +11,7 @@ in whatever walks the value (validation, deep copies, serialization).
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 MAX_DEPTH = 64
@@ -25,9 +28,23 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return number
+
+
 def loads(text: str | bytes, **options: Any) -> Any:
-    """``json.loads`` that raises ValueError, never RecursionError, for values nested too deeply."""
+    """``json.loads`` that refuses NaN and infinities and raises ValueError, never RecursionError,
+    for values nested too deeply."""
     too_deep = f"JSON may be nested at most {MAX_DEPTH} levels deep"
+    options.setdefault("parse_constant", _refuse_constant)
+    options.setdefault("parse_float", _finite_float)
     try:
         value = json.loads(text, **options)
     except RecursionError:
@@ -46,13 +63,9 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def load_object(raw: bytes) -> dict[str, Any]:
     """A UTF-8 JSON object; ValueError (with the reason) for anything else."""
-    document = loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
+    document = loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     if not isinstance(document, dict):
         raise ValueError("the top level must be a JSON object")
     return document

@@ -216,6 +216,9 @@ def test_bad_requests_are_4xx_problems_never_500(api: ApiClient) -> None:
         api.get("/api/v1/admin/users", query_string={"offset": 10**30}),
         api.post("/api/v1/process-instances", json={"definition_key": "linear", "data": {"name": "a\x00b"}}),
         api.post("/api/v1/process-instances", data="[" * 100_000, content_type="application/json"),
+        started_with(api, b'{"note": "\\ud800"}'),  # valid JSON, but no UTF-8 text: UnicodeEncodeError at the driver
+        started_with(api, b'{"amount": NaN}'),  # not JSON, though Python reads it
+        started_with(api, b'{"amount": -1e999}'),  # read as -infinity
     ]
     for response in cases:
         assert 400 <= response.status_code < 500, (response.status_code, response.get_json())
@@ -228,6 +231,17 @@ def test_bad_requests_are_4xx_problems_never_500(api: ApiClient) -> None:
     assert cases[16].status_code == 422 and cases[16].get_json()["errors"][0]["field"] == "offset"
     assert cases[17].status_code == 422 and cases[17].get_json()["errors"][0]["field"] == "data.name"
     assert cases[18].status_code == 400
+    assert cases[19].status_code == 422 and cases[19].get_json()["errors"][0]["field"] == "data.note"
+    for response in (cases[0], cases[20], cases[21]):
+        assert response.status_code == 400 and response.get_json()["errors"][0]["field"] == "body"
+    assert "NaN" in cases[20].get_json()["detail"] and "-1e999" in cases[21].get_json()["detail"]
+    assert api.get("/api/v1/process-instances").get_json()["total"] == 0
+
+
+def started_with(api: ApiClient, data: bytes) -> Any:
+    """Start the linear model with ``data`` sent as raw JSON bytes (the test client's encoder would refuse it)."""
+    body = b'{"definition_key": "linear", "data": ' + data + b"}"
+    return api.post("/api/v1/process-instances", data=body, content_type="application/json")
 
 
 def test_openapi_documents_every_route_with_schemas(app: Any) -> None:
