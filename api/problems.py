@@ -31,9 +31,10 @@ def problem(
 
 
 def from_domain_error(exc: CreditFlowError) -> Response:
-    headers = (
-        {"WWW-Authenticate": 'Bearer realm="creditflow", ApiKey realm="creditflow"'} if exc.status == 401 else None
-    )
+    headers = {
+        401: {"WWW-Authenticate": 'Bearer realm="creditflow", ApiKey realm="creditflow"'},
+        503: {"Retry-After": "1"},  # another writer held the records; they are usually free within a second
+    }.get(exc.status)
     return problem(exc.status, exc.title, exc.detail, exc.problems, headers)
 
 

@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.store.db import LOCK_WAIT_MS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -21,6 +23,7 @@ class Settings:
     max_upload_bytes: int = 5 * 1024 * 1024
     max_json_body_bytes: int = 1024 * 1024
     script_max_seconds: float = 1.0
+    lock_wait_ms: int = LOCK_WAIT_MS  # a write waits this long for a lock held by another, then answers 503
     login_max_failures: int = 5  # failed passwords in a row that lock an account...
     lockout_minutes: int = 15  # ...for this long, so passwords cannot be guessed online
     contracts_dir: Path = REPO_ROOT / "product_configs" / "contracts"
@@ -64,6 +67,7 @@ _INT_VARIABLES = {
     "login_max_failures": "CREDITFLOW_LOGIN_MAX_FAILURES",
     "lockout_minutes": "CREDITFLOW_LOCKOUT_MINUTES",
     "pdf_workers": "CREDITFLOW_PDF_WORKERS",
+    "lock_wait_ms": "CREDITFLOW_LOCK_WAIT_MS",
     "retention_years_approved": "CREDITFLOW_RETENTION_YEARS_APPROVED",
     "retention_years_declined": "CREDITFLOW_RETENTION_YEARS_DECLINED",
 }

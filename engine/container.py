@@ -49,7 +49,7 @@ class CreditFlow:
     ) -> None:
         self.settings = settings
         self.clock = clock or Clock()
-        self.db = database or Database(settings.database_url)
+        self.db = database or Database(settings.database_url, lock_wait_ms=settings.lock_wait_ms)
         self.forms = FormCatalog(settings.forms_dir)
         if connectors is None:
             connectors = ConnectorRegistry()

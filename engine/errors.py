@@ -57,6 +57,13 @@ class Conflict(CreditFlowError):
     title = "Conflict"
 
 
+class Busy(CreditFlowError):
+    """Another writer held the records this change needs for longer than a request waits."""
+
+    status = 503
+    title = "Busy"
+
+
 class Unauthorized(CreditFlowError):
     status = 401
     title = "Unauthorized"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,12 +15,14 @@ from click.testing import CliRunner
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from api import create_app
 from engine.cli import main as cli
 from engine.container import CreditFlow
 from engine.errors import Conflict
+from engine.services.demo import seed_demo
 from engine.services.principal import Principal
-from engine.store.models import AuditEvent, Base, HumanTask, ProcessInstance
-from tests.conftest import deploy
+from engine.store.models import AuditEvent, Base, HumanTask, ProcessInstance, Tenant
+from tests.conftest import PASSWORD, deploy, login
 
 SYSTEM = Principal.system()
 REVIEW = {"recommendation": "reject", "comment": "收入不足"}
@@ -109,6 +112,42 @@ def test_failing_step_keeps_nothing_of_itself(platform: CreditFlow) -> None:
     with pytest.raises(DBAPIError):
         platform.instances.change(SYSTEM, view.instance.id, half_done)
     assert _snapshot(platform, view.instance.id) == before
+
+
+def test_a_unique_key_taken_by_another_writer_is_a_conflict(platform: CreditFlow, clock: Any) -> None:
+    """The database's own unique violation (the race a check-then-insert cannot close) leaves the
+    transaction as a 409, and nothing of it is kept."""
+    with platform.db.transaction(write=True) as session:
+        session.add(Tenant(code="race", name="先到", kind="bank", created_at=clock.now()))
+    with pytest.raises(Conflict, match="concurrent change"), platform.db.transaction(write=True) as session:
+        session.add(Tenant(code="race-2", name="后到的另一行", kind="bank", created_at=clock.now()))
+        session.flush()
+        session.add(Tenant(code="race", name="后到", kind="bank", created_at=clock.now()))
+    with platform.db.transaction() as session:
+        assert sorted(session.scalars(select(Tenant.code).where(Tenant.code.like("race%")))) == ["race"]
+
+
+def test_a_write_held_up_past_the_lock_wait_is_a_503_worth_retrying(settings: Any, clock: Any, connectors: Any) -> None:
+    """Another transaction holding the instance (stuck, or just slow) costs a request the lock wait,
+    not forever: a 503 with Retry-After that changed nothing, and the same request then succeeds."""
+    platform = CreditFlow(replace(settings, lock_wait_ms=50), clock=clock, connectors=connectors)
+    try:
+        seed_demo(platform, PASSWORD)
+        deploy(platform, "linear.bpmn")
+        api = login(create_app(platform))
+        view = api.post("/api/v1/process-instances", json={"definition_key": "linear", "data": {"amount": 1}})
+        instance_id, task_id = view.get_json()["id"], view.get_json()["tasks"][0]["id"]
+        before = _snapshot(platform, instance_id)
+        with platform.db.engine.connect() as holder, holder.begin():
+            # a row lock on PostgreSQL; SQLite's single write lock on SQLite
+            holder.execute(text("UPDATE process_instance SET status = status WHERE id = :id"), {"id": instance_id})
+            held = api.post(f"/api/v1/tasks/{task_id}/complete", json={"data": REVIEW})
+            assert held.status_code == 503 and held.mimetype == "application/problem+json"
+            assert held.headers["Retry-After"] == "1" and "try again" in held.get_json()["detail"]
+        assert _snapshot(platform, instance_id) == before
+        assert api.post(f"/api/v1/tasks/{task_id}/complete", json={"data": REVIEW}).status_code == 200
+    finally:
+        platform.close()
 
 
 def test_audit_chain_detects_edits_and_deletions(platform: CreditFlow, settings: Any, monkeypatch: Any) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from engine.errors import Conflict
+from engine.errors import Busy, Conflict
 from engine.masking import mask_text
 from engine.store.models import Incident, Job
 
@@ -186,7 +186,7 @@ class JobQueue:
         except LeaseLost as exc:
             log.info("%s", exc)
             return LOST
-        except Conflict as exc:  # held or just changed by another node: not a failure
+        except (Conflict, Busy) as exc:  # held or just changed by another node: not a failure
             log.debug("job %s postponed: %s", job.id, exc)
             self._give_back(job, now, error=None, spend_retry=False)
             return BUSY

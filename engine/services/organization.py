@@ -15,14 +15,12 @@ import logging
 import re
 import secrets
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.errors import Conflict, InvalidInput, NotFound
@@ -129,7 +127,7 @@ class OrganizationService:
     ) -> UnitView:
         """``tenant_code`` None: the principal's own tenant."""
         principal.require(ORG_ADMIN)
-        with self._writing() as session:
+        with self.platform.db.transaction(write=True) as session:
             tenant = _tenant(session, principal, tenant_code)
             _lock_tree(session, tenant.id)
             parent = _unit_by_code(session, tenant.id, parent_code)
@@ -175,7 +173,7 @@ class OrganizationService:
     ) -> UnitView:
         """Rename and/or re-parent in one transaction; a move rewrites the path of the whole subtree."""
         principal.require(ORG_ADMIN)
-        with self._writing() as session:
+        with self.platform.db.transaction(write=True) as session:
             unit = session.get(OrgUnit, unit_id)
             if unit is None or not principal.sees(unit.tenant_id):
                 raise NotFound(f"org unit {unit_id} does not exist")
@@ -259,7 +257,7 @@ class OrganizationService:
             )
         secret = password or secrets.token_urlsafe(16)
         password_hash = hash_password(secret)  # slow on purpose: outside the write transaction
-        with self._writing() as session:
+        with self.platform.db.transaction(write=True) as session:
             tenant = _tenant(session, principal, tenant_code)
             unit = _unit_by_code(session, tenant.id, org_unit_code)
             if org_unit_code is not None and unit is None:
@@ -381,7 +379,7 @@ class OrganizationService:
 
     def create_group(self, principal: Principal, tenant_code: str | None, code: str, name: str) -> GroupView:
         principal.require(ORG_ADMIN)
-        with self._writing() as session:
+        with self.platform.db.transaction(write=True) as session:
             tenant = _tenant(session, principal, tenant_code)
             problems = _code_problems("code", code) + _text_problems("name", name)
             if problems:
@@ -423,20 +421,11 @@ class OrganizationService:
 
     # -- shared --------------------------------------------------------------------------------
 
-    @contextmanager
-    def _writing(self) -> Iterator[Session]:
-        """A write transaction where a unique key taken by a concurrent writer is a 409, not a 500."""
-        try:
-            with self.platform.db.transaction(write=True) as session:
-                yield session
-        except IntegrityError as exc:
-            raise Conflict("a concurrent change wrote the same record; reload and retry") from exc
-
     def _change_user(
         self, principal: Principal, user: UserRef, what: str, change: Callable[[Session, User], None]
     ) -> UserView:
         principal.require(ORG_ADMIN)
-        with self._writing() as session:
+        with self.platform.db.transaction(write=True) as session:
             row = _user(session, principal, user)
             change(session, row)
             view = _user_views(session, [row])[0]
@@ -453,7 +442,7 @@ class OrganizationService:
         change: Callable[[Session, UserGroup, User], None],
     ) -> GroupView:
         principal.require(ORG_ADMIN)
-        with self._writing() as session:
+        with self.platform.db.transaction(write=True) as session:
             row = _group(session, principal, group, tenant_code)
             member = _user(session, principal, user)
             if member.tenant_id != row.tenant_id:
