@@ -80,6 +80,7 @@ def create_app(platform: Any) -> Flask:
     for module in (*blueprints, monitor, incidents, webhooks, documents):
         api.register_blueprint(module.blp)
     api.register_blueprint(tasks.files)
+    api.register_blueprint(monitor.escalations_blp)
 
     @app.before_request
     def _limits_and_auth() -> None:

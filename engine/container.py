@@ -24,6 +24,7 @@ from engine.services.auth import AuthService
 from engine.services.calendars import CalendarService
 from engine.services.definitions import DefinitionService
 from engine.services.documents import DocumentService, register_contract_connectors
+from engine.services.escalation_log import EscalationLog
 from engine.services.execution import ARCHIVE, TIMER
 from engine.services.incidents import IncidentService
 from engine.services.instances import InstanceService
@@ -73,6 +74,7 @@ class CreditFlow:
         self.organization = OrganizationService(self)
         self.api_keys = ApiKeyService(self)
         self.monitor = MonitorService(self)
+        self.escalation_log = EscalationLog(self)
         self.webhooks = WebhookService(self)
         self.incidents = IncidentService(self)
         self.jobs = JobQueue(self)

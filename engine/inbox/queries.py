@@ -143,15 +143,16 @@ def mine_clause(principal: Principal) -> ColumnElement[bool]:
     return HumanTask.assignee_id == principal.user_id
 
 
-def supervised_units(principal: Principal) -> ColumnElement[bool] | None:
-    """The tasks of the units a supervisor oversees (their grant's unit and everything below, as
-    resolved when the principal was loaded); None: the principal supervises nothing."""
+def supervised_units(principal: Principal, unit_column: Any = HumanTask.org_unit_id) -> ColumnElement[bool] | None:
+    """The rows (tasks, or with ``unit_column`` applications) of the units a supervisor oversees (their
+    grant's unit and everything below, as resolved when the principal was loaded); None: the
+    principal supervises nothing."""
     supervising = [g for g in principal.grants if g.role in ROLES and ROLES[g.role].supervises]
     if not supervising:
         return None
     if any(g.org_unit_id is None or unit_ids(g.org_path or "")[1:] == [] for g in supervising):
         return true()  # tenant-wide, or the head office: the whole bank
-    return HumanTask.org_unit_id.in_(sorted(principal.supervised_unit_ids))
+    return unit_column.in_(sorted(principal.supervised_unit_ids))
 
 
 def view_clause(principal: Principal, view: str) -> ColumnElement[bool]:
@@ -211,19 +212,27 @@ def filtered(principal: Principal, query: InboxQuery, now: datetime) -> Select[A
     if query.applicant:
         instance_filters.append(ProcessInstance.applicant_name.startswith(query.applicant, autoescape=True))
     if query.product:
-        versions = select(ProductVersion.id).join(Product, Product.id == ProductVersion.product_id)
-        instance_filters.append(ProcessInstance.product_version_id.in_(versions.where(Product.code == query.product)))
+        instance_filters.append(ProcessInstance.product_version_id.in_(product_versions(query.product)))
     if query.org_unit:
-        named = aliased(OrgUnit)  # the code may exist in several banks the caller can read
-        subtree = (
-            select(OrgUnit.id).join(named, OrgUnit.path.startswith(named.path)).where(named.code == query.org_unit)
-        )
-        if principal.tenant_id is not None:
-            subtree = subtree.where(named.tenant_id.in_(sorted(principal.scope_tenants or {principal.tenant_id})))
-        instance_filters.append(ProcessInstance.org_unit_id.in_(subtree))
+        instance_filters.append(ProcessInstance.org_unit_id.in_(unit_subtree(principal, query.org_unit)))
     if instance_filters:
         stmt = stmt.where(HumanTask.instance_id.in_(select(ProcessInstance.id).where(*instance_filters)))
     return stmt
+
+
+def product_versions(code: str) -> Select[Any]:
+    """The ids of every version of the product ``code``."""
+    versions = select(ProductVersion.id).join(Product, Product.id == ProductVersion.product_id)
+    return versions.where(Product.code == code)
+
+
+def unit_subtree(principal: Principal, code: str) -> Select[Any]:
+    """The ids of the units named ``code`` in the banks the caller reads, and of every unit below them."""
+    named = aliased(OrgUnit)  # the code may exist in several banks the caller can read
+    subtree = select(OrgUnit.id).join(named, OrgUnit.path.startswith(named.path)).where(named.code == code)
+    if principal.tenant_id is not None:
+        subtree = subtree.where(named.tenant_id.in_(sorted(principal.scope_tenants or {principal.tenant_id})))
+    return subtree
 
 
 # -- sorting and keyset pagination -----------------------------------------------------------------

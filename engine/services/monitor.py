@@ -134,13 +134,7 @@ class MonitorService:
     ) -> OnTimeReport:
         """Per step, tasks completed from ``start`` to ``end`` (days in Asia/Shanghai, both included) that
         had a due time: how many ended by it. Steps with the lowest rate come first."""
-        if end < start:
-            raise InvalidInput("the period ends before it starts", [{"field": "to", "message": "on or after from"}])
-        if (end - start).days + 1 > MAX_PERIOD_DAYS:
-            raise InvalidInput(
-                f"a period is at most {MAX_PERIOD_DAYS} days",
-                [{"field": "to", "message": f"at most {MAX_PERIOD_DAYS} days after from"}],
-            )
+        lower, upper = period_bounds(start, end)
         on_time = func.count(case((HumanTask.ended_at <= HumanTask.due_at, 1)))
         with self.platform.db.transaction() as session:
             tasks = self._tasks(
@@ -148,11 +142,7 @@ class MonitorService:
             )
             stmt = (
                 _aggregate(tasks, HumanTask.bpmn_id, func.max(HumanTask.name), func.count(), on_time)
-                .where(
-                    HumanTask.due_at.is_not(None),
-                    HumanTask.ended_at >= _midnight(start),
-                    HumanTask.ended_at < _midnight(end + timedelta(days=1)),
-                )
+                .where(HumanTask.due_at.is_not(None), HumanTask.ended_at >= lower, HumanTask.ended_at < upper)
                 .group_by(HumanTask.bpmn_id)
             )
             rates = [
@@ -186,6 +176,19 @@ def _aggregate(tasks: Select[Any], *columns: Any) -> Select[Any]:
 
 def _only(level: str, count: int) -> dict[str, int]:
     return {name: count if name == level else 0 for name in LEVELS}
+
+
+def period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """The UTC instants from ``start``'s midnight to the midnight after ``end`` (days in Asia/Shanghai,
+    both included); a 422 naming ``to`` for a period that is reversed or longer than a year."""
+    if end < start:
+        raise InvalidInput("the period ends before it starts", [{"field": "to", "message": "on or after from"}])
+    if (end - start).days + 1 > MAX_PERIOD_DAYS:
+        raise InvalidInput(
+            f"a period is at most {MAX_PERIOD_DAYS} days",
+            [{"field": "to", "message": f"at most {MAX_PERIOD_DAYS} days after from"}],
+        )
+    return _midnight(start), _midnight(end + timedelta(days=1))
 
 
 def _midnight(day: date) -> datetime:

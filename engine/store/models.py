@@ -502,7 +502,7 @@ class Escalation(Base):
     instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
     level: Mapped[str] = mapped_column(String(16))  # yellow | orange | red
-    due_at: Mapped[datetime] = mapped_column(UtcDateTime())  # when the level was reached
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)  # when the level was reached (the log's order)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())  # when the scheduler handled it
     actions: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
 
