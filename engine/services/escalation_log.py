@@ -110,13 +110,14 @@ class EscalationLog:
             rows = session.execute(
                 _described(stmt).order_by(Escalation.due_at.desc(), Escalation.id.desc()).limit(limit).offset(offset)
             ).all()
-            names = _usernames(session, {user for row in rows for user in row.Escalation.actions.get("notified", [])})
+            told = {user for row in rows for user in (row.Escalation.actions or {}).get("notified", [])}
+            names = _usernames(session, told)
         return EscalationPage(start, end, total, [_record(row, names) for row in rows])
 
     def export(
         self, principal: Principal, start: date | None = None, end: date | None = None, **filters: Any
     ) -> EscalationPage:
-        """Every escalation of the period for a spreadsheet, or a 422 when there are more than one holds."""
+        """Every escalation of the period for a spreadsheet, or a 422 when more match than one should hold."""
         page = self.list(principal, start, end, limit=MAX_EXPORT, offset=0, **filters)
         if page.total > MAX_EXPORT:
             raise InvalidInput(
