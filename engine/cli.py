@@ -109,6 +109,81 @@ def products_validate(directory: Path | None) -> None:
     click.echo(f"ok: {count} product(s) valid")
 
 
+@products.command("list")
+@click.option("--tenant", "tenant_code", help="One bank's products, or the province's code for the templates.")
+@click.option("--archetype", help="Only products on this process archetype.")
+def products_list(tenant_code: str | None, archetype: str | None) -> None:
+    """One line per product: code, owner, archetype, published version (or draft) and name."""
+    from engine.services.principal import Principal
+
+    platform = _platform()
+    found: list[Any] = []
+    try:
+        while True:
+            page, total = platform.products.list(
+                Principal.system(), tenant=tenant_code, archetype=archetype, limit=200, offset=len(found)
+            )
+            found += page
+            if not page or len(found) >= total:
+                break
+    except CreditFlowError as exc:
+        _fail(exc)
+    owners = _tenant_codes(platform)
+    for view in found:
+        owner = owners.get(view.product.tenant_id, "province")
+        version = f"v{view.current.version}" if view.current else "draft"
+        click.echo(f"{view.product.code:<22} {owner:<16} {view.product.archetype:<28} {version:<6} {view.product.name}")
+    click.echo(f"{len(found)} product(s)")
+
+
+@products.command("show")
+@click.argument("code")
+@click.option("--version", type=click.IntRange(min=1), help="A published version (default: the newest).")
+def products_show(code: str, version: int | None) -> None:
+    """A product as JSON: owner, template, draft, and a published version's resolved config."""
+    from engine.services.principal import Principal
+
+    platform = _platform()
+    try:
+        view = platform.products.get(Principal.system(), code)
+        published = platform.products.versions(Principal.system(), code)
+    except CreditFlowError as exc:
+        _fail(exc)
+    chosen = next((v for v in published if v.version == version), None) if version else view.current
+    if version and chosen is None:
+        _fail(
+            CreditFlowError(f"{code} has no published version {version}", [{"field": "version", "message": "unknown"}])
+        )
+    product = view.product
+    shown = {
+        "code": product.code,
+        "name": product.name,
+        "owner": _tenant_codes(platform).get(product.tenant_id, "province"),
+        "archetype": product.archetype,
+        "versions": [v.version for v in published],
+        "draft": product.draft,
+        "published": None
+        if chosen is None
+        else {
+            "version": chosen.version,
+            "sha256": chosen.sha256,
+            "published_at": chosen.published_at.isoformat(),
+            "decisions": chosen.decisions,
+            "config": chosen.config,
+        },
+    }
+    click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+
+
+def _tenant_codes(platform: Any) -> dict[int, str]:
+    from sqlalchemy import select
+
+    from engine.store.models import Tenant
+
+    with platform.db.transaction() as session:
+        return {tenant_id: code for tenant_id, code in session.execute(select(Tenant.id, Tenant.code))}
+
+
 @products.command("publish")
 @click.argument("code")
 def products_publish(code: str) -> None:

@@ -113,6 +113,24 @@ def test_products_clone_and_rebase_from_the_command_line(settings: Any, monkeypa
     )
 
 
+    # the catalog as an operator sees it
+    listed = invoke(settings, monkeypatch, "products", "list").output.splitlines()
+    assert listed[-1] == "96 product(s)"  # the 95 templates and 陵源's variant
+    local = invoke(settings, monkeypatch, "products", "list", "--tenant", "bank-lingyuan").output.splitlines()
+    assert [line.split()[:2] for line in local[:-1]] == [["LY-XED", "bank-lingyuan"]] and " draft " in local[0]
+    assert any(line.split()[:2] == ["XED", "province"] and " v2 " in line for line in listed)
+    newest = json.loads(invoke(settings, monkeypatch, "products", "show", "XED").output)
+    assert newest["versions"] == [2, 1] and newest["published"]["version"] == 2
+    assert newest["published"]["config"]["rule_parameters"]["max_age"] == 60
+    first = json.loads(invoke(settings, monkeypatch, "products", "show", "XED", "--version", "1").output)
+    assert first["published"]["config"]["rule_parameters"]["max_age"] != 60
+    unpublished = json.loads(invoke(settings, monkeypatch, "products", "show", "LY-XED").output)
+    assert unpublished["published"] is None and unpublished["draft"]["rule_parameters"] == {"max_age": 55}
+    missing = invoke(settings, monkeypatch, "products", "show", "XED", "--version", "9")
+    assert missing.exit_code == 1 and "has no published version 9" in missing.output
+    assert invoke(settings, monkeypatch, "products", "show", "NOPE").exit_code == 1
+
+
 def test_pki_init_makes_a_seal_per_tenant_once(settings: Any, monkeypatch: Any) -> None:
     assert invoke(settings, monkeypatch, "demo", "seed", "--password", "s3cret-pass").exit_code == 0
     first = invoke(settings, monkeypatch, "pki", "init", "--json")
