@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.notify.destinations import DEFAULT_NETWORKS
 from engine.store.db import LOCK_WAIT_MS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,7 @@ class Settings:
     pki_dir: Path | None = None  # the development PKI; default <data_dir>/pki
     seal_config: Path | None = None  # production seal keys (key files or PKCS#11) and TSA URL
     storage_url: str | None = None  # blob storage: default a folder under the data dir; s3://bucket/prefix
+    webhook_networks: tuple[str, ...] = DEFAULT_NETWORKS  # non-public networks webhooks may reach (CIDRs)
     pdf_workers: int = 1  # warm LibreOffice processes per platform process
     office_dir: Path | None = None  # their profiles and scratch files; default <data_dir>/office
     retention_years_approved: int = 30  # a granted loan's file
@@ -56,6 +58,10 @@ class Settings:
             values["pki_dir"] = Path(os.environ["CREDITFLOW_PKI_DIR"])
         if os.environ.get("CREDITFLOW_STORAGE_URL"):
             values["storage_url"] = os.environ["CREDITFLOW_STORAGE_URL"]
+        if "CREDITFLOW_WEBHOOK_NETWORKS" in os.environ:  # empty: public addresses only
+            values["webhook_networks"] = tuple(
+                cidr.strip() for cidr in os.environ["CREDITFLOW_WEBHOOK_NETWORKS"].split(",") if cidr.strip()
+            )
         for name, variable in _INT_VARIABLES.items():
             if os.environ.get(variable):
                 values[name] = int(os.environ[variable])

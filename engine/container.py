@@ -12,6 +12,7 @@ from engine.jobs.queue import JobQueue
 from engine.jobs.start_timers import START_TIMER, fire_start_timer
 from engine.jobs.timers import fire_timer
 from engine.notify.delivery import deliver
+from engine.notify.destinations import DestinationPolicy
 from engine.notify.outbox import DELIVER
 from engine.rules.engine import RuleEngine
 from engine.runtime.connectors import ConnectorRegistry
@@ -75,6 +76,7 @@ class CreditFlow:
         self.api_keys = ApiKeyService(self)
         self.monitor = MonitorService(self)
         self.escalation_log = EscalationLog(self)
+        self.webhook_destinations = DestinationPolicy.of(settings.webhook_networks)
         self.webhooks = WebhookService(self)
         self.incidents = IncidentService(self)
         self.jobs = JobQueue(self)

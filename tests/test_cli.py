@@ -112,7 +112,6 @@ def test_products_clone_and_rebase_from_the_command_line(settings: Any, monkeypa
         and {"path": "rule_parameters.max_age", "template": 60, "local": 55} in diff["changes"]
     )
 
-
     # the catalog as an operator sees it
     listed = invoke(settings, monkeypatch, "products", "list").output.splitlines()
     assert listed[-1] == "96 product(s)"  # the 95 templates and 陵源's variant

@@ -14,7 +14,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,18 +27,26 @@ from sqlalchemy.orm import Session
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR
 from engine.clock import FrozenClock
+from engine.config import Settings
 from engine.container import CreditFlow
 from engine.jobs.queue import BACKOFF, RETRIES, enqueue
 from engine.jobs.scheduler import PassResult, run_pass
 from engine.masking import mask_number
+from engine.notify.destinations import DEFAULT_NETWORKS, DestinationPolicy
 from engine.notify.outbox import publish
 from engine.services.auth import load_principal
 from engine.services.principal import Principal
-from engine.store.models import Delivery, Escalation, Job, Tenant, User
+from engine.store.models import Delivery, Escalation, Job, Tenant, User, Webhook
 from tests.conftest import ApiClient, bank_card, login, resident_id
 
 LY = "bank-lingyuan"
 ID_NUMBER = resident_id()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The receiver listens on loopback, which webhooks may reach only where the operator allows it."""
+    return replace(settings, webhook_networks=(*DEFAULT_NETWORKS, "127.0.0.0/8"))
 
 
 @dataclass(frozen=True)
@@ -401,3 +409,36 @@ def test_escalations_go_on_while_their_webhook_fails(
         *["escalation.task.yellow"] * RETRIES,
         "escalation.task.orange",
     ]
+
+
+def test_webhooks_never_reach_the_platforms_own_host_or_metadata_addresses(
+    seeded: CreditFlow, app: Any, receiver: Receiver
+) -> None:
+    """Saved URLs that name such an address are refused; a name that resolves to one is refused when the
+    delivery connects, so the receiver on loopback never hears of the message."""
+    seeded.webhook_destinations = DestinationPolicy.of(DEFAULT_NETWORKS)  # what production runs with
+    bank = login(app, "ly_admin")
+    port = receiver.server.server_address[1]
+    for url in (
+        f"http://127.0.0.1:{port}/x",
+        "http://localhost:5432/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:8080/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://0.0.0.0:5000/",
+    ):
+        refused = bank.post("/api/v1/admin/webhooks", json={"url": url, "topics": []})
+        assert refused.status_code == 422, url
+        assert refused.get_json()["errors"][0]["field"] == "url" and "may not reach" in refused.get_data(as_text=True)
+    intranet = create_webhook(bank, "http://10.20.30.40:8080/hook", ["escalation."])  # a bank's own system
+    assert bank.patch(f"/api/v1/admin/webhooks/{intranet['id']}", json={"url": "http://localhost/"}).status_code == 422
+
+    # a name the admin could point at loopback after saving: refused as the delivery connects
+    hook = create_webhook(bank, f"http://creditflow-test.invalid:{port}/hook", ["loan."])
+    with seeded.db.transaction(write=True) as session:
+        session.get(Webhook, hook["id"]).url = f"http://localhost:{port}/hook"  # as if its DNS had changed
+    message_id = send(seeded, "loan.approved")
+    tick(seeded)
+    failed = deliveries(seeded, message_id)[hook["id"]]
+    assert failed.status == "pending" and "loopback address, which webhooks may not reach" in failed.last_error
+    assert receiver.requests == []

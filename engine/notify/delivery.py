@@ -24,12 +24,14 @@ with a constant-time comparison before parsing the JSON, and refuse timestamps m
 minutes from your own clock, so a captured request cannot be replayed later.
 
 Only a 2xx answer counts as delivered. Redirects are not followed (a 3xx is a failure), so a
-receiver cannot send the signed payload on to another host. ID and card numbers in the payload are
+receiver cannot send the signed payload on to another host, and every connection goes only where
+``engine.notify.destinations`` allows. ID and card numbers in the payload are
 masked in the log and in webhook bodies alike: both leave the database.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import http.client
@@ -46,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from engine.jobs.queue import AcquiredJob
 from engine.masking import mask_sensitive, mask_text
+from engine.notify.destinations import DestinationPolicy
 from engine.store.models import Delivery, OutboxMessage, Tenant, Webhook
 
 if TYPE_CHECKING:
@@ -68,7 +71,34 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+class _GuardedConnections:
+    """An HTTP(S) handler whose connections go only where the destination policy allows."""
+
+    policy: DestinationPolicy
+
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        def guarded(host: str, **options: Any) -> Any:
+            connection = http_class(host, **options)
+            connection._create_connection = self.policy.connect  # what http.client calls to open the socket
+            return connection
+
+        return super().do_open(guarded, req, **kwargs)  # type: ignore[misc]
+
+
+class _GuardedHTTP(_GuardedConnections, urllib.request.HTTPHandler):
+    pass
+
+
+class _GuardedHTTPS(_GuardedConnections, urllib.request.HTTPSHandler):
+    pass
+
+
+@functools.cache
+def _opener(policy: DestinationPolicy) -> urllib.request.OpenerDirector:
+    handlers: list[Any] = [_GuardedHTTP(), _GuardedHTTPS()]
+    for handler in handlers:
+        handler.policy = policy
+    return urllib.request.build_opener(_NoRedirects, *handlers)
 
 
 @dataclass(frozen=True)
@@ -185,12 +215,12 @@ def _post(platform: CreditFlow, job: AcquiredJob, delivery_id: int, message: dic
         },
     )
     try:
-        with _opener.open(request, timeout=TIMEOUT_SECONDS):
+        with _opener(platform.webhook_destinations).open(request, timeout=TIMEOUT_SECONDS):
             return
     except urllib.error.HTTPError as exc:  # any answer but 2xx, a redirect included
         answer = _answer(exc)
         error = f"HTTP {exc.code} {exc.reason}" + (f": {answer}" if answer else "")
-    except urllib.error.URLError as exc:
+    except urllib.error.URLError as exc:  # a refused destination too (DestinationRefused)
         error = f"unreachable: {exc.reason}"
     except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, garbled answers
         error = f"{type(exc).__name__}: {exc}"

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from engine.errors import InvalidInput, NotFound
 from engine.masking import mask_text
+from engine.notify.destinations import DestinationPolicy
 from engine.org.roles import WEBHOOKS_ADMIN
 from engine.services.principal import Principal
 from engine.store.models import Delivery, OutboxMessage, Webhook
@@ -72,8 +73,9 @@ def _view(hook: Webhook) -> WebhookView:
     return WebhookView(hook.id, hook.tenant_id, hook.url, list(hook.topics or []), hook.active, hook.created_at)
 
 
-def check_url(url: str) -> None:
-    """http or https to a host, no credentials: requests are signed, and URLs are listed to admins."""
+def check_url(url: str, destinations: DestinationPolicy) -> None:
+    """http or https to a host webhooks may reach, no credentials: requests are signed, and URLs
+    are listed to admins."""
     parts = urlsplit(url)
     problem = None
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -82,6 +84,8 @@ def check_url(url: str) -> None:
         problem = "must not contain credentials; receivers verify the signature instead"
     elif len(url) > MAX_URL_LENGTH:
         problem = f"must be at most {MAX_URL_LENGTH} characters"
+    else:
+        problem = destinations.url_host_refusal(parts.hostname)
     if problem is not None:
         raise InvalidInput(f"invalid webhook URL: {problem}", [{"field": "url", "message": problem}])
 
@@ -106,7 +110,7 @@ class WebhookService:
     def create(self, principal: Principal, url: str, topics: list[str], secret: str | None = None) -> NewWebhook:
         """A webhook of the principal's tenant; ``topics`` are prefixes, none meaning every topic."""
         principal.require(WEBHOOKS_ADMIN)
-        check_url(url)
+        check_url(url, self.platform.webhook_destinations)
         if secret is None:
             secret = secrets.token_urlsafe(_SECRET_BYTES)
         else:
@@ -138,7 +142,7 @@ class WebhookService:
         """Change what is given; a message already published keeps the deliveries it had."""
         principal.require(WEBHOOKS_ADMIN)
         if url is not None:
-            check_url(url)
+            check_url(url, self.platform.webhook_destinations)
         with self.platform.db.transaction(write=True) as session:
             hook = self._own(session, principal, webhook_id)
             if url is not None:
