@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ISSUER = "creditflow"
 MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 200  # what the login endpoint accepts
 INVALID_LOGIN = "invalid username or password"
 LOCKED = "the account is temporarily locked after repeated failed logins; try again later"
 _HASHER = PasswordHasher()
@@ -49,6 +50,14 @@ def _verify(password_hash: str, password: str) -> bool:
         return _HASHER.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def password_problem(password: str) -> str | None:
+    """Why a password cannot be set, None when it can: long enough that, with the login lockout,
+    guessing it online is hopeless; short enough that hashing it is not a way to load the server."""
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        return f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"
+    return None
 
 
 class AuthService:
@@ -112,11 +121,8 @@ class AuthService:
         A wrong old password counts towards the lockout like a failed login, so a stolen token
         cannot be used to guess the password either.
         """
-        if len(new_password) < MIN_PASSWORD_LENGTH:
-            raise InvalidInput(
-                "the new password is too short",
-                [{"field": "new_password", "message": f"use at least {MIN_PASSWORD_LENGTH} characters"}],
-            )
+        if (problem := password_problem(new_password)) is not None:
+            raise InvalidInput(f"the new password must have {problem}", [{"field": "new_password", "message": problem}])
         if new_password == old_password:
             raise InvalidInput(
                 "the new password must differ from the old one",

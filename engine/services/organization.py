@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.org.roles import ORG_ADMIN, ORG_READ, ROLES
 from engine.org.units import unit_ids, unit_path
-from engine.services.auth import hash_password
+from engine.services.auth import hash_password, password_problem
 from engine.services.principal import Principal
 from engine.store.models import OrgUnit, Tenant, User, UserGroup, UserGroupMember, UserRole
 
@@ -43,8 +43,6 @@ PARENT_KINDS: dict[str, frozenset[str]] = {
     "grid": frozenset({"branch", "sub_branch"}),
 }
 UNIT_KINDS = tuple(PARENT_KINDS)
-MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 200  # what the login endpoint accepts
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}")
 
@@ -251,10 +249,8 @@ class OrganizationService:
             problems.append({"field": "username", "message": "letters, digits and _ . @ -, at most 100"})
         if password is not None and is_service:
             problems.append({"field": "password", "message": "a service account signs in with API keys only"})
-        elif password is not None and not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-            problems.append(
-                {"field": "password", "message": f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"}
-            )
+        elif password is not None and (problem := password_problem(password)) is not None:
+            problems.append({"field": "password", "message": problem})
         secret = password or secrets.token_urlsafe(16)
         password_hash = hash_password(secret)  # slow on purpose: outside the write transaction
         with self.platform.db.transaction(write=True) as session:
