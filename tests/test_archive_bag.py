@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import bagit
 import pytest
@@ -43,6 +44,7 @@ from engine.archive.bag import (
     auditor_readme,
     build_bag,
 )
+from engine.archive.renewal import CMD_RENEWALS, RENEWALS_README, renew_bag
 from engine.archive.storage import (
     BlobConflict,
     BlobNotFound,
@@ -102,6 +104,7 @@ def _certificate(
     issuer_key: ec.EllipticCurvePrivateKey,
     *,
     timestamping: bool = False,
+    valid_days: int = 30,
 ) -> x509.Certificate:
     now = datetime.now(UTC)
     ca = issuer is None
@@ -114,7 +117,7 @@ def _certificate(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
+        .not_valid_after(now + timedelta(days=valid_days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
@@ -134,9 +137,29 @@ def _certificate(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _root(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def _root(common_name: str, valid_days: int = 30) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    return key, _certificate(common_name, key, None, key)
+    return key, _certificate(common_name, key, None, key, valid_days=valid_days)
+
+
+def _tsa(
+    common_name: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, **options: Any
+) -> Callable[[bytes], bytes]:
+    """An RFC 3161 TSA in process (DER request in, DER reply out); ``fixed_dt`` sets the time it signs."""
+    tsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    tsa_cert = _certificate(
+        common_name, tsa_key, ca, ca_key, timestamping=True, valid_days=options.pop("valid_days", 30)
+    )
+    stamper = DummyTimeStamper(
+        asn1_x509.Certificate.load(tsa_cert.public_bytes(serialization.Encoding.DER)),
+        asn1_keys.PrivateKeyInfo.load(
+            tsa_key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        ),
+        **options,
+    )
+    return lambda request: stamper.request_tsa_response(tsp.TimeStampReq.load(request)).dump()
 
 
 @pytest.fixture(scope="module")
@@ -145,16 +168,6 @@ def pki() -> Pki:
     _, other_ca = _root("另一个根证书")
     ec_key = ec.generate_private_key(ec.SECP256R1())
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    tsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    tsa_cert = _certificate("测试时间戳服务", tsa_key, ca, ca_key, timestamping=True)
-    stamper = DummyTimeStamper(
-        asn1_x509.Certificate.load(tsa_cert.public_bytes(serialization.Encoding.DER)),
-        asn1_keys.PrivateKeyInfo.load(
-            tsa_key.private_bytes(
-                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        ),
-    )
     return Pki(
         ca_pem=ca.public_bytes(serialization.Encoding.PEM),
         other_ca_pem=other_ca.public_bytes(serialization.Encoding.PEM),
@@ -162,7 +175,7 @@ def pki() -> Pki:
             "ec": (ec_key, _certificate("电子合同专用章", ec_key, ca, ca_key)),
             "rsa": (rsa_key, _certificate("电子合同专用章RSA", rsa_key, ca, ca_key)),
         },
-        tsa=lambda request: stamper.request_tsa_response(tsp.TimeStampReq.load(request)).dump(),
+        tsa=_tsa("测试时间戳服务", ca, ca_key),
     )
 
 
@@ -326,7 +339,7 @@ def test_recomputed_manifests_break_the_seal_and_the_timestamp(bag_zip: bytes, p
     report = verify_bag(tampered, trust_roots_pem=pki.ca_pem)
     assert _failed(report) == {"signature", "timestamp"}
     assert report.check("signature").details["signature_valid"] is False
-    assert report.check("timestamp").reason == "the timestamp is not over this tag manifest"
+    assert report.check("timestamp").reason == "the timestamp is not over tagmanifest-sha256.txt"
     assert report.timestamp_time is None
 
     bag = _extract(tampered, tmp_path)
@@ -436,6 +449,7 @@ def test_bad_zips_give_a_report_not_an_exception(bag_zip: bytes, make: Callable[
         "payload_oxum",
         "signature",
         "timestamp",
+        "timestamp_renewals",
     }
 
 
@@ -469,6 +483,145 @@ def test_unsigned_tag_file_and_uncovered_manifest_fail(bag_zip: bytes) -> None:
     details = report.check("tag_manifest").details
     assert details["not_covered"] == ["manifest-sha256.txt"]
     assert details["unlisted"] == ["README.txt", "VERIFY-ME-INSTEAD.txt", "ca.pem", "manifest-sha256.txt"]
+
+
+# --- timestamp renewals -----------------------------------------------------------------------------------
+
+LATER = datetime.now(UTC) + timedelta(days=40)  # the first TSA's certificate (30 days) has expired by then
+
+
+@dataclass(frozen=True)
+class RenewalTsa:
+    ca_pem: bytes
+    timestamp: Callable[[bytes], bytes]  # data -> DER reply over its SHA-256
+
+
+def _renewal_tsa(pki: Pki, name: str, days_ahead: float, valid_days: int = 400) -> RenewalTsa:
+    """A newer TSA under its own root, whose clock reads ``days_ahead`` days from now."""
+    ca_key, ca = _root(f"{name}根证书", valid_days=valid_days)
+    at = datetime.now(UTC) + timedelta(days=days_ahead)
+    key, certificate = pki.seal_keys["ec"]
+    tsa = _tsa(name, ca, ca_key, valid_days=valid_days, fixed_dt=at)
+    return RenewalTsa(
+        ca.public_bytes(serialization.Encoding.PEM), KeyManifestSigner(key, certificate, [], tsa, None).timestamp
+    )
+
+
+@pytest.fixture(scope="module")
+def renewal_tsa(pki: Pki) -> RenewalTsa:
+    return _renewal_tsa(pki, "续期时间戳服务", days_ahead=20)
+
+
+@pytest.fixture(scope="module")
+def renewed(bag_zip: bytes, renewal_tsa: RenewalTsa) -> bytes:
+    return renew_bag(bag_zip, renewal_tsa.timestamp, date(2036, 6, 1))
+
+
+def test_an_expired_tsa_certificate_fails_the_archive_and_a_renewal_keeps_it_valid(
+    bag_zip: bytes, pki: Pki, renewal_tsa: RenewalTsa, renewed: bytes
+) -> None:
+    assert verify_bag(bag_zip, trust_roots_pem=pki.ca_pem).ok
+    expired = verify_bag(bag_zip, trust_roots_pem=pki.ca_pem, at=LATER)
+    assert _failed(expired) == {"timestamp"}
+    assert "expired on" in expired.check("timestamp").reason and "renewal" in expired.check("timestamp").reason
+
+    roots = pki.ca_pem + renewal_tsa.ca_pem
+    report = verify_bag(renewed, trust_roots_pem=roots, at=LATER)
+    assert report.ok, report.summary
+    renewals = report.check("timestamp_renewals").details
+    assert renewals["count"] == 1 and "续期时间戳服务" in renewals["renewals"][0]["tsa"]
+    renewed_at = datetime.fromisoformat(renewals["renewals"][0]["gen_time"])
+    assert renewed_at - datetime.now(UTC) > timedelta(days=19)
+    # the original timestamp is judged as of the renewal, the seal as of the original timestamp
+    assert report.check("timestamp").details["valid_at"] == renewed_at.isoformat()
+    assert report.check("signature").details["valid_at"] == report.timestamp_time.isoformat()
+    assert report.evidence_expires_at is not None
+    assert report.evidence_expires_at - datetime.now(UTC) > timedelta(days=390)
+    assert verify_bag(bag_zip, trust_roots_pem=pki.ca_pem).evidence_expires_at < LATER
+
+    too_late = verify_bag(renewed, trust_roots_pem=roots, at=LATER + timedelta(days=400))
+    assert _failed(too_late) == {"timestamp", "timestamp_renewals"}  # nothing vouches for the original either
+    assert "renewal 1: the TSA certificate" in too_late.check("timestamp_renewals").reason
+
+
+def test_a_renewal_appends_and_changes_no_byte_of_the_bag(bag_zip: bytes, renewed: bytes) -> None:
+    assert renewed.startswith(bag_zip[: _central_directory(bag_zip)])
+    before, after = _entries(bag_zip), _entries(renewed)
+    assert {path: after[path] for path in before} == before
+    assert sorted(after.keys() - before.keys()) == [
+        "timestamp-renewals/0001-manifest-sha256.txt",
+        "timestamp-renewals/0001-manifest-sha256.txt.tsr",
+        RENEWALS_README,
+    ]
+    assert after["timestamp-renewals/0001-manifest-sha256.txt"].decode().splitlines() == [
+        f"{hashlib.sha256(before[path]).hexdigest()}  {path}"
+        for path in ("tagmanifest-sha256.txt", "tagmanifest-sha256.txt.p7s", "tagmanifest-sha256.txt.tsr")
+    ]
+
+
+def _central_directory(zip_bytes: bytes) -> int:
+    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
+        return archive.start_dir
+
+
+def test_auditor_commands_for_renewals_pass(pki: Pki, renewal_tsa: RenewalTsa, renewed: bytes, tmp_path: Path) -> None:
+    bag = _extract(renewed, tmp_path)
+    assert CMD_RENEWALS in (bag / RENEWALS_README).read_text(encoding="utf-8")
+    (bag / "ca.pem").write_bytes(pki.ca_pem + renewal_tsa.ca_pem)  # the roots the bank publishes
+    result = _sh(CMD_RENEWALS, bag)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Verification: OK") == 2 and "FAILED" not in result.stdout
+    assert result.stdout.count(": OK") == 3 + 2  # three files in the renewal's manifest, two tokens
+    (bag / "ca.pem").write_bytes(pki.ca_pem)  # without the renewal TSA's root
+    assert "Verification: OK" not in _sh(CMD_RENEWALS, bag).stdout.split("\n")[-2]
+
+
+def test_a_second_renewal_chains_onto_the_first(pki: Pki, renewed: bytes, renewal_tsa: RenewalTsa) -> None:
+    third = _renewal_tsa(pki, "第三代时间戳服务", days_ahead=30, valid_days=800)
+    twice = renew_bag(renewed, third.timestamp, date(2040, 1, 1))
+    roots = pki.ca_pem + renewal_tsa.ca_pem + third.ca_pem
+    report = verify_bag(twice, trust_roots_pem=roots, at=LATER + timedelta(days=400))
+    assert report.ok, report.summary
+    renewals = report.check("timestamp_renewals").details["renewals"]
+    assert [renewal["number"] for renewal in renewals] == [1, 2]
+    assert renewals[0]["valid_at"] == renewals[1]["gen_time"]
+    second = _entries(twice)["timestamp-renewals/0002-manifest-sha256.txt"].decode()
+    assert "timestamp-renewals/0001-manifest-sha256.txt.tsr" in second and "tagmanifest-sha256.txt.p7s" in second
+
+
+def test_a_renewal_dated_before_the_timestamp_it_renews_fails(pki: Pki, bag_zip: bytes) -> None:
+    backdated = _renewal_tsa(pki, "倒签时间戳服务", days_ahead=-1)
+    report = verify_bag(
+        renew_bag(bag_zip, backdated.timestamp, date(2026, 12, 1)), trust_roots_pem=pki.ca_pem + backdated.ca_pem
+    )
+    assert _failed(report) == {"timestamp_renewals"}
+    assert "later than the timestamp before it" in report.check("timestamp_renewals").reason
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            {"timestamp-renewals/0001-manifest-sha256.txt": b"0" * 64 + b"  tagmanifest-sha256.txt\n"},
+            "must list exactly",
+        ),
+        ({"timestamp-renewals/0001-manifest-sha256.txt.tsr": None}, "0001-manifest-sha256.txt.tsr is missing"),
+        ({"timestamp-renewals/0003-manifest-sha256.txt": b""}, "not part of the chain"),
+        ({"tagmanifest-sha256.txt.p7s": b"\x30\x03\x02\x01\x00"}, "changed since the renewal"),
+    ],
+    ids=["edited-manifest", "missing-token", "stray-file", "swapped-seal"],
+)
+def test_tampered_renewals_fail(
+    pki: Pki, renewal_tsa: RenewalTsa, renewed: bytes, change: dict[str, bytes | None], reason: str
+) -> None:
+    report = verify_bag(_rewrite(renewed, change), trust_roots_pem=pki.ca_pem + renewal_tsa.ca_pem)
+    assert "timestamp_renewals" in _failed(report)
+    assert reason in report.check("timestamp_renewals").reason
+
+
+def test_a_bag_without_its_timestamp_cannot_be_renewed(bag_zip: bytes, renewal_tsa: RenewalTsa) -> None:
+    with pytest.raises(ValueError, match=r"tagmanifest-sha256\.txt\.tsr"):
+        renew_bag(_rewrite(bag_zip, {"tagmanifest-sha256.txt.tsr": None}), renewal_tsa.timestamp, date(2030, 1, 1))
 
 
 # --- building refuses bad input ---------------------------------------------------------------------------

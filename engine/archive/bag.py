@@ -35,6 +35,7 @@ SIGNATURE = "tagmanifest-sha256.txt.p7s"
 TIMESTAMP = "tagmanifest-sha256.txt.tsr"
 README = "README.txt"
 CA_PEM = "ca.pem"
+RENEWALS_DIR = "timestamp-renewals"  # later timestamps over the evidence, see engine.archive.renewal
 # They sign the tag manifest, so the tag manifest cannot list them (BagIt allows unlisted tag files).
 UNLISTED_TAG_FILES = frozenset({SIGNATURE, TIMESTAMP})
 BAGIT_DECLARATION = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
@@ -195,12 +196,12 @@ def build_bag(
     tag_files = {
         BAGIT_TXT: BAGIT_DECLARATION,
         BAG_INFO: info_lines,
-        MANIFEST: _manifest(payload),
+        MANIFEST: sha256_manifest(payload),
         README: readme.encode(),
     }
     if signer.ca_pem:
         tag_files[CA_PEM] = signer.ca_pem
-    tag_manifest = _manifest(tag_files)
+    tag_manifest = sha256_manifest(tag_files)
     entries = {
         BAGIT_TXT: tag_files.pop(BAGIT_TXT),
         BAG_INFO: tag_files.pop(BAG_INFO),
@@ -258,6 +259,11 @@ included, and is sealed by the bank (tagmanifest-sha256.txt.p7s, detached CMS si
    "Verification successful"
    {CMD_SEALED_AT}
    {CMD_SIGNATURE}
+
+5. 时间戳续期：时间戳服务证书到期前，本行会对证据加盖新的时间戳，存放于 {RENEWALS_DIR}/ 目录；
+   如该目录存在，请按其中 README.txt 的命令验证（取代第 3 步）。
+   Timestamp renewals: before the TSA certificate expires, the bank time-stamps the evidence again in
+   {RENEWALS_DIR}/; if that folder exists, check it as its README.txt says (instead of step 3).
 
 根证书 / Root certificate (ca.pem):
    {CMD_CA_FINGERPRINT}
@@ -322,20 +328,25 @@ def _human_size(octets: int) -> str:
     return f"{size:.1f} GB"
 
 
-def _manifest(files: Mapping[str, bytes]) -> bytes:
+def sha256_manifest(files: Mapping[str, bytes]) -> bytes:
     """Lines in sha256sum's own format ("<hex>  <path>"), sorted by path, so ``sha256sum -c`` reads them."""
     return "".join(f"{hashlib.sha256(files[path]).hexdigest()}  {path}\n" for path in sorted(files)).encode()
 
 
 def _zip(bag_name: str, entries: Mapping[str, bytes], bagging_date: date) -> bytes:
     """Entries in the given order with fixed metadata, so the same entries give the same bytes."""
-    stamp = (bagging_date.year, bagging_date.month, bagging_date.day, 0, 0, 0)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for path, content in entries.items():
-            entry = zipfile.ZipInfo(f"{bag_name}/{path}", date_time=stamp)
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.create_system = 3  # Unix, so the mode below applies when extracting
-            entry.external_attr = 0o100644 << 16
-            archive.writestr(entry, content, compresslevel=6)
+        write_entries(archive, bag_name, entries, bagging_date)
     return buffer.getvalue()
+
+
+def write_entries(archive: zipfile.ZipFile, bag_name: str, entries: Mapping[str, bytes], day: date) -> None:
+    """Write bag files as regular Unix files dated ``day``, UTF-8 names, deflated."""
+    stamp = (day.year, day.month, day.day, 0, 0, 0)
+    for path, content in entries.items():
+        entry = zipfile.ZipInfo(f"{bag_name}/{path}", date_time=stamp)
+        entry.compress_type = zipfile.ZIP_DEFLATED
+        entry.create_system = 3  # Unix, so the mode below applies when extracting
+        entry.external_attr = 0o100644 << 16
+        archive.writestr(entry, content, compresslevel=6)

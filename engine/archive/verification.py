@@ -10,6 +10,7 @@ import contextlib
 import functools
 import hashlib
 import io
+import itertools
 import re
 import shutil
 import subprocess
@@ -18,11 +19,12 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from asn1crypto import cms, tsp
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
 from engine.archive.bag import (
@@ -31,18 +33,28 @@ from engine.archive.bag import (
     CA_PEM,
     MANIFEST,
     PAYLOAD_DIR,
+    RENEWALS_DIR,
     SIGNATURE,
     TAG_MANIFEST,
-    TIMESTAMP,
     UNLISTED_TAG_FILES,
     path_problem,
 )
+from engine.archive.renewal import RENEWALS_README, Link, covered_paths, evidence_chain
 
 DEFAULT_MAX_TOTAL_SIZE = 1 << 30  # uncompressed bytes, against zip bombs
 DEFAULT_MAX_ENTRIES = 10_000
 OWN_CA = "bag's own ca.pem (compare with the published root)"
 GIVEN_ROOTS = "trust_roots_pem"
-CHECKS = ("structure", "completeness", "payload_hashes", "tag_manifest", "payload_oxum", "signature", "timestamp")
+CHECKS = (
+    "structure",
+    "completeness",
+    "payload_hashes",
+    "tag_manifest",
+    "payload_oxum",
+    "signature",
+    "timestamp",
+    "timestamp_renewals",
+)
 _MANIFEST_LINE = re.compile(r"^([0-9a-fA-F]{64})[ \t]+(.+)$")
 _BAGIT_ENCODED = re.compile(r"%(0[aAdD]|25)")
 _OPENSSL_TIMEOUT = 60
@@ -87,6 +99,13 @@ class BagReport:
         timestamp = self.check("timestamp")
         return datetime.fromisoformat(timestamp.details["gen_time"]) if timestamp.ok else None
 
+    @property
+    def evidence_expires_at(self) -> datetime | None:
+        """When the newest timestamp's TSA certificate expires: the archive must be renewed before then."""
+        renewals = self.check("timestamp_renewals")
+        expires = renewals.details.get("evidence_expires_at") if renewals.ok else None
+        return datetime.fromisoformat(expires) if expires else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -102,25 +121,33 @@ def verify_bag(
     trust_roots_pem: bytes | None = None,
     max_total_size: int = DEFAULT_MAX_TOTAL_SIZE,
     max_entries: int = DEFAULT_MAX_ENTRIES,
+    at: datetime | None = None,
 ) -> BagReport:
-    """Run every check; without ``trust_roots_pem`` the bag's own ca.pem is used and the report says so."""
+    """Run every check; without ``trust_roots_pem`` the bag's own ca.pem is used and the report says so.
+
+    ``at`` is the time the newest timestamp must be valid at (default: now), e.g. to see whether an
+    archive will still verify after its TSA certificate expires.
+    """
     bag_name, files, structure = _read_zip(zip_bytes, max_total_size, max_entries)
     if not structure.ok:
         skipped = (Check(name, False, "not checked: the bag structure is invalid") for name in CHECKS[1:])
         return BagReport(False, bag_name, (structure, *skipped))
     info = _parse_bag_info(files.get(BAG_INFO, b""))
     roots, trusted_by = (trust_roots_pem, GIVEN_ROOTS) if trust_roots_pem else (files.get(CA_PEM), OWN_CA)
-    timestamp = _timestamp_check(files, roots, trusted_by)
+    # Each timestamp is judged as of the next one's time (the renewal proves it existed while valid).
+    renewals, original_at = _renewals_check(files, roots, trusted_by, at)
+    timestamp = _token_check("timestamp", files, evidence_chain(files)[0], roots, trusted_by, original_at)
     # The seal is judged as of the TSA's time, not today: a seal certificate expires after a few years,
     # the timestamp proves the manifest was sealed while it was valid (long-term validation).
-    at = datetime.fromisoformat(timestamp.details["gen_time"]) if timestamp.ok else None
+    sealed_at = datetime.fromisoformat(timestamp.details["gen_time"]) if timestamp.ok else None
     checks = (
         structure,
         *_payload_checks(files),
         _tag_manifest_check(files),
         _oxum_check(files, info),
-        _signature_check(files, roots, trusted_by, at),
+        _signature_check(files, roots, trusted_by, sealed_at),
         timestamp,
+        renewals,
     )
     return BagReport(all(check.ok for check in checks), bag_name, checks, info)
 
@@ -257,7 +284,7 @@ def _tag_manifest_check(files: Mapping[str, bytes]) -> Check:
     if TAG_MANIFEST not in files:
         return Check("tag_manifest", False, f"{TAG_MANIFEST} is missing")
     listed, malformed = _parse_manifest(files[TAG_MANIFEST])
-    tag_files = {path for path in files if not path.startswith(f"{PAYLOAD_DIR}/")}
+    tag_files = {path for path in files if not path.startswith((f"{PAYLOAD_DIR}/", f"{RENEWALS_DIR}/"))}
     details = {
         "checked": sorted(listed.keys() & tag_files),
         "mismatched": sorted(path for path in listed.keys() & tag_files if _sha256(files[path]) != listed[path]),
@@ -283,11 +310,11 @@ def _oxum_check(files: Mapping[str, bytes], info: Mapping[str, str]) -> Check:
 def _signature_check(files: Mapping[str, bytes], roots: bytes | None, trusted_by: str, at: datetime | None) -> Check:
     """openssl cms -verify as in README.txt (at the timestamp's time when there is one); on failure, a run
     without the chain tells forged from untrusted."""
-    inputs = _evidence(files, SIGNATURE, roots)
+    inputs = _evidence(files, Link(TAG_MANIFEST, SIGNATURE), roots)
     if isinstance(inputs, str):
         return Check("signature", False, inputs)
     with _workspace(*inputs) as work:
-        command = ["cms", "-verify", "-binary", "-inform", "DER", "-in", "evidence", "-content", TAG_MANIFEST]
+        command = ["cms", "-verify", "-binary", "-inform", "DER", "-in", "evidence", "-content", "data"]
         command += ["-purpose", "any", "-signer", "signer.pem", "-out", "content"]
         when = ["-attime", str(int(at.timestamp()))] if at is not None else []
         trusted = _openssl(work, *command, *when, "-CAfile", "ca.pem")
@@ -304,28 +331,89 @@ def _signature_check(files: Mapping[str, bytes], roots: bytes | None, trusted_by
     return Check("signature", False, "the signature does not match the tag manifest or cannot be read", details)
 
 
-def _timestamp_check(files: Mapping[str, bytes], roots: bytes | None, trusted_by: str) -> Check:
-    """The token must be over this tag manifest (checked here) and verify with openssl against the roots."""
-    inputs = _evidence(files, TIMESTAMP, roots)
+def _token_check(
+    name: str, files: Mapping[str, bytes], link: Link, roots: bytes | None, trusted_by: str, at: datetime | None
+) -> Check:
+    """The token must be over this data (checked here) and verify with openssl against the roots, as of ``at``
+    (now when None)."""
+    inputs = _evidence(files, link, roots)
     if isinstance(inputs, str):
-        return Check("timestamp", False, inputs)
-    tag_manifest, token, _ = inputs
+        return Check(name, False, inputs)
+    data, token, _ = inputs
     try:
-        details = _token_details(token, tag_manifest)
+        details = _token_details(token, data)
     except Exception as exc:  # asn1crypto raises assorted types on malformed DER
-        return Check("timestamp", False, f"{TIMESTAMP} cannot be read: {exc}")
-    details["trusted_by"] = trusted_by
+        return Check(name, False, f"{link.token} cannot be read: {exc}")
+    details |= {"trusted_by": trusted_by, "valid_at": at.isoformat() if at is not None else "now"}
     if not details["imprint_matches"]:
-        return Check("timestamp", False, "the timestamp is not over this tag manifest", details)
+        return Check(name, False, f"the timestamp is not over {link.data}", details)
+    when = ["-attime", str(int(at.timestamp()))] if at is not None else []
     with _workspace(*inputs) as work:
-        result = _openssl(work, "ts", "-verify", "-data", TAG_MANIFEST, "-in", "evidence", "-CAfile", "ca.pem")
-    if result.returncode != 0 or "Verification: OK" not in result.stdout:
-        details["openssl"] = _tail(result.stderr or result.stdout)
-        return Check("timestamp", False, "the timestamp token's signature or certificate chain is invalid", details)
-    return Check("timestamp", True, details=details)
+        result = _openssl(work, "ts", "-verify", "-data", "data", "-in", "evidence", "-CAfile", "ca.pem", *when)
+    if result.returncode == 0 and "Verification: OK" in result.stdout:
+        return Check(name, True, details=details)
+    details["openssl"] = _tail(result.stderr or result.stdout)
+    expires = details["tsa_not_after"]
+    if expires is not None and datetime.fromisoformat(expires) < (at or datetime.now(UTC)):
+        reason = f"the TSA certificate of {link.token} expired on {expires}: the timestamp needed a renewal before"
+        return Check(name, False, reason, details)
+    return Check(name, False, "the timestamp token's signature or certificate chain is invalid", details)
 
 
-def _token_details(token: bytes, tag_manifest: bytes) -> dict[str, Any]:
+def _renewals_check(
+    files: Mapping[str, bytes], roots: bytes | None, trusted_by: str, at: datetime | None
+) -> tuple[Check, datetime | None]:
+    """Each renewal lists exactly the evidence before it, with matching hashes, and its token verifies as of
+    the next one's time (the newest as of ``at``); times only move forward. Also returns the time the
+    original timestamp must be valid at: the first renewal's, or ``at`` when there is none (or it fails)."""
+    chain = evidence_chain(files)
+    expected = {path for link in chain[1:] for path in (link.data, link.token)} | {RENEWALS_README}
+    stray = sorted(path for path in files if path.startswith(f"{RENEWALS_DIR}/") and path not in expected)
+    problems = [f"files that are not part of the chain: {', '.join(stray)}"] if stray else []
+    renewals: list[dict[str, Any]] = []
+    valid_at = at
+    for index in range(len(chain) - 1, 0, -1):  # newest first: each one fixes the time for the one before
+        link = chain[index]
+        problems += _coverage_problems(files, link, covered_paths(chain[:index]))
+        token = _token_check(f"renewal {index}", files, link, roots, trusted_by, valid_at)
+        if not token.ok:
+            problems.append(f"renewal {index}: {token.reason}")
+        renewals.insert(0, {"number": index, **token.details})
+        valid_at = datetime.fromisoformat(token.details["gen_time"]) if "gen_time" in token.details else None
+    times = [_token_times(files, link)[0] for link in chain]
+    if any(later is None or earlier is None or later <= earlier for earlier, later in itertools.pairwise(times)):
+        problems.append("each renewal must be later than the timestamp before it")
+    _, newest = _token_times(files, chain[-1])
+    details = {"count": len(chain) - 1, "renewals": renewals, "evidence_expires_at": newest}
+    if problems:
+        return Check("timestamp_renewals", False, "; ".join(problems), details), at
+    return Check("timestamp_renewals", True, details=details), valid_at if len(chain) > 1 else at
+
+
+def _coverage_problems(files: Mapping[str, bytes], link: Link, wanted: list[str]) -> list[str]:
+    listed, malformed = _parse_manifest(files[link.data])
+    problems = [f"{link.data}: {line}" for line in malformed]
+    if sorted(listed) != wanted:
+        problems.append(f"{link.data} must list exactly {', '.join(wanted)}")
+    changed = sorted(path for path in listed.keys() & set(wanted) if _sha256(files.get(path, b"")) != listed[path])
+    if changed:
+        problems.append(f"{link.data}: changed since the renewal: {', '.join(changed)}")
+    return problems
+
+
+def _token_times(files: Mapping[str, bytes], link: Link) -> tuple[datetime | None, str | None]:
+    """The token's time and its TSA certificate's end, or None where it is missing or malformed (the token's
+    own check says why)."""
+    try:
+        signed_data = tsp.TimeStampResp.load(files[link.token])["time_stamp_token"]["content"]
+        gen_time = signed_data["encap_content_info"]["content"].parsed["gen_time"].native
+        certificate = _tsa_certificate(signed_data)
+    except Exception:  # asn1crypto raises assorted types on malformed DER
+        return None, None
+    return gen_time, certificate.not_valid_after.isoformat() if certificate is not None else None
+
+
+def _token_details(token: bytes, data: bytes) -> dict[str, Any]:
     response = tsp.TimeStampResp.load(token)
     status = response["status"]["status"].native
     if status not in ("granted", "granted_with_mods"):
@@ -333,18 +421,20 @@ def _token_details(token: bytes, tag_manifest: bytes) -> dict[str, Any]:
     signed_data = response["time_stamp_token"]["content"]
     info = signed_data["encap_content_info"]["content"].parsed
     algorithm = info["message_imprint"]["hash_algorithm"]["algorithm"].native
-    expected = hashlib.new(algorithm, tag_manifest).digest() if algorithm in ("sha256", "sha384", "sha512") else None
+    expected = hashlib.new(algorithm, data).digest() if algorithm in ("sha256", "sha384", "sha512") else None
+    certificate = _tsa_certificate(signed_data)
     return {
         "status": status,
         "gen_time": info["gen_time"].native.isoformat(),
         "hash_algorithm": algorithm,
         "imprint_matches": info["message_imprint"]["hashed_message"].native == expected,
-        "tsa": _tsa_subject(signed_data),
+        "tsa": certificate.subject.human_friendly if certificate is not None else None,
+        "tsa_not_after": certificate.not_valid_after.isoformat() if certificate is not None else None,
     }
 
 
-def _tsa_subject(signed_data: cms.SignedData) -> str | None:
-    """Subject of the certificate the token's signer identifier points at, if the token carries it."""
+def _tsa_certificate(signed_data: cms.SignedData) -> asn1_x509.Certificate | None:
+    """The certificate the token's signer identifier points at, if the token carries it."""
     sid = signed_data["signer_infos"][0]["sid"]
     for choice in signed_data["certificates"] or ():
         if choice.name != "certificate":
@@ -355,30 +445,30 @@ def _tsa_subject(signed_data: cms.SignedData) -> str | None:
         else:
             match = cert.key_identifier == sid.chosen.native
         if match:
-            return cert.subject.human_friendly
+            return cert
     return None
 
 
-def _evidence(files: Mapping[str, bytes], name: str, roots: bytes | None) -> tuple[bytes, bytes, bytes] | str:
-    """(tag manifest, evidence file, trust roots), or why they cannot be checked."""
-    tag_manifest, evidence = files.get(TAG_MANIFEST), files.get(name)
-    if tag_manifest is None:
-        return f"{TAG_MANIFEST} is missing"
+def _evidence(files: Mapping[str, bytes], link: Link, roots: bytes | None) -> tuple[bytes, bytes, bytes] | str:
+    """(data, evidence file, trust roots), or why they cannot be checked."""
+    data, evidence = files.get(link.data), files.get(link.token)
+    if data is None:
+        return f"{link.data} is missing"
     if evidence is None:
-        return f"{name} is missing"
+        return f"{link.token} is missing"
     if not roots:
         return "no trust root: pass trust_roots_pem or include ca.pem in the bag"
     if shutil.which("openssl") is None:
         return "openssl is not installed"
-    return tag_manifest, evidence, roots
+    return data, evidence, roots
 
 
 @contextlib.contextmanager
-def _workspace(tag_manifest: bytes, evidence: bytes, roots: bytes) -> Iterator[Path]:
+def _workspace(data: bytes, evidence: bytes, roots: bytes) -> Iterator[Path]:
     """A private folder holding the three files openssl reads."""
     with tempfile.TemporaryDirectory(prefix="bag-verify-") as folder:
         work = Path(folder)
-        (work / TAG_MANIFEST).write_bytes(tag_manifest)
+        (work / "data").write_bytes(data)
         (work / "evidence").write_bytes(evidence)
         (work / "ca.pem").write_bytes(roots)
         yield work
