@@ -600,6 +600,20 @@ def archive_verify(file: Any, ca: Any, as_json: bool) -> None:
     _report(report, as_json, report["ok"])
 
 
+@archive.command("renew")
+@click.argument("instance_id")
+def archive_renew(instance_id: str) -> None:
+    """Renew an archive's timestamp now (the scheduler does it ahead of the TSA certificate's expiry)."""
+    from engine.services.principal import Principal
+
+    try:
+        view = _platform().archives.renew_now(Principal.system(), instance_id)
+    except CreditFlowError as exc:
+        _fail(exc)
+    expires = view.evidence_expires_at.isoformat() if view.evidence_expires_at else "unknown"
+    click.echo(f"renewal {view.renewals} of {view.instance_id}: sha256 {view.sha256}, valid until {expires}")
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="Run a single pass and exit (cron, tests).")
 @click.option("--interval", default=2.0, show_default=True, type=float, help="Seconds between passes.")

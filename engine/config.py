@@ -37,6 +37,7 @@ class Settings:
     office_dir: Path | None = None  # their profiles and scratch files; default <data_dir>/office
     retention_years_approved: int = 30  # a granted loan's file
     retention_years_declined: int = 10  # a rejected, aborted or cancelled application's file
+    archive_renew_days: int = 365  # renew an archive's timestamp this long before its TSA certificate expires
 
     @property
     def pki_path(self) -> Path:
@@ -76,6 +77,7 @@ _INT_VARIABLES = {
     "lock_wait_ms": "CREDITFLOW_LOCK_WAIT_MS",
     "retention_years_approved": "CREDITFLOW_RETENTION_YEARS_APPROVED",
     "retention_years_declined": "CREDITFLOW_RETENTION_YEARS_DECLINED",
+    "archive_renew_days": "CREDITFLOW_ARCHIVE_RENEW_DAYS",
 }
 
 

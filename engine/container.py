@@ -20,7 +20,7 @@ from engine.runtime.demo_connectors import register_demo_connectors
 from engine.runtime.sandbox import RestrictedEnvironment, ScriptLimits, check_source
 from engine.runtime.workflow_state import CreditFlowScriptEngine
 from engine.services.api_keys import ApiKeyService
-from engine.services.archives import ArchiveService, archive_instance
+from engine.services.archives import ARCHIVE_RENEW, ArchiveService, archive_instance, renew_archive
 from engine.services.auth import AuthService
 from engine.services.calendars import CalendarService
 from engine.services.definitions import DefinitionService
@@ -85,6 +85,7 @@ class CreditFlow:
         self.jobs.register(ESCALATE, escalate)
         self.jobs.register(DELIVER, deliver)
         self.jobs.register(ARCHIVE, archive_instance)
+        self.jobs.register(ARCHIVE_RENEW, renew_archive)
 
     @staticmethod
     def check_expression(source: str, mode: str) -> str | None:

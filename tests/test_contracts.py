@@ -14,7 +14,7 @@ import subprocess
 import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +208,59 @@ def test_an_ended_instance_is_archived_as_a_signed_bag_that_auditors_can_check(
     shutil.make_archive(str(tmp_path / "extra"), "zip", bag)
     result = invoke("archive", "verify", str(tmp_path / "extra.zip"))
     assert result.exit_code == 1 and "extra.txt" in result.output
+
+
+def test_an_archive_is_renewed_ahead_of_its_timestamps_expiry_and_keeps_verifying(
+    bank: CreditFlow, officer: ApiClient, signed: dict[str, Any], clock: Any, monkeypatch: Any
+) -> None:
+    instance_id = signed["instance"]["id"]
+    run_pass(bank)
+    record = officer.get(f"/api/v1/archives/{instance_id}").get_json()
+    expires = datetime.fromisoformat(record["evidence_expires_at"])  # the development TSA's certificate: 10 years
+    assert record["renewals"] == 0 and record["renewed_at"] is None
+    assert timedelta(days=3600) < expires - clock.now() < timedelta(days=3660)
+    (job,) = renewal_jobs(bank, instance_id)
+    assert job.due_at == expires - timedelta(days=bank.settings.archive_renew_days)
+    run_pass(bank)
+    assert [(j.id, j.due_at) for j in renewal_jobs(bank, instance_id)] == [(job.id, job.due_at)]  # not due for years
+
+    # Due, but the TSA is still the one whose certificate expires with the archive's timestamp: renewing
+    # would not extend anything, so the job fails its retries and the incident says what to configure.
+    clock.advance(job.due_at - clock.now())
+    for _ in range(8):
+        run_pass(bank)
+        clock.advance(timedelta(hours=1))
+    with bank.db.transaction() as session:
+        (incident,) = session.scalars(select(Incident).where(Incident.instance_id == instance_id)).all()
+        assert incident.kind == "archive_renew" and "configure a TSA" in incident.message
+        old = session.get(ArchivePackage, instance_id)
+        assert old.renewals == 0 and old.sha256 == record["sha256"]
+
+    # An operator renews it at once (a TSA key retired early, say): the renewed bag verifies and the old one stays.
+    cli_env(bank.settings, monkeypatch)
+    result = invoke("archive", "renew", instance_id)
+    assert result.exit_code == 0 and f"renewal 1 of {instance_id}" in result.output, result.output
+    officer = login(api_app(bank), "ly_officer")  # nine years on: the morning's token has long expired
+    renewed = officer.get(f"/api/v1/archives/{instance_id}").get_json()
+    assert renewed["renewals"] == 1 and renewed["renewed_at"] is not None and renewed["sha256"] != record["sha256"]
+    report = officer.post(f"/api/v1/archives/{instance_id}/verify").get_json()
+    renewals = next(check for check in report["checks"] if check["name"] == "timestamp_renewals")
+    assert report["ok"] is True and renewals["count"] == 1
+    content = officer.get(f"/api/v1/archives/{instance_id}/content").data
+    assert any(
+        name.endswith("/timestamp-renewals/0001-manifest-sha256.txt.tsr")
+        for name in zipfile.ZipFile(io.BytesIO(content)).namelist()
+    )
+    assert bank.archives.storage.get(old.storage_key)[:4] == b"PK\x03\x04"  # the earlier bag is kept
+    history = bank.instances.history(SYSTEM, instance_id)
+    assert history[-1].event_type == "archive_renewed" and history[-1].payload["previous_sha256"] == record["sha256"]
+    assert invoke("audit", "verify", instance_id).exit_code == 0
+    assert len(renewal_jobs(bank, instance_id)) == 1  # the next check replaces the failed job
+
+
+def renewal_jobs(platform: CreditFlow, instance_id: str) -> list[Job]:
+    with platform.db.transaction() as session:
+        return list(session.scalars(select(Job).where(Job.instance_id == instance_id, Job.kind == "archive_renew")))
 
 
 def test_a_rejected_application_is_archived_with_the_shorter_retention(bank: CreditFlow, officer: ApiClient) -> None:

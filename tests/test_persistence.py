@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 
 from api import create_app
@@ -21,8 +23,8 @@ from engine.container import CreditFlow
 from engine.errors import Conflict
 from engine.services.demo import seed_demo
 from engine.services.principal import Principal
-from engine.store.models import AuditEvent, Base, HumanTask, ProcessInstance, Tenant
-from tests.conftest import PASSWORD, deploy, login
+from engine.store.models import ArchivePackage, AuditEvent, Base, HumanTask, Job, ProcessInstance, Tenant
+from tests.conftest import PASSWORD, PG_URL, deploy, login
 
 SYSTEM = Principal.system()
 REVIEW = {"recommendation": "reject", "comment": "收入不足"}
@@ -256,6 +258,63 @@ def test_upgrading_a_populated_database_keeps_its_rows(tmp_path: Any) -> None:
         enforced = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
     database.dispose()
     assert tuple(row) == (3, None) and tasks == 1 and enforced == 1
+
+
+@pytest.fixture
+def scratch_url(tmp_path: Any) -> Iterator[str]:
+    """An empty database of its own, of the kind under test: migrations go down and up on it."""
+    if PG_URL is None:
+        yield f"sqlite:///{tmp_path / 'scratch.db'}"
+        return
+    name = f"creditflow_scratch_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def test_archives_made_before_renewals_get_a_renewal_check(scratch_url: str, settings: Any, clock: Any) -> None:
+    """Revision 0011 gives every existing archive an ``archive_renew`` job, due at once: it reads when the
+    bag's timestamp expires and schedules the renewal ahead of that."""
+    from alembic import command
+
+    from engine.store.db import Database
+    from engine.store.migrate import alembic_config, upgrade
+
+    database = Database(scratch_url)
+    upgrade(database)
+    platform = CreditFlow(replace(settings, database_url=scratch_url), clock=clock, database=database)
+    deploy(platform, "linear.bpmn")
+    instance_id = platform.instances.start(SYSTEM, "linear", data={"amount": 50000}).instance.id
+    with database.transaction(write=True) as session:
+        session.add(
+            ArchivePackage(
+                instance_id=instance_id,
+                outcome="completed",
+                name="loanfile.zip",
+                storage_key="archives/x/loanfile.zip",
+                size=1,
+                sha256="0" * 64,
+                file_count=1,
+                retention_until=date(2056, 12, 1),
+                created_at=clock.now(),
+            )
+        )
+    database.dispose()
+    command.downgrade(alembic_config(scratch_url), "0010")
+    upgrade(database)
+    with database.transaction() as session:
+        (job,) = session.scalars(select(Job).where(Job.kind == "archive_renew")).all()
+        row = session.get(ArchivePackage, instance_id)
+    platform.close()
+    assert job.instance_id == instance_id and job.payload == {} and job.retries_left == 5
+    assert abs(job.due_at - datetime.now(UTC)) < timedelta(minutes=5)
+    assert row.renewals == 0 and row.evidence_expires_at is None and row.renewed_at is None
 
 
 def test_wal_checkpoints_run_off_the_committing_request(tmp_path: Any) -> None:

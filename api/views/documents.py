@@ -59,6 +59,12 @@ class ArchiveSchema(Schema):
     timestamped_at = fields.DateTime(allow_none=True)
     retention_until = fields.Date()
     created_at = fields.DateTime()
+    evidence_expires_at = fields.DateTime(
+        allow_none=True,
+        metadata={"description": "when the newest timestamp's TSA certificate expires; renewed ahead of it"},
+    )
+    renewals = Integer(metadata={"description": "timestamp renewals appended to the bag so far"})
+    renewed_at = fields.DateTime(allow_none=True)
 
 
 class ArchiveReportSchema(Schema):

@@ -7,6 +7,10 @@ auditors, with the tag manifest sealed by the bank (CMS) and timestamped (RFC 31
 to blob storage, the record and an ``archived`` audit event commit with the job's completion fence.
 A failure is retried by the job table with backoff and raises an incident after the last retry;
 the instance itself is untouched either way.
+
+Every archive also has an ``archive_renew`` job, due a margin (``archive_renew_days``) before its newest
+timestamp's TSA certificate expires: it appends a new timestamp over the evidence so far
+(``engine/archive/renewal.py``), so the file still verifies for all the years it is kept.
 """
 
 from __future__ import annotations
@@ -15,25 +19,36 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.archive.bag import BagFile, auditor_readme, build_bag
+from engine.archive.renewal import renew_bag
 from engine.archive.verification import verify_bag
-from engine.errors import NotFound
-from engine.jobs.queue import AcquiredJob
+from engine.errors import CreditFlowError, NotFound
+from engine.jobs.queue import AcquiredJob, cancel, enqueue
 from engine.services.documents import SHANGHAI, lending_tenant
 from engine.services.execution import CANCELLED
 from engine.services.principal import Principal
+from engine.store.audit import Journal
 from engine.store.models import ArchivePackage, AuditEvent, Document, ProcessDefinition, ProcessInstance
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
 
 APPROVED = "approved"
+ARCHIVE_RENEW = "archive_renew"  # the job kind that renews an archive's timestamp ahead of its expiry
+
+
+class RenewalRefused(CreditFlowError):
+    """The archive's timestamp cannot be renewed as things stand; a job retries it, then raises an incident
+    (not a ``Conflict``, which the job queue takes for a race and postpones without end)."""
+
+    status = 409
+    title = "Archive not renewed"
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,9 @@ class ArchiveView:
     timestamped_at: datetime | None
     retention_until: date
     created_at: datetime
+    evidence_expires_at: datetime | None
+    renewals: int
+    renewed_at: datetime | None
 
 
 def _view(row: ArchivePackage) -> ArchiveView:
@@ -60,6 +78,9 @@ def _view(row: ArchivePackage) -> ArchiveView:
         row.timestamped_at,
         row.retention_until,
         row.created_at,
+        row.evidence_expires_at,
+        row.renewals,
+        row.renewed_at,
     )
 
 
@@ -114,22 +135,37 @@ def archive_instance(platform: CreditFlow, job: AcquiredJob, now: datetime) -> N
         settings = platform.settings
         granted = outcome in (APPROVED, "completed")  # a plain process's file is kept as long as a loan's
         years = settings.retention_years_approved if granted else settings.retention_years_declined
-        session.add(
-            ArchivePackage(
-                instance_id=instance.id,
-                tenant_id=instance.tenant_id,
-                outcome=outcome,
-                name=f"{name}.zip",
-                storage_key=blob.key,
-                size=blob.size,
-                sha256=blob.sha256,
-                file_count=len(files),
-                timestamped_at=report.timestamp_time,
-                retention_until=_years_after(bagged_on, years),
-                created_at=now,
-            )
+        row = ArchivePackage(
+            instance_id=instance.id,
+            tenant_id=instance.tenant_id,
+            outcome=outcome,
+            name=f"{name}.zip",
+            storage_key=blob.key,
+            size=blob.size,
+            sha256=blob.sha256,
+            file_count=len(files),
+            timestamped_at=report.timestamp_time,
+            retention_until=_years_after(bagged_on, years),
+            created_at=now,
+            evidence_expires_at=report.evidence_expires_at,
+            renewals=0,
         )
+        session.add(row)
+        service.schedule_renewal(session, row, now)
         journal.record("archived", actor=False, sha256=blob.sha256, outcome=outcome, files=len(files))
+
+
+def renew_archive(platform: CreditFlow, job: AcquiredJob, now: datetime) -> None:
+    """The ``archive_renew`` job: renew the archive's timestamp if it is due, else wait until it is."""
+    with platform.instances.annotation(Principal.system(), job.instance_id or "", skip_locked=True) as (
+        session,
+        journal,
+        instance,
+    ):
+        platform.jobs.finish(session, job)
+        row = session.get(ArchivePackage, instance.id)
+        if row is not None:
+            platform.archives.renew(session, journal, row, now)
 
 
 def _years_after(day: date, years: int) -> date:
@@ -146,6 +182,75 @@ class ArchiveService:
     @property
     def storage(self) -> Any:
         return self.platform.documents.storage
+
+    # -- renewals -------------------------------------------------------------------------------
+
+    def renew(
+        self,
+        session: Session,
+        journal: Journal,
+        row: ArchivePackage,
+        now: datetime,
+        *,
+        force: bool = False,
+    ) -> None:
+        """Append a new timestamp to the archive when its evidence is about to expire (or at once, with
+        ``force``), store the renewed bag beside the old one, and schedule the next check."""
+        bag = self.storage.get(row.storage_key)
+        roots = self.platform.documents.root_pem
+        if row.evidence_expires_at is None:  # archived before renewals existed: read it off the bag
+            row.evidence_expires_at = verify_bag(bag, trust_roots_pem=roots).evidence_expires_at
+        if not force and row.evidence_expires_at is not None and now < self._renewal_due(row.evidence_expires_at):
+            self.schedule_renewal(session, row, now)
+            return
+        before = verify_bag(bag, trust_roots_pem=roots)
+        if not before.ok:  # a new timestamp must never vouch for evidence that no longer holds
+            raise RenewalRefused(f"the archive of {row.instance_id} does not verify, not renewed: {before.summary}")
+        renewed = renew_bag(bag, self.platform.documents.timestamp_token, now.astimezone(SHANGHAI).date())
+        after = verify_bag(renewed, trust_roots_pem=roots)
+        expires = after.evidence_expires_at
+        if not after.ok or expires is None:
+            raise RenewalRefused(f"the renewed archive of {row.instance_id} does not verify: {after.summary}")
+        if not force and row.evidence_expires_at is not None and expires <= row.evidence_expires_at:
+            raise RenewalRefused(
+                f"the TSA's certificate expires {expires.isoformat()}, no later than the archive's timestamp"
+                f" ({row.evidence_expires_at.isoformat()}): a renewal would not extend it; configure a TSA whose"
+                " certificate is newer (tsa_url in CREDITFLOW_SEAL_CONFIG)"
+            )
+        digest = hashlib.sha256(renewed).hexdigest()
+        folder = row.storage_key.rsplit("/", 3)[0]  # archives/<bank>, as when the file was archived
+        blob = self.storage.put(f"{folder}/{now:%Y/%m}/{row.name.removesuffix('.zip')}-{digest[:12]}.zip", renewed)
+        previous = row.sha256
+        row.storage_key, row.size, row.sha256 = blob.key, blob.size, blob.sha256
+        row.renewals, row.renewed_at, row.evidence_expires_at = row.renewals + 1, now, expires
+        journal.record(
+            "archive_renewed",
+            actor=force,
+            sha256=blob.sha256,
+            previous_sha256=previous,
+            renewal=row.renewals,
+            evidence_expires_at=expires.isoformat(),
+        )
+        self.schedule_renewal(session, row, now)
+
+    def renew_now(self, principal: Principal, instance_id: str) -> ArchiveView:
+        """Renew at once, e.g. before a TSA key or a hash algorithm is retired early."""
+        with self.platform.instances.annotation(principal, instance_id) as (session, journal, _):
+            row = self._row(session, principal, instance_id)
+            self.renew(session, journal, row, self.platform.clock.now(), force=True)
+            return _view(row)
+
+    def schedule_renewal(self, session: Session, row: ArchivePackage, now: datetime) -> None:
+        """One pending check per archive, due ahead of its evidence's expiry, while the file is still kept."""
+        cancel(session, ARCHIVE_RENEW, instance_id=row.instance_id)
+        expires = row.evidence_expires_at
+        if expires is None or expires.date() > row.retention_until:
+            return  # no TSA certificate to go by, or the timestamp outlasts the retention: nothing to renew
+        due = max(now, self._renewal_due(expires))
+        enqueue(session, ARCHIVE_RENEW, due, now, tenant_id=row.tenant_id, instance_id=row.instance_id)
+
+    def _renewal_due(self, expires: datetime) -> datetime:
+        return expires - timedelta(days=self.platform.settings.archive_renew_days)
 
     def outcome(self, session: Session, instance: ProcessInstance) -> str:
         """approved / rejected / aborted from the end event the archetype names, else the status."""

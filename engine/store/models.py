@@ -461,7 +461,7 @@ class Job(Base):
         Index("ix_job_subject", "kind", "instance_id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(32))  # timer | start_timer | escalate | deliver | archive
+    kind: Mapped[str] = mapped_column(String(32))  # timer | start_timer | escalate | deliver | archive | archive_renew
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
     instance_id: Mapped[str | None] = mapped_column(String(36))
     task_id: Mapped[str | None] = mapped_column(String(36), index=True)
@@ -584,3 +584,7 @@ class ArchivePackage(Base):
     timestamped_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the TSA's time on the manifest
     retention_until: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # When the newest timestamp's TSA certificate expires; a renewal job runs ahead of it (None: not yet read).
+    evidence_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    renewals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    renewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
