@@ -11,12 +11,14 @@ import io
 import json
 import shutil
 import subprocess
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from PIL import Image
@@ -27,6 +29,8 @@ from engine.catalog.config import DEFAULT_STANDARD_DIR
 from engine.cli import main as cli
 from engine.config import Settings
 from engine.container import CreditFlow
+from engine.documents.pki import Pki, init_pki
+from engine.documents.timestamps import tsa_wsgi_app
 from engine.errors import InvalidInput
 from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
@@ -256,6 +260,59 @@ def test_an_archive_is_renewed_ahead_of_its_timestamps_expiry_and_keeps_verifyin
     assert history[-1].event_type == "archive_renewed" and history[-1].payload["previous_sha256"] == record["sha256"]
     assert invoke("audit", "verify", instance_id).exit_code == 0
     assert len(renewal_jobs(bank, instance_id)) == 1  # the next check replaces the failed job
+    with bank.db.transaction() as session:
+        assert session.get(Incident, incident.id).resolved_at is not None  # settled by the renewal
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log on the test's stderr."""
+
+
+@pytest.fixture
+def newer_tsa(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A TSA over HTTP under a root of its own, whose certificate was issued after the development one's:
+    a bank whose TSA renewed its certificate, as production configures it (``tsa_url`` and ``tsa_roots``)."""
+    directory = tmp_path / "newer-tsa"
+    init_pki(directory, [], now=datetime.now(UTC) + timedelta(minutes=30))
+    server = make_server("127.0.0.1", 0, tsa_wsgi_app(Pki.load(directory)), handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/", directory / "root-ca.pem"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_due_renewal_by_a_tsa_with_a_newer_certificate_extends_the_archive(
+    bank: CreditFlow, signed: dict[str, Any], clock: Any, newer_tsa: tuple[str, Path], tmp_path: Path
+) -> None:
+    instance_id = signed["instance"]["id"]
+    run_pass(bank)
+    (job,) = renewal_jobs(bank, instance_id)
+    with bank.db.transaction() as session:
+        archived = session.get(ArchivePackage, instance_id)
+    url, root = newer_tsa
+    config = tmp_path / "seal.json"
+    config.write_text(json.dumps({"tsa_url": url, "tsa_roots": [str(root)]}))
+    renewing = CreditFlow(replace(bank.settings, seal_config=config), clock=clock, database=bank.db)
+
+    clock.advance(job.due_at - clock.now())
+    assert run_pass(renewing).done == 1
+    with bank.db.transaction() as session:
+        row = session.get(ArchivePackage, instance_id)
+        assert session.scalars(select(Incident).where(Incident.instance_id == instance_id)).all() == []
+    assert row.renewals == 1 and row.renewed_at == clock.now()
+    assert row.evidence_expires_at > archived.evidence_expires_at + timedelta(minutes=29)
+    (following,) = renewal_jobs(bank, instance_id)
+    assert following.due_at == row.evidence_expires_at - timedelta(days=365)
+
+    content = renewing.archives.storage.get(row.storage_key)
+    report = renewing.archives.verify_bytes(content)
+    renewal = next(check for check in report["checks"] if check["name"] == "timestamp_renewals")
+    assert report["ok"] is True and "CreditFlow Development TSA" in renewal["renewals"][0]["tsa"]
+    assert bank.archives.verify_bytes(content)["ok"] is False  # without the new TSA's root it cannot be trusted
 
 
 def renewal_jobs(platform: CreditFlow, instance_id: str) -> list[Job]:

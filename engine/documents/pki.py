@@ -103,12 +103,15 @@ class Pkcs11Source:
 class SealConfig:
     """Production overrides: per-bank key sources, an external TSA and whether sealing may fetch revocation data.
 
-    Empty means development PKI only. ``fetch_revocation`` lets sealing download the CRLs/OCSP responses of
-    a real CA for the B-LT validation data; without it sealing stays offline and embeds the PKI's own CRL.
+    Empty means development PKI only. ``tsa_roots`` are the PEM files of the external TSA's root (and any
+    intermediate) certificates: its timestamps verify only against them. ``fetch_revocation`` lets sealing
+    download the CRLs/OCSP responses of a real CA for the B-LT validation data; without it sealing stays
+    offline and embeds the PKI's own CRL.
     """
 
     banks: dict[str, KeyFileSource | Pkcs11Source] = field(default_factory=dict)
     tsa_url: str | None = None
+    tsa_roots: tuple[Path, ...] = ()
     fetch_revocation: bool = False
 
     @classmethod
@@ -122,7 +125,12 @@ class SealConfig:
             raise SealConfigError(f"cannot read seal configuration {path}: {exc}") from exc
         base = Path(path).parent
         banks = {code: _key_source(code, spec, base) for code, spec in raw.get("banks", {}).items()}
-        return cls(banks=banks, tsa_url=raw.get("tsa_url") or None, fetch_revocation=bool(raw.get("fetch_revocation")))
+        return cls(
+            banks=banks,
+            tsa_url=raw.get("tsa_url") or None,
+            tsa_roots=tuple(base / name for name in raw.get("tsa_roots", [])),
+            fetch_revocation=bool(raw.get("fetch_revocation")),
+        )
 
 
 def _key_source(code: str, spec: dict[str, Any], base: Path) -> KeyFileSource | Pkcs11Source:
@@ -432,11 +440,11 @@ class Pki:
 
     @property
     def trust_roots(self) -> list[asn1_x509.Certificate]:
-        """The development root plus every self-signed certificate in the configured chains."""
+        """The development root, every self-signed certificate in the banks' chains and the TSA's roots."""
         roots = [self.root]
         for source in self.config.banks.values():
             roots += [c for c in _chain(source.chain) if c.self_signed and c not in roots]
-        return roots
+        return roots + [c for c in _chain(self.config.tsa_roots) if c not in roots]
 
     def seal_signer(self, bank_code: str) -> Signer:
         """The pyHanko signer for a bank's seal: configured source first, else the development key."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.archive.bag import BagFile, auditor_readme, build_bag
@@ -34,7 +34,14 @@ from engine.services.documents import SHANGHAI, lending_tenant
 from engine.services.execution import CANCELLED
 from engine.services.principal import Principal
 from engine.store.audit import Journal
-from engine.store.models import ArchivePackage, AuditEvent, Document, ProcessDefinition, ProcessInstance
+from engine.store.models import (
+    ArchivePackage,
+    AuditEvent,
+    Document,
+    Incident,
+    ProcessDefinition,
+    ProcessInstance,
+)
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -223,6 +230,12 @@ class ArchiveService:
         previous = row.sha256
         row.storage_key, row.size, row.sha256 = blob.key, blob.size, blob.sha256
         row.renewals, row.renewed_at, row.evidence_expires_at = row.renewals + 1, now, expires
+        session.execute(  # what a failed renewal raised is settled by this one
+            update(Incident)
+            .where(Incident.kind == ARCHIVE_RENEW, Incident.instance_id == row.instance_id)
+            .where(Incident.resolved_at.is_(None))
+            .values(resolved_at=now)
+        )
         journal.record(
             "archive_renewed",
             actor=force,
