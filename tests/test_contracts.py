@@ -224,7 +224,7 @@ def test_an_archive_is_renewed_ahead_of_its_timestamps_expiry_and_keeps_verifyin
     assert record["renewals"] == 0 and record["renewed_at"] is None
     assert timedelta(days=3600) < expires - clock.now() < timedelta(days=3660)
     (job,) = renewal_jobs(bank, instance_id)
-    assert job.due_at == expires - timedelta(days=bank.settings.archive_renew_days)
+    assert renewal_window(expires, job.due_at, bank)
     run_pass(bank)
     assert [(j.id, j.due_at) for j in renewal_jobs(bank, instance_id)] == [(job.id, job.due_at)]  # not due for years
 
@@ -306,13 +306,27 @@ def test_a_due_renewal_by_a_tsa_with_a_newer_certificate_extends_the_archive(
     assert row.renewals == 1 and row.renewed_at == clock.now()
     assert row.evidence_expires_at > archived.evidence_expires_at + timedelta(minutes=29)
     (following,) = renewal_jobs(bank, instance_id)
-    assert following.due_at == row.evidence_expires_at - timedelta(days=365)
+    assert renewal_window(row.evidence_expires_at, following.due_at, bank)
 
     content = renewing.archives.storage.get(row.storage_key)
     report = renewing.archives.verify_bytes(content)
     renewal = next(check for check in report["checks"] if check["name"] == "timestamp_renewals")
     assert report["ok"] is True and "CreditFlow Development TSA" in renewal["renewals"][0]["tsa"]
     assert bank.archives.verify_bytes(content)["ok"] is False  # without the new TSA's root it cannot be trusted
+
+
+def test_renewals_of_the_archives_one_tsa_certificate_stamped_are_spread_out(platform: CreditFlow) -> None:
+    expires = datetime(2036, 11, 29, tzinfo=UTC)
+    dues = [platform.archives._renewal_due(f"instance-{n}", expires) for n in range(200)]
+    assert all(renewal_window(expires, due, platform) for due in dues)
+    assert max(dues) - min(dues) > timedelta(days=170)  # over half a year, not all in one scheduler pass
+    assert platform.archives._renewal_due("instance-7", expires) == dues[7]  # the same point every time
+
+
+def renewal_window(expires: datetime, due: datetime, platform: CreditFlow) -> bool:
+    """Renewals fall in the first half of the margin before expiry (spread, so they do not all come at once)."""
+    margin = timedelta(days=platform.settings.archive_renew_days)
+    return expires - margin <= due <= expires - margin / 2
 
 
 def renewal_jobs(platform: CreditFlow, instance_id: str) -> list[Job]:

@@ -207,7 +207,11 @@ class ArchiveService:
         roots = self.platform.documents.root_pem
         if row.evidence_expires_at is None:  # archived before renewals existed: read it off the bag
             row.evidence_expires_at = verify_bag(bag, trust_roots_pem=roots).evidence_expires_at
-        if not force and row.evidence_expires_at is not None and now < self._renewal_due(row.evidence_expires_at):
+        if (
+            not force
+            and row.evidence_expires_at is not None
+            and now < self._renewal_due(row.instance_id, row.evidence_expires_at)
+        ):
             self.schedule_renewal(session, row, now)
             return
         before = verify_bag(bag, trust_roots_pem=roots)
@@ -259,11 +263,19 @@ class ArchiveService:
         expires = row.evidence_expires_at
         if expires is None or expires.date() > row.retention_until:
             return  # no TSA certificate to go by, or the timestamp outlasts the retention: nothing to renew
-        due = max(now, self._renewal_due(expires))
+        due = max(now, self._renewal_due(row.instance_id, expires))
         enqueue(session, ARCHIVE_RENEW, due, now, tenant_id=row.tenant_id, instance_id=row.instance_id)
 
-    def _renewal_due(self, expires: datetime) -> datetime:
-        return expires - timedelta(days=self.platform.settings.archive_renew_days)
+    def _renewal_due(self, instance_id: str, expires: datetime) -> datetime:
+        """In the first half of the margin before the evidence expires, at a point fixed per archive.
+
+        Every archive one TSA certificate stamped expires at the same instant; spread out, their renewals
+        trickle through the job table instead of queueing ahead of every timer and escalation at once.
+        """
+        margin = timedelta(days=self.platform.settings.archive_renew_days)
+        half = max(int(margin.total_seconds()) // 2, 1)
+        spread = int(hashlib.sha256(instance_id.encode()).hexdigest()[:12], 16) % half
+        return expires - margin + timedelta(seconds=spread)
 
     def outcome(self, session: Session, instance: ProcessInstance) -> str:
         """approved / rejected / aborted from the end event the archetype names, else the status."""
