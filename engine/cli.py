@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -593,10 +594,16 @@ def archive() -> None:
 @archive.command("verify")
 @click.argument("file", type=click.File("rb"))
 @click.option("--ca", type=click.File("rb"), help="Trust this root (PEM) instead of the platform's.")
+@click.option(
+    "--at",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="Check the newest timestamp as of this UTC time instead of now (will the file still verify then?).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-def archive_verify(file: Any, ca: Any, as_json: bool) -> None:
-    """Check an archive bag: no missing or extra file, hashes, the bank's signature and the timestamp."""
-    report = _platform().archives.verify_bytes(file.read(), ca.read() if ca is not None else None)
+def archive_verify(file: Any, ca: Any, at: datetime | None, as_json: bool) -> None:
+    """Check an archive bag: no missing or extra file, hashes, the bank's signature and the timestamps."""
+    when = at.replace(tzinfo=UTC) if at is not None else None
+    report = _platform().archives.verify_bytes(file.read(), ca.read() if ca is not None else None, when)
     _report(report, as_json, report["ok"])
 
 

@@ -215,7 +215,7 @@ def test_an_ended_instance_is_archived_as_a_signed_bag_that_auditors_can_check(
 
 
 def test_an_archive_is_renewed_ahead_of_its_timestamps_expiry_and_keeps_verifying(
-    bank: CreditFlow, officer: ApiClient, signed: dict[str, Any], clock: Any, monkeypatch: Any
+    bank: CreditFlow, officer: ApiClient, signed: dict[str, Any], clock: Any, monkeypatch: Any, tmp_path: Path
 ) -> None:
     instance_id = signed["instance"]["id"]
     run_pass(bank)
@@ -227,6 +227,13 @@ def test_an_archive_is_renewed_ahead_of_its_timestamps_expiry_and_keeps_verifyin
     assert renewal_window(expires, job.due_at, bank)
     run_pass(bank)
     assert [(j.id, j.due_at) for j in renewal_jobs(bank, instance_id)] == [(job.id, job.due_at)]  # not due for years
+    # Left alone, the file would stop verifying the day the TSA certificate expires
+    cli_env(bank.settings, monkeypatch)
+    bag = tmp_path / "bag.zip"
+    bag.write_bytes(officer.get(f"/api/v1/archives/{instance_id}/content").data)
+    assert invoke("archive", "verify", str(bag), "--at", f"{expires - timedelta(days=1):%Y-%m-%d}").exit_code == 0
+    expired = invoke("archive", "verify", str(bag), "--at", f"{expires + timedelta(days=1):%Y-%m-%d}")
+    assert expired.exit_code == 1 and "expired on" in expired.output
 
     # Due, but the TSA is still the one whose certificate expires with the archive's timestamp: renewing
     # would not extend anything, so the job fails its retries and the incident says what to configure.
@@ -241,7 +248,6 @@ def test_an_archive_is_renewed_ahead_of_its_timestamps_expiry_and_keeps_verifyin
         assert old.renewals == 0 and old.sha256 == record["sha256"]
 
     # An operator renews it at once (a TSA key retired early, say): the renewed bag verifies and the old one stays.
-    cli_env(bank.settings, monkeypatch)
     result = invoke("archive", "renew", instance_id)
     assert result.exit_code == 0 and f"renewal 1 of {instance_id}" in result.output, result.output
     officer = login(api_app(bank), "ly_officer")  # nine years on: the morning's token has long expired

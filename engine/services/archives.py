@@ -343,9 +343,12 @@ class ArchiveService:
         view, content = self.content(principal, instance_id)
         return self.verify_bytes(content) | {"instance_id": view.instance_id}
 
-    def verify_bytes(self, content: bytes, roots_pem: bytes | None = None) -> dict[str, Any]:
-        """A bag's report: each check (structure, completeness, hashes, signature, timestamp) and a verdict."""
-        report = verify_bag(content, trust_roots_pem=roots_pem or self.platform.documents.root_pem)
+    def verify_bytes(
+        self, content: bytes, roots_pem: bytes | None = None, at: datetime | None = None
+    ) -> dict[str, Any]:
+        """A bag's report: each check (structure, completeness, hashes, signature, timestamps) and a verdict;
+        ``at`` checks the newest timestamp as of another time than now (will it still verify then?)."""
+        report = verify_bag(content, trust_roots_pem=roots_pem or self.platform.documents.root_pem, at=at)
         checks = [{"name": c.name, "ok": c.ok, "reason": c.reason, **c.details} for c in report.checks]
         return {"ok": report.ok, "summary": report.summary, "bag_name": report.bag_name, "checks": checks}
 
