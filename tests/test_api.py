@@ -190,6 +190,9 @@ def test_cancel_over_http(api: ApiClient) -> None:
     cancelled = api.post(f"/api/v1/process-instances/{body['id']}/cancel", json={"reason": "客户放弃"})
     assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
     assert cancelled.get_json()["tasks"] == []
+    # what the application held stays, for the record and its archive
+    assert cancelled.get_json()["data"] == body["data"] and body["data"]["amount"] == 1
+    assert api.get(f"/api/v1/process-instances/{body['id']}").get_json()["data"] == body["data"]
     assert api.get(f"/api/v1/tasks?view=all&status=cancelled&instance_id={body['id']}").get_json()["total"] == 1
     assert api.post(f"/api/v1/process-instances/{body['id']}/cancel", json={}).status_code == 409
 

@@ -20,7 +20,7 @@ from engine.inbox.applicant import applicant_columns
 from engine.org.roles import ROLES
 from engine.runtime.timer_events import starts_on_timer_only
 from engine.runtime.workflow_state import SERIALIZER_VERSION, load_state, new_workflow
-from engine.services.execution import CANCELLED, COMPLETED, ERROR, RUNNING, Execution
+from engine.services.execution import CANCELLED, COMPLETED, ERROR, RUNNING, Execution, current_data
 from engine.services.principal import Principal
 from engine.services.spec_cache import LoadedDefinition
 from engine.store.audit import GENESIS, Journal, VerifyResult, verify_chain
@@ -178,7 +178,9 @@ class InstanceService:
             status = execution.instance.status
             if status not in (RUNNING, ERROR):
                 raise Conflict(f"instance is {status}; only running or failed instances can be cancelled")
+            data = current_data(execution.workflow)
             execution.workflow.cancel()
+            execution.workflow.data.update(data)  # a cancelled application keeps what it held, for its archive
             execution.journal.record("cancelled", reason=reason)
             for task_id in list(execution.open_tasks):
                 execution.close_task(task_id, "cancelled")
