@@ -43,6 +43,8 @@ from engine.archive.bag import (
     TimestampError,
     auditor_readme,
     build_bag,
+    path_problem,
+    safe_name,
 )
 from engine.archive.renewal import CMD_RENEWALS, RENEWALS_README, renew_bag
 from engine.archive.storage import (
@@ -648,6 +650,14 @@ def test_a_bag_without_its_timestamp_cannot_be_renewed(bag_zip: bytes, renewal_t
 def test_unsafe_payload_paths_are_refused(path: str) -> None:
     with pytest.raises(ValueError, match="unsafe bag path"):
         BagFile(path, b"x")
+    # ...while an uploaded file of that name is kept under a name that is safe
+    assert path_problem(f"attachments/001-{safe_name(path)}") is None
+
+
+def test_safe_names_keep_what_they_can() -> None:
+    assert safe_name("现场照片.pdf") == "现场照片.pdf"
+    assert safe_name("100%.pdf") == "100_.pdf" and safe_name("..") == "file"
+    assert safe_name("e\u0301.pdf") == "\u00e9.pdf"  # NFC
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,9 @@ saved filters, and the inbox actions with their audit trail."""
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from engine.container import CreditFlow
+from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
 from engine.store.models import HumanTask, OrgUnit, User, UserRole
 from tests.conftest import ApiClient, bank_card, deploy, login
@@ -397,6 +401,18 @@ def test_comments_and_attachments_are_kept_on_the_application(inbox_app: Any) ->
     kinds = {e.event_type: e for e in history(platform, started["id"])}
     assert kinds["attachment_added"].payload["sha256"] == attachment["sha256"]
     assert kinds["comment_added"].actor_id == user_id(platform, "ly_officer")
+
+    # the archived loan file holds them too (the customer withdrew: a cancelled application is archived as well)
+    cancel = login(inbox_app, "ly_admin").post(f"/api/v1/process-instances/{started['id']}/cancel", json={})
+    assert cancel.status_code == 200
+    run_pass(platform)
+    with zipfile.ZipFile(io.BytesIO(reviewer.get(f"/api/v1/archives/{started['id']}/content").data)) as bag:
+        files = {name.split("/", 1)[1]: bag.read(name) for name in bag.namelist()}
+    assert files["data/attachments/001-现场照片.pdf"] == b"%PDF-1.4 site photo"
+    assert [c["body"] for c in json.loads(files["data/comments.json"])] == ["客户经营稳定"]
+    (listed,) = json.loads(files["data/instance.json"])["attachments"]
+    assert listed["path"] == "attachments/001-现场照片.pdf" and listed["sha256"] == attachment["sha256"]
+    assert reviewer.post(f"/api/v1/archives/{started['id']}/verify").get_json()["ok"] is True
 
 
 def test_bulk_claim_and_bulk_assign_report_each_task(inbox_app: Any) -> None:

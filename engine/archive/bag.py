@@ -90,6 +90,14 @@ def path_problem(path: str) -> str | None:
     return None
 
 
+def safe_name(name: str) -> str:
+    """A user's file name as one path segment that ``path_problem`` accepts (NFC, no separators, no
+    control or percent characters); what cannot stay becomes ``_``."""
+    normal = unicodedata.normalize("NFC", name)
+    kept = "".join("_" if char in "/\\%" or unicodedata.category(char) in _INVISIBLE else char for char in normal)
+    return kept.strip(" .") or "file"
+
+
 @dataclass(frozen=True)
 class BagFile:
     """One payload file; ``path`` is relative to ``data/``, e.g. ``contract/借款合同.pdf``."""

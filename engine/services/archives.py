@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.archive.bag import BagFile, auditor_readme, build_bag
+from engine.archive.bag import BagFile, auditor_readme, build_bag, safe_name
 from engine.archive.renewal import renew_bag
 from engine.archive.verification import verify_bag
 from engine.errors import CreditFlowError, NotFound
@@ -36,7 +36,9 @@ from engine.services.principal import Principal
 from engine.store.audit import Journal
 from engine.store.models import (
     ArchivePackage,
+    Attachment,
     AuditEvent,
+    Comment,
     Document,
     Incident,
     ProcessDefinition,
@@ -298,8 +300,18 @@ class ArchiveService:
         documents = session.scalars(
             select(Document).where(Document.instance_id == instance.id).order_by(Document.created_at, Document.id)
         ).all()
+        attachments = session.scalars(
+            select(Attachment)
+            .where(Attachment.instance_id == instance.id)
+            .order_by(Attachment.created_at, Attachment.id)
+        ).all()
+        comments = session.scalars(select(Comment).where(Comment.instance_id == instance.id).order_by(Comment.id)).all()
         definition = session.get(ProcessDefinition, instance.definition_id)
         files = [BagFile(f"documents/{d.kind}/{d.name}", self.storage.get(d.storage_key)) for d in documents]
+        uploads = {f"attachments/{i:03d}-{safe_name(a.filename)}": a for i, a in enumerate(attachments, start=1)}
+        files += [BagFile(path, attachment.content) for path, attachment in uploads.items()]
+        if comments:
+            files.append(BagFile("comments.json", _json([_comment(comment) for comment in comments])))
         forms = [e for e in events if e.event_type == "task_completed"]
         files += [
             BagFile(f"forms/{i:03d}-{e.bpmn_id or 'task'}.json", _json(_event(e))) for i, e in enumerate(forms, start=1)
@@ -322,6 +334,19 @@ class ArchiveService:
             "documents": [
                 {"path": f"documents/{d.kind}/{d.name}", "kind": d.kind, "sha256": d.sha256, **d.details}
                 for d in documents
+            ],
+            "attachments": [
+                {
+                    "path": path,
+                    "filename": a.filename,
+                    "content_type": a.content_type,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                    "task_id": a.task_id,
+                    "uploaded_by_id": a.uploaded_by_id,
+                    "uploaded_at": a.created_at.isoformat(),
+                }
+                for path, a in uploads.items()
             ],
         }
         files.append(BagFile("instance.json", _json(summary)))
@@ -371,6 +396,16 @@ def _event(event: AuditEvent) -> dict[str, Any]:
         "payload": event.payload,
         "prev_hash": event.prev_hash,
         "hash": event.hash,
+    }
+
+
+def _comment(comment: Comment) -> dict[str, Any]:
+    return {
+        "id": comment.id,
+        "task_id": comment.task_id,
+        "author_id": comment.author_id,
+        "at": comment.created_at.isoformat(),
+        "body": comment.body,
     }
 
 
