@@ -340,6 +340,18 @@ def renewal_jobs(platform: CreditFlow, instance_id: str) -> list[Job]:
         return list(session.scalars(select(Job).where(Job.instance_id == instance_id, Job.kind == "archive_renew")))
 
 
+def test_a_products_process_is_started_only_as_an_application_of_a_product(officer: ApiClient) -> None:
+    """Starting the archetype bare would skip the product's parameters, rules and data checks."""
+    bare = officer.post("/api/v1/process-instances", json={"definition_key": "a1_instant_online", "data": {}})
+    assert bare.status_code == 422
+    assert bare.get_json()["errors"] == [
+        {
+            "field": "definition_key",
+            "message": "this process runs credit products: apply with POST /products/{code}/applications",
+        }
+    ]
+
+
 def test_a_rejected_application_is_archived_with_the_shorter_retention(bank: CreditFlow, officer: ApiClient) -> None:
     body = apply(officer, blacklist_hit=True)
     assert body["status"] == "completed" and "contract" not in body["data"]

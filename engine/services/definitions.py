@@ -1,4 +1,10 @@
-"""Deploying BPMN/DMN bundles and reading deployed process definitions."""
+"""Deploying BPMN/DMN bundles and reading deployed process definitions.
+
+A process id (key) belongs to whoever deployed it first: the province's and the platform's are shared
+(``tenant_id`` None) and run every bank's products; a bank's are its own. Only the owner deploys new
+versions of a key, so no bank can change the process the province and the other banks run, and a
+bank's own definitions are invisible to the other banks.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from engine.runtime.model_check import ModelFile, build_parser, lint, raise_if_p
 from engine.runtime.parser import BPMN_NS, CreditFlowParser
 from engine.services.principal import Principal
 from engine.services.spec_cache import resources_for
-from engine.store.models import Deployment, DeploymentResource, ProcessDefinition
+from engine.store.models import Deployment, DeploymentResource, ProcessDefinition, ProductVersion, Tenant
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -48,7 +54,8 @@ class DefinitionService:
         parser, problems = build_parser(models)
         raise_if_problems(problems)
         with self.platform.db.transaction(write=True) as session:
-            external = self._resolve_called_processes(session, parser)
+            owner = self._owner(session, principal)
+            external = self._resolve_called_processes(session, parser, owner)
             resolved, problems = lint(
                 parser,
                 forms=self.platform.forms,
@@ -63,12 +70,22 @@ class DefinitionService:
                     [{"field": "files", "message": 'no process with isExecutable="true"'}],
                 )
             try:
-                return self._store(session, principal, parser, models, own, external, resolved)
+                return self._store(session, principal, owner, parser, models, own, external, resolved)
             except IntegrityError:
                 raise Conflict("another deployment of the same process key is in progress; try again") from None
 
-    def _resolve_called_processes(self, session: Session, parser: CreditFlowParser) -> dict[str, ProcessDefinition]:
-        """Call activities may name processes deployed earlier: add their latest version to the parser."""
+    def _owner(self, session: Session, principal: Principal) -> int | None:
+        """Whose definitions this principal deploys: shared (None) for the platform and the province."""
+        if principal.tenant_id is None:
+            return None
+        tenant = session.get(Tenant, principal.tenant_id)
+        return None if tenant is not None and tenant.kind == "province" else principal.tenant_id
+
+    def _resolve_called_processes(
+        self, session: Session, parser: CreditFlowParser, owner: int | None
+    ) -> dict[str, ProcessDefinition]:
+        """Call activities may name processes deployed earlier, shared or the deployer's own: add their
+        latest version to the parser."""
         external: dict[str, ProcessDefinition] = {}
         while True:
             missing = sorted(set(parser.get_process_dependencies()) - set(parser.process_parsers) - set(external))
@@ -76,7 +93,7 @@ class DefinitionService:
                 return external
             for key in missing:
                 definition = self._latest(session, key)
-                if definition is None:
+                if definition is None or definition.tenant_id not in (None, owner):
                     continue  # lint reports the unresolved call activity
                 external[key] = definition
                 dependency_parser, _ = build_parser(resources_for(session, definition), validate=False)
@@ -89,6 +106,7 @@ class DefinitionService:
         self,
         session: Session,
         principal: Principal,
+        owner: int | None,
         parser: CreditFlowParser,
         models: Sequence[ModelFile],
         own: list[str],
@@ -108,8 +126,14 @@ class DefinitionService:
         existing = {pid: self._latest(session, pid) for pid in own}
         if all(d is not None and d.sha256 == wanted[pid] for pid, d in existing.items()):
             return DeployResult([d for d in existing.values() if d is not None], created=False)
+        taken = sorted(pid for pid, d in existing.items() if d is not None and d.tenant_id != owner)
+        if taken:  # someone else's process id: neither whose nor what is said
+            raise Conflict(
+                "a process id of this upload is in use; give your process another id",
+                [{"field": "files", "message": f"process id {pid!r} is in use"} for pid in taken],
+            )
         deployment = Deployment(
-            tenant_id=principal.tenant_id, sha256=bundle.hexdigest(), created_at=now, created_by_id=principal.user_id
+            tenant_id=owner, sha256=bundle.hexdigest(), created_at=now, created_by_id=principal.user_id
         )
         session.add(deployment)
         session.flush()
@@ -135,7 +159,7 @@ class DefinitionService:
                 name=parser.get_process_parser(pid).get_name(),
                 sha256=wanted[pid],
                 deployment_id=deployment.id,
-                tenant_id=principal.tenant_id,
+                tenant_id=owner,
                 called_definition_ids=called_ids,
                 created_at=now,
             )
@@ -169,7 +193,7 @@ class DefinitionService:
         offset: int = 0,
     ) -> tuple[list[ProcessDefinition], int]:
         with self.platform.db.transaction() as session:
-            stmt = select(ProcessDefinition)
+            stmt = principal.scope(select(ProcessDefinition), ProcessDefinition.tenant_id)
             if key:
                 stmt = stmt.where(ProcessDefinition.key == key)
             if latest_only:
@@ -190,9 +214,31 @@ class DefinitionService:
     def get(self, principal: Principal, definition_id: int) -> ProcessDefinition:
         with self.platform.db.transaction() as session:
             definition = session.get(ProcessDefinition, definition_id)
-            if definition is None:
+            if definition is None or not principal.sees(definition.tenant_id):
                 raise NotFound(f"process definition {definition_id} does not exist")
             return definition
+
+    def start_refusal(self, session: Session, principal: Principal, definition_id: int) -> dict[str, str] | None:
+        """Why a person may not start this definition by hand (a problem naming ``definition_key``), or None.
+
+        Another bank's process is answered like a missing one. A process that runs credit products is
+        started only as an application of a product, whose parameters, rules and data checks apply.
+        """
+        definition = session.get(ProcessDefinition, definition_id)
+        if definition is None or definition.tenant_id not in (None, principal.tenant_id):
+            return {"field": "definition_key", "message": "no such deployed process definition"}
+        runs_products = session.scalar(
+            select(ProductVersion.id)
+            .join(ProcessDefinition, ProductVersion.definition_id == ProcessDefinition.id)
+            .where(ProcessDefinition.key == definition.key)
+            .limit(1)
+        )
+        if runs_products is not None:
+            return {
+                "field": "definition_key",
+                "message": "this process runs credit products: apply with POST /products/{code}/applications",
+            }
+        return None
 
     def resource(self, principal: Principal, definition_id: int, file: str | None = None) -> DeploymentResource:
         """One XML file of the definition's deployment, as uploaded: ``file`` by name, or by default

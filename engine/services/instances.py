@@ -98,6 +98,10 @@ class InstanceService:
                     f"no deployed process {definition_key!r}{at}",
                     [{"field": field, "message": "no such deployed process definition"}],
                 )
+            if binding is None and not principal.is_system:
+                refusal = self.platform.definitions.start_refusal(session, principal, found)
+                if refusal is not None:
+                    raise InvalidInput(f"process {definition_key!r} cannot be started: {refusal['message']}", [refusal])
             definition = self.platform.specs.get(session, found)
             if starts_on_timer_only(definition.spec):
                 raise InvalidInput(
