@@ -304,6 +304,32 @@ def test_revoked_and_expired_keys_and_inactive_users_are_refused(
     assert with_key(app, lasting["key"], "X-API-Key").get(ME).status_code == 401
 
 
+def test_deactivating_a_user_revokes_its_api_keys_for_good(app: Any, seeded: Any, clock: Any, integration: str) -> None:
+    """Reactivating a service account does not bring its keys back: it needs new ones."""
+    add_user(seeded, "ly_integration2", "bank-lingyuan", "loan_officer", "ly-chengguan", service=True)
+    admin = login(app, "ly_admin")
+    earlier = create_key(admin, integration)
+    assert admin.delete(f"{KEYS}/{earlier['id']}").status_code == 204
+    revoked_earlier = clock.now()
+    lasting, other = create_key(admin, integration), create_key(admin, "ly_integration2")
+    assert with_key(app, lasting["key"]).get(ME).status_code == 200
+
+    clock.advance(timedelta(hours=1))
+    user_id = user_row(seeded, integration).id
+    assert admin.post(f"/api/v1/admin/users/{user_id}/deactivate").status_code == 200
+    assert with_key(app, lasting["key"]).get(ME).status_code == 401
+    assert admin.post(f"/api/v1/admin/users/{user_id}/activate").status_code == 200
+    refused = with_key(app, lasting["key"], "X-API-Key").get(ME)
+    assert refused.status_code == 401 and "revoked" in refused.get_json()["detail"]
+
+    with seeded.db.transaction() as session:
+        revoked_at = dict(session.execute(select(ApiKey.id, ApiKey.revoked_at)).all())
+    assert revoked_at == {earlier["id"]: revoked_earlier, lasting["id"]: clock.now(), other["id"]: None}
+    assert with_key(app, other["key"]).get(ME).status_code == 200  # another user's key lives on
+    fresh = create_key(admin, integration)
+    assert with_key(app, fresh["key"]).get(ME).get_json()["username"] == integration
+
+
 def test_api_keys_of_another_tenant_look_missing(app: Any, integration: str) -> None:
     key = create_key(login(app, "ly_admin"), integration)
     other = login(app, "qh_admin")

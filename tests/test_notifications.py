@@ -426,12 +426,34 @@ def test_webhooks_never_reach_the_platforms_own_host_or_metadata_addresses(
         "http://[::1]:8080/",
         "http://[::ffff:127.0.0.1]/",
         "http://0.0.0.0:5000/",
+        # what the C resolver reads as loopback or "this host", however the address is spelled
+        f"http://127.1:{port}/x",
+        f"http://2130706433:{port}/x",
+        f"http://0x7f000001:{port}/x",
+        f"http://0x7f.1:{port}/x",
+        f"http://017700000001:{port}/x",
+        f"http://0:{port}/x",
+        "http://0xa9fea9fe/latest/meta-data/",
+        "http://[::ffff:7f00:1]/",
     ):
         refused = bank.post("/api/v1/admin/webhooks", json={"url": url, "topics": []})
         assert refused.status_code == 422, url
         assert refused.get_json()["errors"][0]["field"] == "url" and "may not reach" in refused.get_data(as_text=True)
+    for url in ("http://[127.0.0.1]/", "http://[::1/", "http://example.cn:99999/", "http://example.cn:x/"):
+        malformed = bank.post("/api/v1/admin/webhooks", json={"url": url, "topics": []})
+        assert malformed.status_code == 422 and "not a valid URL" in malformed.get_json()["errors"][0]["message"], url
     intranet = create_webhook(bank, "http://10.20.30.40:8080/hook", ["escalation."])  # a bank's own system
     assert bank.patch(f"/api/v1/admin/webhooks/{intranet['id']}", json={"url": "http://localhost/"}).status_code == 422
+    patched = bank.patch(f"/api/v1/admin/webhooks/{intranet['id']}", json={"url": f"http://0x7f.1:{port}/"})
+    assert patched.status_code == 422 and patched.get_json()["errors"] == [
+        {"field": "url", "message": "0x7f.1 is 127.0.0.1, a loopback address, which webhooks may not reach"}
+    ]
+    assert create_webhook(bank, "http://10.1:8080/hook", [])["url"] == "http://10.1:8080/hook"  # 10.0.0.1: allowed
+    with seeded.db.transaction() as session:
+        assert sorted(h.url for h in session.scalars(select(Webhook))) == [
+            "http://10.1:8080/hook",
+            "http://10.20.30.40:8080/hook",
+        ]
 
     # a name the admin could point at loopback after saving: refused as the delivery connects
     hook = create_webhook(bank, f"http://creditflow-test.invalid:{port}/hook", ["loan."])

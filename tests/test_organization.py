@@ -223,6 +223,24 @@ def test_a_deactivated_user_cannot_sign_in_until_activated(seeded: Any, app: Any
     assert api.post(f"{ADMIN}/users/{own}/deactivate").status_code == 409
 
 
+def test_deactivation_ends_every_session_for_good(seeded: Any, app: Any, api: ApiClient, clock: Any) -> None:
+    """Reactivating the account does not bring back a session that was open when it was deactivated."""
+    officer = row_id(seeded, User, username="ly_officer")
+    session_before = login(app, "ly_officer")
+    clock.advance(timedelta(seconds=1))
+    deactivated = api.post(f"{ADMIN}/users/{officer}/deactivate").get_json()
+    assert deactivated["is_active"] is False and deactivated["tokens_valid_after"] == clock.now().isoformat()
+    with seeded.db.transaction() as session:
+        assert session.get(User, officer).tokens_valid_after == clock.now()  # committed with the deactivation
+    assert session_before.get(f"{ADMIN}/org-units").status_code == 401
+
+    clock.advance(timedelta(minutes=5))
+    assert api.post(f"{ADMIN}/users/{officer}/activate").get_json()["is_active"] is True
+    ended = session_before.get(f"{ADMIN}/org-units")
+    assert ended.status_code == 401 and "session has ended" in ended.get_json()["detail"]
+    assert login(app, "ly_officer").get(f"{ADMIN}/org-units").status_code == 200
+
+
 def test_unlock_clears_the_lock_and_revoking_sessions_stamps_the_time(seeded: Any, api: ApiClient, clock: Any) -> None:
     with seeded.db.transaction(write=True) as session:
         user = session.scalars(select(User).where(User.username == "ly_officer")).one()

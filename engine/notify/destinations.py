@@ -7,8 +7,11 @@ receiver's answer is shown back in the delivery list. So every address a webhook
 checked when the connection is made (after DNS resolution, so a name that later resolves elsewhere
 gains nothing): public addresses, and the networks in ``CREDITFLOW_WEBHOOK_NETWORKS`` (by default
 the private ranges where banks' own systems live), are allowed; loopback, link-local, unspecified,
-multicast and reserved addresses never are unless a network listed there contains them. An IP
-literal or ``localhost`` in a URL is refused when the webhook is saved.
+multicast and reserved addresses never are unless a network listed there contains them. A URL
+whose host names an address directly, or ``localhost``, is refused when the webhook is saved; the
+host is read as the resolver would read it (without a DNS lookup), so the legacy IPv4 spellings
+``inet_aton`` accepts (``127.1``, ``2130706433``, ``0x7f.1``, octal ``0177.0.0.1``, ``0``) and
+non-ASCII digits and dots (IDNA-encoded by Python's sockets) are judged as the addresses they name.
 
 Through an HTTP proxy from the environment, the check applies to the proxy's address; the proxy
 then decides where requests may go.
@@ -50,25 +53,42 @@ class DestinationPolicy:
 
     def refusal(self, ip: str) -> str | None:
         """Why a webhook may not connect to ``ip``; None when it may."""
-        address = ipaddress.ip_address(ip.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) is not part of it
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        address = _judged(ipaddress.ip_address(ip.split("%", 1)[0]))  # an IPv6 zone (fe80::1%eth0) is not part of it
+        kind = self._refused_kind(address)
+        return None if kind is None else f"{address} is a {kind} address, which webhooks may not reach"
+
+    def url_host_refusal(self, host: str) -> str | None:
+        """At save time: a host that names an address directly (or ``localhost``) and is refused.
+
+        No DNS lookup: a name is checked when a delivery connects. What counts as an address is
+        what the resolver reads as one, so ``http://0x7f.1/`` cannot slip past as a "name".
+        """
+        name = _as_resolved(host).rstrip(".").lower()
+        if name == "localhost" or name.endswith(".localhost"):  # RFC 6761: always the own host
+            return "localhost is the platform's own host, which webhooks may not reach"
+        if ":" in name:  # an IPv6 literal (the URL's brackets are gone)
+            try:
+                return self.refusal(name)
+            except ValueError:
+                return None
+        try:  # a dotted quad, or 127.1, 2130706433, 0x7f.1, 0177.0.0.1, 0 …
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except (OSError, ValueError):
+            return None  # a name: checked when a delivery connects
+        kind = self._refused_kind(address)
+        if kind is None:
+            return None
+        refused = f"a {kind} address, which webhooks may not reach"
+        return f"{address} is {refused}" if str(address) == host else f"{host} is {address}, {refused}"
+
+    def _refused_kind(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+        """What kind of address refused ``address`` is ("loopback", "private", …); None when allowed."""
         if any(address in network for network in self.networks):
             return None
         kind = next((name for name in _SPECIAL if getattr(address, f"is_{name}")), None)
         if kind is None and address.is_global:
             return None
-        kind = kind or ("private" if address.is_private else "non-public")
-        return f"{address} is a {kind.replace('_', '-')} address, which webhooks may not reach"
-
-    def url_host_refusal(self, host: str) -> str | None:
-        """At save time: a host that names an address directly (or ``localhost``) and is refused."""
-        if host.rstrip(".").lower() == "localhost":
-            return "localhost is the platform's own host, which webhooks may not reach"
-        try:
-            return self.refusal(host)
-        except ValueError:
-            return None  # a name: checked when a delivery connects
+        return (kind or ("private" if address.is_private else "non-public")).replace("_", "-")
 
     def connect(
         self, address: tuple[str, int], timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT, source_address: Any = None
@@ -89,3 +109,21 @@ class DestinationPolicy:
         if failure is not None:
             raise failure
         raise DestinationRefused(f"refused {host}: " + "; ".join(dict.fromkeys(refused)))
+
+
+def _judged(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) reaches the IPv4 address: judge that."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _as_resolved(host: str) -> str:
+    """The host as Python's sockets hand it to the resolver: a non-ASCII one IDNA-encoded, which maps
+    full-width digits and ideographic full stops to ASCII (``１２７。０。０。１`` is 127.0.0.1)."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host  # the resolver is never asked: the delivery fails on its own

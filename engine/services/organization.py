@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.errors import Conflict, InvalidInput, NotFound
@@ -28,7 +28,7 @@ from engine.org.roles import ORG_ADMIN, ORG_READ, ROLES
 from engine.org.units import unit_ids, unit_path
 from engine.services.auth import hash_password, password_problem
 from engine.services.principal import Principal
-from engine.store.models import OrgUnit, Tenant, User, UserGroup, UserGroupMember, UserRole
+from engine.store.models import ApiKey, OrgUnit, Tenant, User, UserGroup, UserGroupMember, UserRole
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -309,12 +309,22 @@ class OrganizationService:
         return self._change_user(principal, user, "updated", change)
 
     def deactivate_user(self, principal: Principal, user: UserRef) -> UserView:
-        """A deactivated user can neither sign in nor use a token issued before."""
+        """A deactivated user can neither sign in nor use a token or API key issued before, ever again.
 
-        def change(_session: Session, row: User) -> None:
+        In the same transaction every session ends (as with ``revoke_sessions``) and every API key
+        of the user is revoked, so activating the account later brings back neither: the user
+        signs in anew, an integration gets new keys.
+        """
+
+        def change(session: Session, row: User) -> None:
             if row.id == principal.user_id:
                 raise Conflict("you cannot deactivate your own account")
+            now = self.platform.clock.now()
             row.is_active = False
+            row.tokens_valid_after = now
+            session.execute(
+                update(ApiKey).where(ApiKey.user_id == row.id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+            )
 
         return self._change_user(principal, user, "deactivated", change)
 

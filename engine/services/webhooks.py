@@ -76,7 +76,12 @@ def _view(hook: Webhook) -> WebhookView:
 def check_url(url: str, destinations: DestinationPolicy) -> None:
     """http or https to a host webhooks may reach, no credentials: requests are signed, and URLs
     are listed to admins."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is no number, or out of range, raises here rather than at delivery
+    except ValueError as exc:  # e.g. brackets around an IPv4 address, an unclosed IPv6 literal
+        message = f"not a valid URL: {exc}"
+        raise InvalidInput(f"invalid webhook URL: {exc}", [{"field": "url", "message": message}]) from None
     problem = None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problem = "must be an http or https URL with a host"
