@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -33,7 +33,7 @@ from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs
 from engine.clock import FrozenClock
 from engine.config import Settings
 from engine.container import CreditFlow
-from engine.errors import Conflict
+from engine.errors import Conflict, InvalidInput
 from engine.forms.formats import FORMAT_CHECKER, age_on
 from engine.forms.validation import validate_form_data
 from engine.org.roles import ALL_PERMISSIONS
@@ -344,15 +344,20 @@ def application(product: dict[str, Any], **changes: Any) -> tuple[dict[str, Any]
 # -- driving an instance ----------------------------------------------------------------------------------
 
 
-def drive(platform: CreditFlow, view: InstanceView, max_steps: int = 40) -> tuple[InstanceView, list[str]]:
+def drive(
+    platform: CreditFlow, view: InstanceView, max_steps: int = 40, until: Callable[[Any], bool] | None = None
+) -> tuple[InstanceView, list[str]]:
     """Complete READY tasks with generated form data and answer awaited messages until the instance
-    stops running; returns the last view and the steps taken (task ids and message names)."""
+    stops running (or the next task is one ``until`` picks); returns the last view and the steps taken
+    (task ids and message names)."""
     archetype = ARCHETYPES[view.definition.key]
     steps: list[str] = []
     while view.instance.status == "running":
         assert len(steps) < max_steps, steps
         if view.tasks:
             task = view.tasks[0]
+            if until is not None and until(task):
+                break
             detail = platform.tasks.get(SYSTEM, task.id)
             form = platform.forms.get(task.form)
             current = detail.data or {}
@@ -480,6 +485,35 @@ def test_every_standard_product_reaches_an_approved_end(shared: CreditFlow, tmp_
         assert evaluated["access"]["result"]["outcome"] == "approve" and evaluated["access"]["hits"] == [], code
     user_tasks = {task["id"] for task in archetype["user_tasks"] if task["form"] != "connector-exception"}
     assert set(steps) - {m["message"] for m in archetype["messages"]} <= user_tasks, steps
+
+
+def test_a_step_cannot_grant_more_than_was_applied_for_or_the_product_allows(
+    shared: CreditFlow, tmp_path: Path
+) -> None:
+    code, step = next(
+        (code, task["id"])
+        for code, product in sorted(CATALOG.items())
+        for task in ARCHETYPES[product["archetype"]]["user_tasks"]
+        if task["form"] == "approval"
+    )
+    publish(shared, code, tmp_path)
+    applicant, data = application(CATALOG[code])
+    view = shared.products.apply(lender(shared), code, applicant=applicant, data=data, business_key=f"CAP-{code}")
+    view, steps = drive(shared, view, until=lambda task: task.bpmn_id == step)
+    assert view.tasks, (code, steps, view.instance.status)
+    (task,) = view.tasks
+    requested = Decimal(str(data["amount"]))
+    highest = Decimal(CATALOG[code]["parameters"]["amount"]["max"])
+    for amount, code_, words in (
+        (requested + 1, "at_most", f"must not exceed the {requested} applied for"),
+        (highest + 1, "product_range", "the product's range"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(amount)})
+        (problem,) = refused.value.problems
+        assert problem["field"] == "approved_amount" and problem["code"] == code_ and words in problem["message"]
+    view = shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(requested)})
+    assert task.id not in {t.id for t in view.tasks}
 
 
 # -- Task B: 薪e贷 on the instant archetype with its real decisions ---------------------------------------------

@@ -16,7 +16,7 @@ import json
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from jsonschema import Draft202012Validator, ValidationError, validators
@@ -27,7 +27,7 @@ from engine.forms.formats import amount_problem, format_problem
 if TYPE_CHECKING:
     from engine.forms.catalog import FormDefinition
 
-__all__ = ["FormValidator", "Problem", "validate_form_data"]
+__all__ = ["FormValidator", "Problem", "bound_problems", "validate_form_data"]
 
 
 class Problem(TypedDict):
@@ -181,3 +181,40 @@ def validate_form_data(form: FormDefinition, data: Mapping[str, Any]) -> list[Pr
     found = sorted(_problems(form.validator.iter_errors(data)), key=_sort_key)
     unique = {(problem["field"], problem["code"], problem["message"]): problem for _, problem in found}
     return list(unique.values())
+
+
+BOUNDS_KEYWORD = "x-creditflow-bounds"
+
+
+def bound_problems(
+    form: FormDefinition, data: Mapping[str, Any], parameters: Mapping[str, Any], current: Mapping[str, Any]
+) -> list[Problem]:
+    """Amounts a step decides stay within the product's range and never exceed what was applied for.
+
+    A form field opts in with ``"x-creditflow-bounds": {"product_range": "amount", "at_most": "amount"}``:
+    ``product_range`` names a ``{min, max}`` parameter of the product, ``at_most`` a field of the
+    application's data. Run after the form's own validation, on values that are well-formed amounts.
+    """
+    problems: list[Problem] = []
+    for name, spec in form.schema.get("properties", {}).items():
+        bounds, value = spec.get(BOUNDS_KEYWORD), data.get(name)
+        if not isinstance(bounds, dict) or value is None or isinstance(value, bool):
+            continue
+        amount, limits = _decimal(value), parameters.get(bounds.get("product_range", ""))
+        ceiling = _decimal(current.get(bounds.get("at_most", "")))
+        if amount is None:
+            continue
+        if isinstance(limits, Mapping) and not Decimal(limits["min"]) <= amount <= Decimal(limits["max"]):
+            message = f"must be between {limits['min']} and {limits['max']}, the product's range"
+            problems.append({"field": name, "message": message, "code": "product_range"})
+        elif ceiling is not None and amount > ceiling:
+            problems.append({"field": name, "message": f"must not exceed the {ceiling} applied for", "code": "at_most"})
+    return problems
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        number = Decimal(str(value)) if value is not None and not isinstance(value, bool) else None
+    except InvalidOperation:
+        return None
+    return number if number is not None and number.is_finite() else None

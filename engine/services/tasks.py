@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, defer
 
 from engine.errors import Conflict, CreditFlowError, Forbidden, InvalidInput, NotFound
 from engine.forms.catalog import FormDefinition
-from engine.forms.validation import validate_form_data
+from engine.forms.validation import bound_problems, validate_form_data
 from engine.inbox.queries import (
     VIEWS,
     InboxQuery,
@@ -155,6 +155,11 @@ class TaskService:
             task = execution.workflow.get_task_from_id(uuid.UUID(task_id))
             if task is None or task.state != TaskState.READY:
                 raise Conflict(f"task {task_id} is no longer waiting for input")
+            version_id = execution.instance.product_version_id
+            if form is not None and version_id is not None:
+                parameters = self.platform.products.binding(execution.session, version_id).contract["parameters"]
+                if problems := bound_problems(form, data, parameters, task.data):
+                    raise InvalidInput("the amount is outside what the product and the application allow", problems)
             changes = {k: {"old": task.data.get(k), "new": v} for k, v in data.items() if task.data.get(k) != v}
             if row.assignee_id is None:  # completing an unclaimed task offered to you claims it
                 row.assignee_id = principal.user_id
