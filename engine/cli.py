@@ -202,17 +202,30 @@ def products_publish(code: str) -> None:
 @click.argument("template")
 @click.argument("code")
 @click.option("--tenant", "tenant_code", required=True, help="The bank's tenant code.")
-@click.option("--overrides", type=click.File("r"), help="A JSON Merge Patch file.")
-def products_clone(template: str, code: str, tenant_code: str, overrides: Any) -> None:
+@click.option(
+    "--overrides",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON Merge Patch file (a JSON object).",
+)
+def products_clone(template: str, code: str, tenant_code: str, overrides: Path | None) -> None:
     """Make a bank's local product CODE from a province TEMPLATE."""
+    from engine import json_documents
+    from engine.catalog.config import clone_problems
+
+    patch: Any = {}
+    if overrides is not None:
+        try:  # read as strictly as the API reads a request body
+            patch = json_documents.loads(overrides.read_bytes().decode("utf-8"))
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            _fail(CreditFlowError(f"{overrides} is not valid JSON: {exc}"))
+    problems = clone_problems(code, patch)  # what the clone service refuses, before anything else
+    if problems:
+        reasons = "; ".join(f"{p['field']} {p['message']}" for p in problems)
+        _fail(CreditFlowError(f"cannot clone {template} into {code!r}: {reasons}"))
     platform = _platform()
     try:
         view = platform.products.clone(
-            _tenant_principal(platform, tenant_code),
-            template,
-            code=code,
-            name=None,
-            overrides=json.load(overrides) if overrides else {},
+            _tenant_principal(platform, tenant_code), template, code=code, name=None, overrides=patch
         )
     except CreditFlowError as exc:
         _fail(exc)

@@ -9,11 +9,14 @@ from __future__ import annotations
 from io import BytesIO
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from engine.container import CreditFlow
+from engine.errors import InvalidInput
 from engine.store.models import ProcessDefinition
 from tests.conftest import MODELS, ApiClient, login
+from tests.test_products import catalog, principal_of  # noqa: F401 - fixture
 
 LINEAR = (MODELS / "linear.bpmn").read_bytes()
 
@@ -73,3 +76,13 @@ def test_a_banks_own_process_is_invisible_to_the_other_banks(app: Any) -> None:
     assert upload(other_pm, changed(changed(LINEAR, "ly_flow"))).status_code == 409
     assert versions(platform, "ly_flow") == 1
     assert login(app, "pm").get(f"/api/v1/process-definitions/{definition_id}").status_code == 200  # the province reads
+
+
+def test_a_banks_product_cannot_run_another_banks_process(catalog: CreditFlow, seeded: CreditFlow) -> None:  # noqa: F811
+    """``catalog`` is ``seeded`` with the archetypes and two standard products."""
+    catalog.definitions.deploy(principal_of(catalog, "ly_pm"), [("flow.bpmn", changed(LINEAR, "ly_flow"))])
+    other = principal_of(catalog, "qh_pm")
+    catalog.products.clone(other, "XEKD-XIN", code="QH-XIN", name=None, overrides={"archetype": "ly_flow"})
+    with pytest.raises(InvalidInput) as refused:
+        catalog.products.publish(other, "QH-XIN")
+    assert [p["field"] for p in refused.value.problems] == ["archetype"]

@@ -446,3 +446,288 @@ def test_only_administrators_change_the_calendar_and_bad_input_is_4xx(catalog: C
     assert admin.put("/api/v1/admin/calendar/days/2027-02-01", json={"workday": "maybe"}).status_code == 422
     assert admin.put("/api/v1/admin/calendar/years/1900").status_code == 422
     assert admin.get("/api/v1/admin/calendar/days").status_code == 422
+
+
+# -- a local product narrows its template; bindings name what exists; applications choose what is offered -----
+
+
+WIDENED = {  # 陵源's variant of XEKD-XIN, every range and list wider than the template's
+    "parameters": {
+        "amount": {"min": "500.00", "max": "9000000.00"},  # template 1000.00 – 200000.00
+        "term_months": {"max": 60},  # template 1–36
+        "rate": {"benchmark": "LPR_5Y", "min_bp": -100, "max_bp": 900},  # template LPR_1Y + 50–250
+        "repayment_methods": ["flexible", "bullet"],  # template flexible, equal_installment
+        "guarantee_types": ["credit", "mortgage"],  # template credit
+    },
+    "segments": ["salaried", "farmer"],  # template salaried
+    "rule_parameters": {  # template 18–60 years, 200000 yuan, 50–250 bp; the rule's default income 2000
+        "min_age": 16,
+        "max_age": None,  # left out: the rule's default 65 would apply
+        "max_amount": 9000000,
+        "min_rate_bp": -100,
+        "max_rate_bp": 900,
+        "min_monthly_income": 1000,
+    },
+}
+
+
+def test_a_local_product_may_only_narrow_its_templates_ranges_and_lists(
+    catalog: CreditFlow, seeded: CreditFlow
+) -> None:
+    bank = principal_of(catalog, "ly_pm")
+    catalog.products.clone(bank, "XEKD-XIN", code="LY-XIN", name=None, overrides=WIDENED)
+    with pytest.raises(InvalidInput) as refused:
+        catalog.products.publish(bank, "LY-XIN")
+    messages = {p["field"]: p["message"] for p in refused.value.problems}
+    assert sorted(messages) == sorted(
+        [
+            "parameters.amount.min",
+            "parameters.amount.max",
+            "parameters.term_months.max",
+            "parameters.rate.min_bp",
+            "parameters.rate.max_bp",
+            "parameters.rate.benchmark",
+            "parameters.repayment_methods",
+            "parameters.guarantee_types",
+            "segments",
+            "rule_parameters.min_age",
+            "rule_parameters.max_age",
+            "rule_parameters.max_amount",
+            "rule_parameters.min_rate_bp",
+            "rule_parameters.max_rate_bp",
+            "rule_parameters.min_monthly_income",
+        ]
+    )
+    assert len(refused.value.problems) == len(messages)  # one problem per field
+    assert messages["parameters.amount.max"] == "cannot go above the template's 200000.00"
+    assert messages["parameters.rate.min_bp"] == "cannot go below the template's 50"
+    assert messages["parameters.rate.max_bp"] == "cannot go above the template's 250"
+    assert "adds mortgage" in messages["parameters.guarantee_types"]
+    assert "adds bullet" in messages["parameters.repayment_methods"]
+    assert "adds farmer" in messages["segments"]
+    assert messages["rule_parameters.max_age"].startswith("cannot go above the template's 60 (left out")
+    assert messages["rule_parameters.min_monthly_income"] == "cannot go below the template's 2000"
+    assert catalog.products.versions(bank, "LY-XIN") == []
+
+    # the same bounds or tighter ones, and fewer choices, publish
+    narrowed = {
+        "parameters": {
+            "amount": {"min": "1000.00", "max": "150000.00"},
+            "term_months": {"min": 3, "max": 36},
+            "rate": {"min_bp": 80, "max_bp": 200},
+            "repayment_methods": ["equal_installment"],
+        },
+        "rule_parameters": {"min_age": 20, "max_age": 55, "max_amount": 150000, "min_rate_bp": 80, "max_rate_bp": 200},
+    }
+    catalog.products.set_draft(bank, "LY-XIN", narrowed)
+    version = catalog.products.publish(bank, "LY-XIN")
+    assert version.config["parameters"]["amount"]["max"] == "150000.00"
+    assert version.config["parameters"]["repayment_methods"] == ["equal_installment"]
+
+
+def test_widening_a_template_is_refused_over_http_and_nothing_lends_outside_it(catalog: CreditFlow, app: Any) -> None:
+    bank = login(app, "ly_pm")
+    overrides = {"parameters": {"amount": {"max": "9000000.00"}, "rate": {"min_bp": -100, "max_bp": 900}}}
+    cloned = bank.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-DAINONG", "overrides": overrides})
+    assert cloned.status_code == 201
+    refused = bank.post("/api/v1/products/LY-DAINONG/publish")
+    assert refused.status_code == 422 and refused.content_type == "application/problem+json"
+    assert {e["field"] for e in refused.get_json()["errors"]} == {
+        "parameters.amount.max",
+        "parameters.rate.min_bp",
+        "parameters.rate.max_bp",
+    }
+    application = {
+        "applicant": applicant(),
+        "data": {"amount": "8000000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"},
+    }
+    unpublished = login(app, "ly_officer").post("/api/v1/products/LY-DAINONG/applications", json=application)
+    assert unpublished.status_code == 422  # never published: no application starts on the wider range
+    with catalog.db.transaction() as session:
+        assert session.scalars(select(ProcessInstance)).first() is None
+
+
+def test_applications_must_choose_what_the_product_offers(catalog: CreditFlow, app: Any) -> None:
+    # FND-DAINONG offers guarantee and mortgage, two repayment methods, to small businesses
+    data = {"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"}
+    with pytest.raises(InvalidInput) as caught:
+        catalog.products.apply(
+            SYSTEM,
+            "FND-DAINONG",
+            applicant=applicant(),
+            data={**data, "guarantee_type": "credit", "repayment_method": "bullet", "segment": "farmer"},
+        )
+    messages = {p["field"]: p["message"] for p in caught.value.problems}
+    assert messages == {
+        "data.guarantee_type": "must be one the product offers: guarantee, mortgage",
+        "data.repayment_method": (
+            "must be one the product offers: interest_monthly_principal_at_maturity, installment_principal"
+        ),
+        "data.segment": "must be one the product offers: small_business",
+    }
+    with catalog.db.transaction() as session:
+        assert session.scalars(select(ProcessInstance)).first() is None
+
+    officer = login(app, "ly_officer")
+    mortgage = {**data, "guarantee_type": "mortgage"}
+    refused = officer.post(
+        "/api/v1/products/FND-DAINONG/applications",
+        json={"applicant": applicant(), "data": {**mortgage, "guarantee_type": "pledge"}},
+    )
+    assert refused.status_code == 422 and refused.content_type == "application/problem+json"
+    assert [e["field"] for e in refused.get_json()["errors"]] == ["data.guarantee_type"]
+    offered = {**mortgage, "repayment_method": "installment_principal", "segment": "small_business"}
+    started = officer.post(
+        "/api/v1/products/FND-DAINONG/applications", json={"applicant": applicant(), "data": offered}
+    )
+    assert started.status_code == 201, started.get_json()
+
+
+BROKEN_BINDINGS = {  # 陵源's variant of FND-DAINONG (a4_standard_offline, which binds no rule)
+    "bindings": {
+        "decisions": {"access": "xed-access"},  # a4 has no business-rule task
+        "roles": {
+            "approver": "no_such_role",  # not in the role catalogue: nobody's inbox
+            "no_such_lane": "approver",
+            "reviewer": "product_manager",  # a role whose holders do no task work
+        },
+        "forms": {"no_such_task": "investigation"},
+        "assignment": {
+            "no_such_lane": {"priority": 90},
+            "co_investigator": {
+                "candidate_users": ["ly_committee1", "qh_officer", "nobody", "ly_officer2"],  # 2nd: another bank
+                "candidate_groups": ["ly-credit-committee", "qh-credit-committee", "no-such-group"],
+            },
+        },
+    },
+    "time_limits": {"steps": {"no_such_step": "P1D", "review": "PT4H"}},
+    "rule_parameters": {"max_agee": 60},  # no bound rule reads it
+    "form_overrides": {"review": {"required": ["recommendation", "comment", "no_such_field"]}},
+}
+
+
+def test_publishing_refuses_bindings_the_process_or_the_bank_does_not_have(catalog: CreditFlow, app: Any) -> None:
+    bank = principal_of(catalog, "ly_pm")
+    catalog.organization.deactivate_user(SYSTEM, "ly_officer2")
+    catalog.products.clone(bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides=BROKEN_BINDINGS)
+    with pytest.raises(InvalidInput) as refused:
+        catalog.products.publish(bank, "LY-DAINONG")
+    messages = {p["field"]: p["message"] for p in refused.value.problems}
+    assert sorted(messages) == sorted(
+        [
+            "bindings.decisions.access",
+            "bindings.roles.approver",
+            "bindings.roles.no_such_lane",
+            "bindings.roles.reviewer",
+            "bindings.forms.no_such_task",
+            "bindings.assignment.no_such_lane",
+            "bindings.assignment.co_investigator.candidate_users.1",
+            "bindings.assignment.co_investigator.candidate_users.2",
+            "bindings.assignment.co_investigator.candidate_users.3",
+            "bindings.assignment.co_investigator.candidate_groups.1",
+            "bindings.assignment.co_investigator.candidate_groups.2",
+            "time_limits.steps.no_such_step",
+            "rule_parameters.max_agee",
+            "form_overrides.review.required",
+        ]
+    )
+    assert messages["bindings.roles.approver"].startswith("no role 'no_such_role'")
+    assert "does not work on tasks" in messages["bindings.roles.reviewer"]
+    assert "has no lane 'no_such_lane'" in messages["bindings.roles.no_such_lane"]
+    assert "has no user task 'no_such_step'" in messages["time_limits.steps.no_such_step"]
+    assert messages["bindings.assignment.co_investigator.candidate_users.1"] == "no user 'qh_officer' in bank-lingyuan"
+    assert messages["bindings.assignment.co_investigator.candidate_users.3"] == "user 'ly_officer2' is deactivated"
+    assert messages["bindings.assignment.co_investigator.candidate_groups.1"] == (
+        "no group 'qh-credit-committee' in bank-lingyuan"
+    )
+    assert messages["form_overrides.review.required"] == "requires no_such_field, which the form does not have"
+
+    over_http = login(app, "ly_pm").post("/api/v1/products/LY-DAINONG/publish")
+    assert over_http.status_code == 422 and over_http.content_type == "application/problem+json"
+    assert {e["field"] for e in over_http.get_json()["errors"]} == set(messages)
+
+    # what the process and the bank do have publishes, and the application goes where it says
+    fixed = {
+        "bindings": {
+            "roles": {"approver": "senior_approver"},
+            "assignment": {
+                "co_investigator": {"candidate_users": ["ly_committee1"], "candidate_groups": ["ly-credit-committee"]}
+            },
+        },
+        "time_limits": {"steps": {"review": "PT4H"}},
+        "form_overrides": {
+            "review": {
+                "required": ["recommendation", "comment", "guarantor_visit_done"],
+                "properties": {"guarantor_visit_done": {"type": "boolean", "title": "已走访担保公司"}},
+            }
+        },
+    }
+    catalog.products.set_draft(bank, "LY-DAINONG", fixed)
+    assert catalog.products.publish(bank, "LY-DAINONG").version == 1
+
+
+def test_a_template_binds_every_decision_slot_of_its_process_and_names_no_banks_people(catalog: CreditFlow) -> None:
+    def break_template(draft: dict[str, Any]) -> None:
+        del draft["bindings"]["decisions"]["scorecard"]  # A1 runs the scorecard slot
+        draft["bindings"]["assignment"] = {"manual_reviewer": {"candidate_users": ["ly_risk"]}}
+        draft["time_limits"]["steps"] = {"manual_review": "PT2H", "approval": "PT4H"}  # A1 has no approval
+
+    edit_draft(catalog, "XEKD-XIN", break_template)
+    with pytest.raises(InvalidInput) as refused:
+        catalog.products.publish(SYSTEM, "XEKD-XIN")
+    messages = {p["field"]: p["message"] for p in refused.value.problems}
+    assert sorted(messages) == [
+        "bindings.assignment.manual_reviewer.candidate_users.0",
+        "bindings.decisions.scorecard",
+        "time_limits.steps.approval",
+    ]
+    assert "bind a rule to it" in messages["bindings.decisions.scorecard"]
+    assert "province template names no users" in messages["bindings.assignment.manual_reviewer.candidate_users.0"]
+    assert [v.version for v in catalog.products.versions(SYSTEM, "XEKD-XIN")] == [1]
+
+
+def test_clone_refuses_a_code_that_can_never_publish_and_overrides_that_are_no_merge_patch(
+    catalog: CreditFlow, seeded: CreditFlow, app: Any
+) -> None:
+    bank = principal_of(catalog, "ly_pm")
+    with pytest.raises(InvalidInput) as refused:
+        catalog.products.clone(bank, "FND-DAINONG", code="ly-dainong", name=None, overrides=[{"name": "x"}])  # type: ignore[arg-type]
+    assert {p["field"]: p["message"] for p in refused.value.problems} == {
+        "code": "'ly-dainong' is not a product code: capitals, digits and '-' (^[A-Z][A-Z0-9-]{1,31}$)",
+        "overrides": "must be a JSON object (a JSON Merge Patch), not an array",
+    }
+    pm = login(app, "ly_pm")
+    listed = pm.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-DAINONG", "overrides": []})
+    assert listed.status_code == 422 and listed.get_json()["errors"][0]["field"] == "overrides"
+    with catalog.db.transaction() as session:
+        assert session.scalars(select(Product.code).where(Product.tenant_id.is_not(None))).all() == []
+
+
+def test_products_clone_on_the_command_line_refuses_bad_files_and_codes_in_one_line(
+    catalog: CreditFlow, seeded: CreditFlow, settings: Any, monkeypatch: Any, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CREDITFLOW_DATA_DIR", str(settings.data_dir))
+
+    def clone(code: str, content: str) -> Any:
+        patch = tmp_path / "patch.json"
+        patch.write_text(content, encoding="utf-8")
+        args = ["products", "clone", "FND-DAINONG", code, "--tenant", "bank-lingyuan", "--overrides", str(patch)]
+        return CliRunner().invoke(cli, args)
+
+    for code, content, reason in [
+        ("LY-DAINONG", "{'parameters': 1}", "is not valid JSON: Expecting property name enclosed in double quotes"),
+        ("LY-DAINONG", "", "is not valid JSON"),
+        ("LY-DAINONG", '{"a": NaN}', "is not valid JSON: NaN is not valid JSON"),
+        ("LY-DAINONG", '[{"parameters": {}}]', "overrides must be a JSON object (a JSON Merge Patch), not an array"),
+        ("ly-dainong", "{}", "code 'ly-dainong' is not a product code"),
+    ]:
+        result = clone(code, content)
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (content, result.output)
+        lines = result.output.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and reason in lines[0], (content, lines)
+    with catalog.db.transaction() as session:
+        assert session.scalars(select(Product.code).where(Product.tenant_id.is_not(None))).all() == []
+
+    done = clone("LY-DAINONG", '{"time_limits": {"process": "P7D"}}')
+    assert done.exit_code == 0 and "cloned FND-DAINONG into LY-DAINONG" in done.output

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_STANDARD_DIR",
     "SCHEMA_PATH",
     "InvalidProductConfig",
+    "clone_problems",
     "load_product_configs",
     "validate_catalog",
     "validate_product_config",
@@ -270,6 +271,24 @@ def validate_product_config(
     problems.extend(_rule_parameter_problems(document))
     problems.extend(_time_limit_problems(_section(document, "time_limits")))
     problems.extend(_reference_problems(document, archetypes, forms, rule_files))
+    return problems
+
+
+def clone_problems(code: Any, overrides: Any) -> list[Problem]:
+    """Why a local product cannot be made with ``code`` and ``overrides``, before anything is
+    stored: a code the schema refuses could never be published, and only a JSON object is a merge
+    patch (any other value would replace the whole template). Empty when both are fine."""
+    problems: list[Problem] = []
+    pattern = _schema_validator().schema["properties"]["code"]["pattern"]
+    if not isinstance(code, str) or re.fullmatch(pattern, code) is None:
+        problems.append(
+            {"field": "code", "message": f"{code!r} is not a product code: capitals, digits and '-' ({pattern})"}
+        )
+    if not isinstance(overrides, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(overrides), "a number"
+        )
+        problems.append({"field": "overrides", "message": f"must be a JSON object (a JSON Merge Patch), not {kind}"})
     return problems
 
 

@@ -1,9 +1,11 @@
 """Credit products: the province's templates, publishing immutable versions, starting applications.
 
 Publishing resolves a product's config, validates it (schema, cross-checks, the archetype being
-deployed), writes the product's rule parameters into each bound rule decision, lints those
-decisions against the product's data dictionary (fail closed), and freezes the result under a
-content hash. An application is a process instance bound to one product version for its whole life.
+deployed; a bank's variant only narrows its template; bindings name the tasks, lanes and decision
+slots of the deployed process, catalogue roles, and users and groups of the product's bank),
+writes the product's rule parameters into each bound rule decision, lints those decisions against
+the product's data dictionary (fail closed), and freezes the result under a content hash. An
+application is a process instance bound to one product version for its whole life.
 """
 
 from __future__ import annotations
@@ -23,9 +25,24 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs, validate_product_config
+from engine.catalog.config import (
+    DEFAULT_STANDARD_DIR,
+    clone_problems,
+    load_product_configs,
+    validate_product_config,
+)
 from engine.catalog.data_paths import archetype_data_paths
 from engine.catalog.merge_patch import dotted, leaves, merge_patch, value_at
+from engine.catalog.references import (
+    Organisation,
+    ProcessOutline,
+    named_candidates,
+    organisation_problems,
+    process_problems,
+    role_problems,
+    undefined_required,
+)
+from engine.catalog.variants import widening_problems
 from engine.config import REPO_ROOT
 from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.forms.catalog import FormDefinition, InvalidFormDefinition
@@ -37,7 +54,15 @@ from engine.rules.parameters import apply_parameters, placeholders
 from engine.services.principal import Principal
 from engine.sla.calendar import BusinessCalendar, WorkingHours
 from engine.sla.deadlines import DEFAULT_LADDER, Ladder, Pause, Thresholds, TimeLimit, parse_limit, thresholds
-from engine.store.models import ProcessDefinition, Product, ProductVersion, RuleDecision, Tenant
+from engine.store.models import (
+    ProcessDefinition,
+    Product,
+    ProductVersion,
+    RuleDecision,
+    Tenant,
+    User,
+    UserGroup,
+)
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -134,16 +159,20 @@ class ProductService:
             config = merge_patch(base.config, product.draft) if base is not None else product.draft
             problems = validate_product_config(
                 config,
-                archetypes=self._deployed_archetypes(session),
+                archetypes=self._deployed_archetypes(session, product.tenant_id),
                 forms=self.platform.forms,
                 rule_files=rule_files(self.rules_dir),
             )
             if problems:
                 raise InvalidInput(f"product {code} cannot be published", problems)
             definition = self.platform.definitions.find(session, config["archetype"])
-            problems = self._form_override_problems(config)
+            problems = [
+                *(widening_problems(base.config, config, self._default_parameters) if base is not None else []),
+                *self._reference_problems(session, config, definition, product.tenant_id),
+                *self._form_override_problems(config),
+            ]
             if problems:
-                raise InvalidInput(f"the form overrides of product {code} do not pass", problems)
+                raise InvalidInput(f"product {code} cannot be published", problems)
             decisions, rule_problems = self._build_decisions(session, config)
             if rule_problems:
                 raise InvalidModel(f"the rule decisions of product {code} do not pass", rule_problems)
@@ -209,6 +238,59 @@ class ProductService:
             found = self._lint_results[key] = lint_decision(content, dictionary)
         return found
 
+    def _reference_problems(
+        self, session: Session, config: dict[str, Any], definition: ProcessDefinition, tenant_id: int | None
+    ) -> list[dict[str, str]]:
+        """What the config names in its deployed process (task ids, lanes, decision slots), in the
+        role catalogue, among the bound rules' placeholders, and among the users and groups of the
+        product's own bank."""
+        loaded = self.platform.specs.get(session, definition.id)
+        process = ProcessOutline.of(definition.key, [loaded.spec, *loaded.subprocess_specs.values()])
+        return [
+            *process_problems(config, process),
+            *role_problems(config),
+            *self._rule_parameter_problems(config),
+            *organisation_problems(config, self._organisation(session, config, tenant_id)),
+        ]
+
+    def _rule_parameter_problems(self, config: dict[str, Any]) -> list[dict[str, str]]:
+        """A rule parameter no bound rule reads would be dropped silently (a misspelt threshold)."""
+        rules = sorted(set(config["bindings"].get("decisions", {}).values()))
+        wanted: set[str] = set()
+        for rule in rules:
+            wanted |= self._placeholders(rule)
+        message = f"no bound rule reads it (rules: {', '.join(rules)})" if rules else "the product binds no rule"
+        return [
+            {"field": f"rule_parameters.{name}", "message": message}
+            for name in sorted(config.get("rule_parameters") or {})
+            if name not in wanted
+        ]
+
+    def _placeholders(self, rule_name: str) -> set[str]:
+        return placeholders(json.loads((self.rules_dir / f"{rule_name}.json").read_text(encoding="utf-8")))
+
+    @staticmethod
+    def _organisation(session: Session, config: dict[str, Any], tenant_id: int | None) -> Organisation:
+        """The users and groups of the product's bank that its assignment names (none for a template)."""
+        if tenant_id is None:
+            return Organisation(None, {}, frozenset())
+        usernames, codes = named_candidates(config)
+        tenant = session.get(Tenant, tenant_id)
+        users: dict[str, bool] = {}
+        if usernames:
+            found = select(User.username, User.is_active).where(
+                User.tenant_id == tenant_id, User.username.in_(usernames)
+            )
+            users = {name: bool(active) for name, active in session.execute(found)}
+        groups: frozenset[str] = frozenset()
+        if codes:
+            groups = frozenset(
+                session.scalars(
+                    select(UserGroup.code).where(UserGroup.tenant_id == tenant_id, UserGroup.code.in_(codes))
+                )
+            )
+        return Organisation(tenant.code if tenant else str(tenant_id), users, groups)
+
     def _form_override_problems(self, config: dict[str, Any]) -> list[dict[str, str]]:
         problems: list[dict[str, str]] = []
         for name, patch in (config.get("form_overrides") or {}).items():
@@ -224,6 +306,7 @@ class ProductService:
                 problems.append({"field": field, "message": exc.detail})
                 continue
             problems.extend({"field": field, "message": m} for m in loosening_problems(base, derived))
+            problems.extend(undefined_required(derived, field))
         return problems
 
     def derived_forms(self, config: dict[str, Any]) -> dict[str, FormDefinition]:
@@ -239,8 +322,12 @@ class ProductService:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
     @staticmethod
-    def _deployed_archetypes(session: Session) -> set[str]:
-        return set(session.scalars(select(ProcessDefinition.key).distinct()))
+    def _deployed_archetypes(session: Session, tenant_id: int | None) -> set[str]:
+        """The processes a product of this owner may run: the shared ones and its own bank's."""
+        owned = ProcessDefinition.tenant_id.is_(None)
+        if tenant_id is not None:
+            owned = owned | (ProcessDefinition.tenant_id == tenant_id)
+        return set(session.scalars(select(ProcessDefinition.key).where(owned).distinct()))
 
     # -- local products: clone, edit, diff, rebase -----------------------------------------------
 
@@ -250,6 +337,9 @@ class ProductService:
         """A bank's local product: the template's current version plus the bank's merge patch."""
         if principal.tenant_id is None or self.is_province(principal):
             raise Forbidden("only a bank clones templates into local products")
+        problems = clone_problems(code, overrides)
+        if problems:
+            raise InvalidInput(f"cannot clone {template_code} into {code!r}", problems)
         with self.platform.db.transaction(write=True) as session:
             template = self._product(session, principal, template_code)
             base = self._latest(session, template.id)
@@ -444,7 +534,11 @@ class ProductService:
                 )
             binding = self.binding(session, version.id)
             config = version.config
-        problems = _limit_problems(config["parameters"], data) + _applicant_problems(applicant)
+        problems = (
+            _limit_problems(config["parameters"], data)
+            + _choice_problems(config, data, self.manifest["conventions"]["rule_segments"]["mapping"])
+            + _applicant_problems(applicant)
+        )
         if problems:  # the age below needs a valid ID number
             raise InvalidInput(f"the application is outside the limits of product {code}", problems)
         start_data = {
@@ -617,3 +711,22 @@ def _limit_problems(parameters: dict[str, Any], data: dict[str, Any]) -> list[di
                 {"field": "data.term_months", "message": f"must be a whole number from {low_t} to {high_t}"}
             )
     return problems
+
+
+def _choice_problems(
+    config: dict[str, Any], data: dict[str, Any], rule_segments: dict[str, str]
+) -> list[dict[str, str]]:
+    """What the application chooses among the product's enumerated parameters must be offered by
+    it: the guarantee type, the repayment method, and the customer segment (in the rules'
+    vocabulary, which each product segment maps to; ``bpmn/archetypes.json`` conventions)."""
+    parameters = config["parameters"]
+    offered = {
+        "guarantee_type": list(parameters["guarantee_types"]),
+        "repayment_method": list(parameters["repayment_methods"]),
+        "segment": list(dict.fromkeys(rule_segments.get(s, s) for s in config["segments"])),
+    }
+    return [
+        {"field": f"data.{name}", "message": f"must be one the product offers: {', '.join(choices)}"}
+        for name, choices in offered.items()
+        if name in data and data[name] not in choices
+    ]

@@ -20,11 +20,15 @@ from engine.catalog.config import (
     DEFAULT_STANDARD_DIR,
     SCHEMA_PATH,
     InvalidProductConfig,
+    clone_problems,
     load_product_configs,
     validate_catalog,
     validate_product_config,
 )
+from engine.catalog.references import ProcessOutline, process_problems, role_problems, undefined_required
+from engine.catalog.variants import widening_problems
 from engine.forms.catalog import FormCatalog
+from engine.runtime.model_check import ModelFile, build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "product_configs" / "rules"
@@ -477,3 +481,122 @@ def test_load_refuses_unreadable_files(tmp_path: Path) -> None:
     assert sorted(problem["file"] for problem in raised.value.problems) == ["LIST.json", "NAN.json"]
     with pytest.raises(FileNotFoundError):
         load_product_configs(tmp_path / "missing")
+
+
+# ── what publishing adds: a variant narrows its template, bindings name what the process has ─────
+
+
+def rule_defaults(rule: str) -> dict[str, Any]:
+    path = RULES_DIR / f"{rule}.params.json"
+    return json.loads(path.read_text("utf-8")) if path.exists() else {}
+
+
+@pytest.fixture(scope="module")
+def outlines() -> dict[str, ProcessOutline]:
+    """Each archetype's lanes, user tasks and decision slots, from its BPMN as deployed."""
+    files = sorted((ROOT / "bpmn").glob("*.bpmn"))
+    parser, problems = build_parser([ModelFile(f.name, "bpmn", f.read_bytes(), "") for f in files], validate=False)
+    assert problems == []
+    return {
+        key: ProcessOutline.of(key, [parser.get_spec(key), *parser.get_subprocess_specs(key).values()])
+        for key in ARCHETYPES
+    }
+
+
+def test_the_documented_variant_only_narrows_its_template_and_names_what_its_process_has(
+    catalog: dict[str, dict[str, Any]], outlines: dict[str, ProcessOutline]
+) -> None:
+    resolved = _doc_example("resolved")
+    assert widening_problems(catalog["ZC-LUDANHUINONG"], resolved, rule_defaults) == []
+    assert process_problems(resolved, outlines[resolved["archetype"]]) == []
+    assert role_problems(resolved) == []
+    review = FormCatalog().get("review").schema
+    assert undefined_required(_merge_patch(review, resolved["form_overrides"]["review"]), "form_overrides.review") == []
+
+
+def test_every_standard_product_binds_what_its_archetype_has(
+    catalog: dict[str, dict[str, Any]], outlines: dict[str, ProcessOutline]
+) -> None:
+    found = {
+        code: problems
+        for code, document in catalog.items()
+        if (problems := process_problems(document, outlines[document["archetype"]]) + role_problems(document))
+    }
+    assert found == {}
+    assert all(widening_problems(document, document, rule_defaults) == [] for document in catalog.values())
+
+
+def test_a_variant_may_narrow_but_not_widen(product: dict[str, Any]) -> None:
+    template = copy.deepcopy(product)  # 100000.00–3000000.00, 12–60 months, LPR_1Y + 0–100 bp, max_age 65
+    narrowed = copy.deepcopy(product)
+    narrowed["parameters"]["amount"] = {"min": "200000.00", "max": "3000000"}  # equal counts as inside
+    narrowed["parameters"]["rate"]["max_bp"] = 80
+    narrowed["rule_parameters"] = {"min_age": 20, "max_age": 60}
+    assert widening_problems(template, narrowed, rule_defaults) == []
+
+    widened = copy.deepcopy(product)
+    widened["parameters"]["amount"]["max"] = "3000000.01"
+    widened["parameters"]["term_months"]["min"] = 6
+    widened["parameters"]["guarantee_types"] = ["policy_guarantee", "credit"]
+    widened["rule_parameters"] = {"min_age": 18}  # max_age left out: the rule's default 65 is the template's
+    widened["rule_parameters"]["min_monthly_income"] = 1999  # below the rule's default 2000
+    problems = widening_problems(template, widened, rule_defaults)
+    assert problems == [
+        {"field": "parameters.amount.max", "message": "cannot go above the template's 3000000.00"},
+        {"field": "parameters.term_months.min", "message": "cannot go below the template's 12"},
+        {
+            "field": "parameters.guarantee_types",
+            "message": "may only keep values the template offers (policy_guarantee); adds credit",
+        },
+        {"field": "rule_parameters.min_monthly_income", "message": "cannot go below the template's 2000"},
+    ]
+
+
+def test_bindings_must_name_the_archetypes_tasks_lanes_slots_and_real_roles(
+    product: dict[str, Any], outlines: dict[str, ProcessOutline]
+) -> None:
+    product["bindings"]["decisions"] = {"scorecard": "segment-scorecard"}  # a5 runs access, not scorecard
+    product["bindings"]["forms"] = {"main_investigation": "investigation"}  # a4's task id, not a5's
+    product["bindings"]["roles"] = {"approver": "no_such_role", "system": "approver", "reviewer": "admin"}
+    product["time_limits"]["steps"] = {"investigation": "P1D", "committee_vote": "P1D"}
+    problems = process_problems(product, outlines["a5_guaranteed_policy"]) + role_problems(product)
+    assert sorted(fields_of(problems)) == [
+        "bindings.decisions.access",  # unbound
+        "bindings.decisions.scorecard",  # not in the process
+        "bindings.forms.main_investigation",
+        "bindings.roles.approver",
+        "bindings.roles.system",  # the system lane holds no user task
+        "time_limits.steps.committee_vote",
+    ]
+
+
+def test_every_shipped_form_defines_what_it_requires_and_an_override_must_too() -> None:
+    forms = FormCatalog()
+    assert {name: p for name in forms.names() if (p := undefined_required(forms.get(name).schema, name))} == {}
+    review = forms.get("review").schema
+    patched = _merge_patch(
+        review, {"required": ["recommendation", "comment", "visit"], "then": {"required": ["suggested", "comment"]}}
+    )
+    assert undefined_required(patched, "form_overrides.review") == [
+        {"field": "form_overrides.review.required", "message": "requires visit, which the form does not have"},
+        {"field": "form_overrides.review.then.required", "message": "requires suggested, which the form does not have"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "overrides", "fields"),
+    [
+        ("LY-DAINONG", {}, []),
+        ("LY-DAINONG", {"name": None}, []),
+        ("ly-dainong", {}, ["code"]),
+        ("L", {}, ["code"]),  # two characters at least
+        ("LY-DAINONG\n", {}, ["code"]),
+        ("X" * 33, {}, ["code"]),
+        ("LY-DAINONG", [], ["overrides"]),
+        ("LY-DAINONG", "patch", ["overrides"]),
+        ("LY-DAINONG", None, ["overrides"]),
+        ("bad code", [{"a": 1}], ["code", "overrides"]),
+    ],
+)
+def test_clone_requests_are_checked_before_anything_is_stored(code: str, overrides: Any, fields: list[str]) -> None:
+    assert fields_of(clone_problems(code, overrides)) == fields

@@ -1,0 +1,146 @@
+"""A bank's local product may only narrow the province template it is based on, never widen it.
+
+A local variant is the template plus the bank's merge patch, so nothing stops a patch from raising
+the template's amount cap or adding a guarantee type the province never approved. Publishing
+compares the resolved variant with the template version it is based on and reports every bound and
+every list that lets the variant lend where the template does not, each as
+``{"field": "<config path>", "message": ...}`` (the style of ``engine.forms.overrides``: narrowing
+is fine, widening is refused):
+
+- ranges (``parameters.amount``, ``parameters.term_months``, ``parameters.rate``): a minimum may
+  only go up, a maximum only down; the rate's benchmark is what its spreads are counted from, so
+  it cannot change;
+- lists of allowed values (``parameters.repayment_methods``, ``parameters.guarantee_types``,
+  ``segments``): only a subset of the template's;
+- rule thresholds (``rule_parameters``): ``min_*`` may only go up and ``max_*`` only down, each
+  compared as the bound rule sees it, so a threshold the patch deletes counts as the rule's
+  provincial default.
+
+The variant must be valid on its own (``validate_product_config``) before this runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+Problem = dict[str, str]
+
+# (section path, lower-bound key, upper-bound key): the ranges of ``parameters``
+RANGES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("parameters", "amount"), "min", "max"),
+    (("parameters", "term_months"), "min", "max"),
+    (("parameters", "rate"), "min_bp", "max_bp"),
+)
+# lists of allowed values: a variant may drop values, never add one
+CHOICES: tuple[tuple[str, ...], ...] = (
+    ("parameters", "repayment_methods"),
+    ("parameters", "guarantee_types"),
+    ("segments",),
+)
+# values a variant keeps exactly as the template has them
+FIXED: tuple[tuple[str, ...], ...] = (("parameters", "rate", "benchmark"),)
+
+
+def widening_problems(
+    template: Mapping[str, Any],
+    variant: Mapping[str, Any],
+    rule_defaults: Callable[[str], Mapping[str, Any]] = lambda _rule: {},
+) -> list[Problem]:
+    """Where ``variant`` accepts what ``template`` refuses; ``rule_defaults(rule_name)`` gives a
+    rule's provincial parameter values (``<rule>.params.json``)."""
+    problems: list[Problem] = []
+    for path, low, high in RANGES:
+        base, mine = _at(template, path), _at(variant, path)
+        field = ".".join(path)
+        problems.extend(_bound(f"{field}.{low}", base.get(low), mine.get(low), lower=True))
+        problems.extend(_bound(f"{field}.{high}", base.get(high), mine.get(high), lower=False))
+    for path in CHOICES:
+        base_values, values = _value(template, path), _value(variant, path)
+        if isinstance(base_values, list) and isinstance(values, list):
+            added = [value for value in values if value not in base_values]
+            if added:
+                problems.append(
+                    {
+                        "field": ".".join(path),
+                        "message": f"may only keep values the template offers ({_listed(base_values)}); "
+                        f"adds {_listed(added)}",
+                    }
+                )
+    for path in FIXED:
+        before, after = _value(template, path), _value(variant, path)
+        if before != after:
+            problems.append({"field": ".".join(path), "message": f"cannot change from the template's {before!r}"})
+    problems.extend(_rule_parameter_problems(template, variant, rule_defaults))
+    return problems
+
+
+def _rule_parameter_problems(
+    template: Mapping[str, Any], variant: Mapping[str, Any], rule_defaults: Callable[[str], Mapping[str, Any]]
+) -> list[Problem]:
+    base, _ = _effective(template, rule_defaults)
+    mine, defaulted = _effective(variant, rule_defaults)
+    problems: list[Problem] = []
+    for name in sorted(base.keys() & mine.keys()):
+        if not name.startswith(("min_", "max_")):
+            continue
+        found = _bound(f"rule_parameters.{name}", base[name], mine[name], lower=name.startswith("min_"))
+        if found and name in defaulted:
+            found[0]["message"] += " (left out, so the rule's default applies)"
+        problems.extend(found)
+    return problems
+
+
+def _effective(
+    config: Mapping[str, Any], rule_defaults: Callable[[str], Mapping[str, Any]]
+) -> tuple[dict[str, Any], set[str]]:
+    """The rule parameters the bound rules get (the product's own over the rules' defaults), and
+    the names whose value is a rule default."""
+    defaults: dict[str, Any] = {}
+    for rule in sorted({r for r in _at(config, ("bindings", "decisions")).values() if isinstance(r, str)}):
+        defaults.update(rule_defaults(rule))
+    own = _at(config, ("rule_parameters",))
+    values = {**defaults, **own}
+    return {k: v for k, v in values.items() if _number(v) is not None}, set(defaults) - set(own)
+
+
+def _bound(field: str, base: Any, mine: Any, *, lower: bool) -> list[Problem]:
+    """A minimum (``lower``) below the template's, or a maximum above it."""
+    before, after = _number(base), _number(mine)
+    if before is None or after is None:
+        return []  # malformed values are the validator's to report
+    if lower and after < before:
+        return [{"field": field, "message": f"cannot go below the template's {base}"}]
+    if not lower and after > before:
+        return [{"field": field, "message": f"cannot go above the template's {base}"}]
+    return []
+
+
+def _number(value: Any) -> Decimal | None:
+    """Amounts are decimal text, the other bounds JSON numbers; both compare as decimals."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _value(document: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    current: Any = document
+    for key in path:
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(key)
+    return current
+
+
+def _at(document: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any]:
+    found = _value(document, path)
+    return found if isinstance(found, Mapping) else {}
+
+
+def _listed(values: list[Any]) -> str:
+    return ", ".join(str(value) for value in values)
