@@ -487,6 +487,22 @@ def test_every_standard_product_reaches_an_approved_end(shared: CreditFlow, tmp_
     assert set(steps) - {m["message"] for m in archetype["messages"]} <= user_tasks, steps
 
 
+def test_an_offered_policy_guarantee_is_priced_not_failed(shared: CreditFlow, tmp_path: Path) -> None:
+    """ZC-SHESHINONGYE offers 政策性担保 and binds the pricing rule, which did not accept it: every such
+    application failed at pricing, after it was taken."""
+    code = "ZC-SHESHINONGYE"
+    assert "policy_guarantee" in CATALOG[code]["parameters"]["guarantee_types"]
+    publish(shared, code, tmp_path)
+    applicant, data = application(CATALOG[code])
+    data["guarantee_type"] = "policy_guarantee"
+    view = shared.products.apply(lender(shared), code, applicant=applicant, data=data, business_key="POLICY-1")
+    view, steps = drive(shared, view)
+    assert end_of(shared, view) in ends(ARCHETYPES[CATALOG[code]["archetype"]], "approved"), steps
+    (pricing,) = [e.payload for e in events(shared, view, "rule_evaluated") if e.bpmn_id == "pricing"]
+    # grade A: a 300,000 limit and a 40 bp spread, times the policy guarantee's 1.2 and less its 30 bp
+    assert pricing["result"] == {"grade": "A", "limit": 360000, "rate_bp": 10}
+
+
 def test_a_step_cannot_grant_more_than_was_applied_for_or_the_product_allows(
     shared: CreditFlow, tmp_path: Path
 ) -> None:

@@ -205,3 +205,30 @@ def _section(document: Any, key: str) -> Mapping[str, Any]:
 
 def _listed(values: Iterable[Any]) -> str:
     return ", ".join(str(value) for value in values)
+
+
+# The product parameter lists whose values an application's data field takes (and a rule may read).
+OFFERED_CHOICES = {"guarantee_types": "guarantee_type", "repayment_methods": "repayment_method", "segments": "segment"}
+
+
+def rule_choice_problems(
+    config: Mapping[str, Any], rule_inputs: Mapping[str, Mapping[str, Any]], segment_mapping: Mapping[str, str]
+) -> list[Problem]:
+    """Every value the product offers must be one each bound rule accepts: an offered guarantee type that
+    a rule's input schema does not list fails every such application at that rule, after it was taken.
+    Segments are compared in the rules' vocabulary (``segment_mapping``)."""
+    parameters = _section(config, "parameters")
+    problems: list[Problem] = []
+    for slot, rule in sorted(_section(_section(config, "bindings"), "decisions").items()):
+        properties = _section(rule_inputs.get(rule) or {}, "properties")
+        for parameter, field in OFFERED_CHOICES.items():
+            accepted = _section(properties, field).get("enum")
+            offered = parameters.get(parameter)
+            if not isinstance(accepted, list) or not isinstance(offered, list):
+                continue
+            values = [segment_mapping.get(v, v) for v in offered] if parameter == "segments" else offered
+            refused = sorted({str(v) for v in values if v not in accepted})
+            if refused:
+                message = f"rule {rule} (slot {slot}) does not accept {field} {', '.join(refused)}"
+                problems.append({"field": f"parameters.{parameter}", "message": message})
+    return problems

@@ -40,6 +40,7 @@ from engine.catalog.references import (
     organisation_problems,
     process_problems,
     role_problems,
+    rule_choice_problems,
     undefined_required,
 )
 from engine.catalog.variants import widening_problems
@@ -49,6 +50,7 @@ from engine.forms.catalog import FormDefinition, InvalidFormDefinition
 from engine.forms.formats import FORMAT_CHECKER, age_on, resident_id_problem
 from engine.forms.overrides import loosening_problems
 from engine.forms.validation import FormValidator, validate_form_data
+from engine.rules.jdm import input_schema
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
 from engine.services.principal import Principal
@@ -250,6 +252,7 @@ class ProductService:
             *process_problems(config, process),
             *role_problems(config),
             *self._rule_parameter_problems(config),
+            *rule_choice_problems(config, self._rule_inputs(config), self._segment_mapping),
             *organisation_problems(config, self._organisation(session, config, tenant_id)),
         ]
 
@@ -265,6 +268,21 @@ class ProductService:
             for name in sorted(config.get("rule_parameters") or {})
             if name not in wanted
         ]
+
+    @property
+    def _segment_mapping(self) -> dict[str, str]:
+        """Product segments in the rules' vocabulary (``bpmn/archetypes.json`` conventions)."""
+        return self.manifest["conventions"]["rule_segments"]["mapping"]
+
+    def _rule_inputs(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The input schema of each bound rule (a rule without one is reported by the rule lint)."""
+        found: dict[str, dict[str, Any]] = {}
+        for rule in sorted(set(config["bindings"].get("decisions", {}).values())):
+            try:
+                found[rule] = input_schema(json.loads((self.rules_dir / f"{rule}.json").read_text(encoding="utf-8")))
+            except ValueError:
+                continue
+        return found
 
     def _placeholders(self, rule_name: str) -> set[str]:
         return placeholders(json.loads((self.rules_dir / f"{rule_name}.json").read_text(encoding="utf-8")))
@@ -536,7 +554,7 @@ class ProductService:
             config = version.config
         problems = (
             _limit_problems(config["parameters"], data)
-            + _choice_problems(config, data, self.manifest["conventions"]["rule_segments"]["mapping"])
+            + _choice_problems(config, data, self._segment_mapping)
             + _applicant_problems(applicant)
         )
         if problems:  # the age below needs a valid ID number

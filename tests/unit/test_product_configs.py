@@ -25,9 +25,16 @@ from engine.catalog.config import (
     validate_catalog,
     validate_product_config,
 )
-from engine.catalog.references import ProcessOutline, process_problems, role_problems, undefined_required
+from engine.catalog.references import (
+    ProcessOutline,
+    process_problems,
+    role_problems,
+    rule_choice_problems,
+    undefined_required,
+)
 from engine.catalog.variants import widening_problems
 from engine.forms.catalog import FormCatalog
+from engine.rules.jdm import input_schema
 from engine.runtime.model_check import ModelFile, build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,6 +171,31 @@ def test_rule_parameters_are_placeholders_of_the_bound_rules(catalog: dict[str, 
     for document in catalog.values():
         known = {name for rule in document["bindings"]["decisions"].values() for name in defaults.get(rule, ())}
         assert document.get("rule_parameters", {}).keys() <= known, document["code"]
+
+
+def test_what_each_product_offers_its_bound_rules_accept(catalog: dict[str, dict[str, Any]]) -> None:
+    """An offered guarantee type, repayment method or segment a bound rule cannot take fails every such
+    application at that rule (ZC-SHESHINONGYE's 政策性担保 at pricing, once)."""
+    inputs = {
+        path.stem: input_schema(json.loads(path.read_text("utf-8")))
+        for path in RULES_DIR.glob("*.json")
+        if not path.name.endswith((".fields.json", ".params.json"))
+    }
+    mapping = MANIFEST["conventions"]["rule_segments"]["mapping"]
+    found = {code: p for code, document in catalog.items() if (p := rule_choice_problems(document, inputs, mapping))}
+    assert found == {}
+
+    narrow = {"properties": {"guarantee_type": {"enum": ["credit", "mortgage"]}}}
+    offers = {
+        "parameters": {"guarantee_types": ["mortgage", "policy_guarantee"]},
+        "bindings": {"decisions": {"p": "r"}},
+    }
+    assert rule_choice_problems(offers, {"r": narrow}, mapping) == [
+        {
+            "field": "parameters.guarantee_types",
+            "message": "rule r (slot p) does not accept guarantee_type policy_guarantee",
+        }
+    ]
 
 
 def test_catalog_counts_per_series_and_system(catalog: dict[str, dict[str, Any]]) -> None:
