@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from engine.services.auth import INVALID_LOGIN
 from tests.conftest import MODELS, ApiClient, login
 
 FORMS = MODELS.parent.parent / "forms"
@@ -44,7 +45,7 @@ def test_every_endpoint_but_health_and_docs_needs_a_token(app: Any) -> None:
 def test_login_issues_an_expiring_token(app: Any, seeded: Any) -> None:
     client = app.test_client()
     wrong = client.post("/api/v1/auth/token", json={"username": "admin", "password": "nope"})
-    assert wrong.status_code == 401 and wrong.get_json()["detail"] == "invalid username or password"
+    assert wrong.status_code == 401 and wrong.get_json()["detail"] == INVALID_LOGIN
     unknown = client.post("/api/v1/auth/token", json={"username": "ghost", "password": "nope"})
     assert unknown.get_json()["detail"] == wrong.get_json()["detail"]
     api = login(app)

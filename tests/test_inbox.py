@@ -356,6 +356,8 @@ def test_return_to_an_earlier_step_goes_back_to_whoever_did_it(inbox_app: Any) -
     url = f"/api/v1/tasks/{approve['id']}/return"
     assert approver.post(url, json={"step": "committee", "reason": "x"}).status_code == 422
     assert approver.post(url, json={"step": "review"}).status_code == 422  # a reason is required
+    blank = approver.post(url, json={"step": "review", "reason": "  \n "})
+    assert blank.status_code == 422 and blank.get_json()["errors"] == [{"field": "reason", "message": "blank"}]
     returned = approver.post(url, json={"step": "review", "reason": "补充经营流水"})
     assert returned.status_code == 200, returned.get_json()
     (again,) = returned.get_json()["tasks"]
@@ -363,6 +365,9 @@ def test_return_to_an_earlier_step_goes_back_to_whoever_did_it(inbox_app: Any) -
     assert again["id"] in inbox(reviewer, "mine")
     (event,) = [e for e in history(platform, started["id"]) if e.event_type == "task_returned"]
     assert event.actor_id == user_id(platform, "ly_approver") and event.payload["reason"] == "补充经营流水"
+    # the step it went back to reads why, with the application's other comments
+    comments = reviewer.get(f"/api/v1/tasks/{again['id']}/comments").get_json()["items"]
+    assert [c["body"] for c in comments] == ["退回至「审查」：补充经营流水"]
     complete(reviewer, again)
     complete(approver, open_task(inbox_app, started, "approve"))
     assert platform.instances.verify_audit(SYSTEM, started["id"]).ok
@@ -376,6 +381,7 @@ def test_comments_and_attachments_are_kept_on_the_application(inbox_app: Any) ->
     commented = officer.post(f"/api/v1/tasks/{task['id']}/comments", json={"body": "客户经营稳定"})
     assert commented.status_code == 201
     assert officer.post(f"/api/v1/tasks/{task['id']}/comments", json={"body": ""}).status_code == 422
+    assert officer.post(f"/api/v1/tasks/{task['id']}/comments", json={"body": " \t "}).status_code == 422
     from io import BytesIO
 
     upload = officer.post(

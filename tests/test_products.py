@@ -122,14 +122,14 @@ def test_products_over_http(catalog: CreditFlow, app: Any, api: ApiClient) -> No
     assert detail["config"]["code"] == "FND-DAINONG" and detail["system"] in {"支农", "兴商", "助企", "惠民"}
     assert api.get("/api/v1/products/NOPE").status_code == 404
     assert api.get("/api/v1/products?system=火星").status_code == 422
-    started = api.post(
-        "/api/v1/products/FND-DAINONG/applications",
-        json={
-            "applicant": applicant(),
-            "data": {"amount": "600000.00", "term_months": 24, "account": bank_card(), "purpose": "购买生产资料"},
-            "business_key": "APP-7",
-        },
-    )
+    body = {
+        "applicant": applicant(),
+        "data": {"amount": "600000.00", "term_months": 24, "account": bank_card(), "purpose": "购买生产资料"},
+        "business_key": "APP-7",
+    }
+    province = api.post("/api/v1/products/FND-DAINONG/applications", json=body)
+    assert province.status_code == 403  # the province reads its banks' applications; a bank's staff apply
+    started = login(app, "ly_officer").post("/api/v1/products/FND-DAINONG/applications", json=body)
     assert started.status_code == 201, started.get_json()
     assert started.get_json()["business_key"] == "APP-7" and started.get_json()["tasks"]
     bad = api.post("/api/v1/products/FND-DAINONG/applications", json={"data": {}})

@@ -32,6 +32,7 @@ from engine.errors import CreditFlowError, NotFound
 from engine.jobs.queue import AcquiredJob, cancel, enqueue
 from engine.services.documents import SHANGHAI, lending_tenant
 from engine.services.execution import CANCELLED
+from engine.services.instance_access import reads
 from engine.services.principal import Principal
 from engine.store.audit import Journal
 from engine.store.models import (
@@ -380,7 +381,7 @@ class ArchiveService:
     @staticmethod
     def _row(session: Session, principal: Principal, instance_id: str) -> ArchivePackage:
         row = session.get(ArchivePackage, instance_id)
-        if row is None or not principal.sees(row.tenant_id):
+        if row is None or not reads(session, principal, session.get(ProcessInstance, instance_id)):
             raise NotFound(f"no archive for process instance {instance_id}")
         return row
 

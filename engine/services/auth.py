@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 ISSUER = "creditflow"
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 200  # what the login endpoint accepts
-INVALID_LOGIN = "invalid username or password"
-LOCKED = "the account is temporarily locked after repeated failed logins; try again later"
+# One answer for every refused login: "locked" only for accounts that exist would tell a guesser which do.
+INVALID_LOGIN = "invalid username or password (after repeated failed logins an account is locked for a while)"
 _HASHER = PasswordHasher()
 # Verifying against a real hash when the user does not exist keeps response times alike, so a
 # caller cannot tell "no such user" from "wrong password" by the clock.
@@ -170,7 +170,7 @@ class AuthService:
         """
         if user is not None and user.locked_until is not None and user.locked_until > now:
             log.warning("login refused for %r: locked until %s", username, user.locked_until.isoformat())
-            raise Unauthorized(LOCKED)
+            raise Unauthorized(INVALID_LOGIN)
         correct = _verify(user.password_hash if user else _DUMMY_HASH, password)
         if user is None:
             log.warning("login failed for unknown user %r", username)
@@ -192,7 +192,7 @@ class AuthService:
         log.warning("login failed for %r: wrong password, %d failed in a row", username, failures)
         if locked:
             log.warning("account %r locked for %d minutes", username, settings.lockout_minutes)
-            raise Unauthorized(LOCKED)
+            raise Unauthorized(INVALID_LOGIN)
         return False
 
     def _sign(self, session: Session, user: User, now: datetime) -> tuple[str, int]:

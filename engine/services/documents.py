@@ -35,6 +35,7 @@ from engine.documents.verification import verify_pdf
 from engine.errors import InvalidInput, NotFound
 from engine.runtime.connectors import ConnectorError, ConnectorRegistry
 from engine.services.execution import Execution, current_execution
+from engine.services.instance_access import reads
 from engine.services.principal import Principal
 from engine.store.models import Document, ProcessInstance, Product, ProductVersion, Tenant
 
@@ -345,14 +346,14 @@ class DocumentService:
 
     def _document(self, session: Session, principal: Principal, document_id: str) -> Document:
         row = session.get(Document, document_id)
-        if row is None or not principal.sees(row.tenant_id):
+        if row is None or not reads(session, principal, session.get(ProcessInstance, row.instance_id)):
             raise NotFound(f"document {document_id} does not exist")
         return row
 
     @staticmethod
     def _instance(session: Session, principal: Principal, instance_id: str) -> ProcessInstance:
         instance = session.get(ProcessInstance, instance_id)
-        if instance is None or not principal.sees(instance.tenant_id):
+        if not reads(session, principal, instance):
             raise NotFound(f"process instance {instance_id} does not exist")
         return instance
 

@@ -21,6 +21,7 @@ from engine.org.roles import ROLES
 from engine.runtime.timer_events import starts_on_timer_only
 from engine.runtime.workflow_state import SERIALIZER_VERSION, load_state, new_workflow
 from engine.services.execution import CANCELLED, COMPLETED, ERROR, RUNNING, Execution, current_data
+from engine.services.instance_access import readable, reads
 from engine.services.principal import Principal
 from engine.services.spec_cache import LoadedDefinition
 from engine.store.audit import GENESIS, Journal, VerifyResult, verify_chain
@@ -324,7 +325,7 @@ class InstanceService:
         with self.platform.db.transaction() as session:
             rows = self.platform.db.rows
             instance = rows.instance(session, instance_id)
-            if instance is None or not principal.sees(instance.tenant_id):
+            if not reads(session, principal, instance):
                 raise NotFound(f"process instance {instance_id} does not exist")
             definition = self.platform.specs.get(session, instance.definition_id)
             remaining = None
@@ -353,7 +354,7 @@ class InstanceService:
                 stmt = stmt.where(ProcessDefinition.key == definition_key)
             if business_key:
                 stmt = stmt.where(ProcessInstance.business_key == business_key)
-            stmt = principal.scope(stmt, ProcessInstance.tenant_id)
+            stmt = principal.scope(stmt, ProcessInstance.tenant_id).where(readable(principal))
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             rows = session.scalars(
                 stmt.order_by(ProcessInstance.created_at.desc(), ProcessInstance.id).limit(limit).offset(offset)
@@ -389,6 +390,6 @@ class InstanceService:
 
     def _load(self, session: Session, principal: Principal, instance_id: str) -> ProcessInstance:
         instance = session.get(ProcessInstance, instance_id)
-        if instance is None or not principal.sees(instance.tenant_id):
+        if not reads(session, principal, instance):
             raise NotFound(f"process instance {instance_id} does not exist")
         return instance

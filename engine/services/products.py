@@ -544,6 +544,8 @@ class ProductService:
     ) -> InstanceView:
         """Start an application on the product's current published version, within its limits."""
         with self.platform.db.transaction() as session:
+            if self.is_province(principal, session):  # its staff hold no role that could work one
+                raise Forbidden("the province reads its banks' applications but takes none: a bank's staff apply")
             product = self._product(session, principal, code)
             version = self._latest(session, product.id)
             if version is None:

@@ -41,6 +41,7 @@ from engine.org.roles import TASKS_OVERRIDE
 from engine.runtime.workflow_state import load_state, plain_json
 from engine.services.auth import load_principal
 from engine.services.execution import RUNNING, Execution
+from engine.services.instance_access import reads
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
 from engine.sla.deadlines import stored_level
@@ -177,7 +178,9 @@ class TaskService:
         return self.platform.instances.change(principal, self._locate(principal, task_id), complete)
 
     def return_to(self, principal: Principal, task_id: str, step: str, reason: str) -> InstanceView:
-        """Send the application back to an earlier step (退回); it goes back to whoever did that step."""
+        """Send the application back to an earlier step (退回); it goes back to whoever did that step, and
+        the reason becomes a comment on the application, which that step reads with the others."""
+        reason = _said(reason, "reason")
 
         def send_back(execution: Execution) -> None:
             row = self._open_row(execution, task_id)
@@ -203,6 +206,14 @@ class TaskService:
             execution.journal.record(
                 "task_returned", task_id=task_id, bpmn_id=row.bpmn_id, to_task_id=target.id, to=step, reason=reason
             )
+            note = Comment(
+                instance_id=row.instance_id,
+                task_id=row.id,
+                author_id=principal.user_id,
+                body=f"退回至「{target.name or step}」：{reason}",
+                created_at=execution.now,
+            )
+            execution.session.add(note)
             execution.run(lambda: execution.workflow.reset_from_task_id(earlier.id))
 
         return self.platform.instances.change(principal, self._locate(principal, task_id), send_back)
@@ -326,6 +337,7 @@ class TaskService:
     # -- comments and attachments ---------------------------------------------------------------
 
     def comment(self, principal: Principal, task_id: str, body: str) -> Comment:
+        body = _said(body, "body")
         with self._locked_row(principal, task_id, open_only=False) as (session, journal, row):
             found = Comment(
                 instance_id=row.instance_id,
@@ -398,7 +410,7 @@ class TaskService:
         with self.platform.db.transaction() as session:
             found = session.get(Attachment, attachment_id)
             instance = session.get(ProcessInstance, found.instance_id) if found is not None else None
-            if instance is None or not principal.sees(instance.tenant_id):
+            if not reads(session, principal, instance):
                 raise NotFound(f"attachment {attachment_id} does not exist")
             return found
 
@@ -564,6 +576,13 @@ class TaskService:
         if product_version_id is None:
             return form
         return self.platform.products.binding(session, product_version_id).derived_forms.get(form.name, form)
+
+
+def _said(text: str, field: str) -> str:
+    """Free text a person must write: blank or whitespace only says nothing."""
+    if not text.strip():
+        raise InvalidInput(f"{field} must say something", [{"field": field, "message": "blank"}])
+    return text.strip()
 
 
 def _ids(values: dict[str, Any]) -> dict[str, Any]:

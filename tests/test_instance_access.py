@@ -1,0 +1,74 @@
+"""Need to know inside a bank: who reads an application, its history, documents and attachments.
+
+A branch's staff read their branch's applications and those of the units below it; the head office
+and bank-wide roles read the whole bank; whoever has or had a task on an application reads it; a
+grid volunteer or another branch's officer does not.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+import pytest
+
+from engine.services.principal import Principal
+from tests.conftest import PASSWORD, ApiClient, deploy, login
+
+SYSTEM = Principal.system()
+
+
+@pytest.fixture
+def bank_app(app: Any) -> Any:
+    """陵源 with a loan officer at its second branch, 西关支行."""
+    platform = app.extensions["creditflow"]
+    deploy(platform, "inbox.bpmn")
+    platform.organization.create_user(SYSTEM, "bank-lingyuan", "xg_officer", "西关客户经理", PASSWORD, "ly-xiguan")
+    platform.organization.grant(SYSTEM, "xg_officer", "loan_officer", "ly-xiguan")
+    return app
+
+
+def start(client: ApiClient) -> dict[str, Any]:
+    body = {"definition_key": "inbox_flow", "data": {"applicant": {"name": "张三", "id_number": "110101199003071234"}}}
+    response = client.post("/api/v1/process-instances", json=body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def listed(client: ApiClient) -> set[str]:
+    return {item["id"] for item in client.get("/api/v1/process-instances?limit=200").get_json()["items"]}
+
+
+def test_an_application_is_read_by_its_branch_the_head_office_and_whoever_works_it(bank_app: Any) -> None:
+    officer = login(bank_app, "ly_officer")  # 城关支行
+    started = start(officer)
+    task = started["tasks"][0]
+    upload = officer.post(
+        f"/api/v1/tasks/{task['id']}/attachments",
+        data={"file": (BytesIO(b"%PDF-1.4 income"), "收入证明.pdf")},
+        content_type="multipart/form-data",
+    )
+    assert upload.status_code == 201
+    paths = (
+        f"/api/v1/process-instances/{started['id']}",
+        f"/api/v1/process-instances/{started['id']}/history",
+        f"/api/v1/process-instances/{started['id']}/documents",
+        f"/api/v1/attachments/{upload.get_json()['id']}",
+    )
+    readers = ("ly_officer", "ly_branch_head", "ly_reviewer", "ly_admin", "admin")  # branch, head office, province
+    for username in readers:
+        client = login(bank_app, username)
+        assert [client.get(path).status_code for path in paths] == [200] * 4, username
+        assert started["id"] in listed(client), username
+    for username in ("xg_officer", "ly_village", "ly_grid_officer"):  # another branch; a grid below the branch
+        client = login(bank_app, username)
+        assert [client.get(path).status_code for path in paths] == [404] * 4, username
+        assert started["id"] not in listed(client), username
+
+    # a task delegated across branches lets the delegate read the application it belongs to
+    delegated = officer.post(f"/api/v1/tasks/{task['id']}/claim")
+    assert delegated.status_code == 200, delegated.get_json()
+    platform = bank_app.extensions["creditflow"]
+    xg = platform.organization.get_user(SYSTEM, "xg_officer").id
+    assert officer.post(f"/api/v1/tasks/{task['id']}/delegate", json={"user_id": xg}).status_code == 200
+    assert login(bank_app, "xg_officer").get(paths[0]).status_code == 200
