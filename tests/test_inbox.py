@@ -246,7 +246,7 @@ def test_views_filters_keyset_pages_and_counts(inbox_app: Any) -> None:
     assert set(inbox(bank_admin, "all", org_unit="ly-xiguan")) == set(tasks[5:])
 
     counts = officer.get("/api/v1/tasks/counts").get_json()["counts"]
-    assert counts == {"inbox": 5, "mine": 0, "candidate": 5}  # no team or all view for an officer
+    assert counts == {"inbox": 5, "mine": 0, "candidate": 5, "delegated": 0}  # no team or all view for an officer
     assert officer.get("/api/v1/tasks?view=team").status_code == 403
     assert officer.get("/api/v1/tasks?view=all").status_code == 403
     assert branch_head.get("/api/v1/tasks/counts").get_json()["counts"]["team"] == 5
@@ -326,10 +326,15 @@ def test_claim_unclaim_assign_delegate_resolve_each_checked_and_audited(inbox_ap
         "pending",
     )
     assert review["id"] in inbox(reviewer, "mine")
+    assert inbox(reviewer2, "mine") == [] and inbox(reviewer2, "delegated") == [review["id"]]  # still theirs
+    assert reviewer2.get("/api/v1/tasks/counts").get_json()["counts"]["delegated"] == 1
     assert reviewer.post(f"{url}/complete", json={"data": {}}).status_code == 409
     assert reviewer2.post(f"{url}/resolve", json={}).status_code == 403
     resolved = reviewer.post(f"{url}/resolve", json={"comment": "已核实流水"}).get_json()
     assert (resolved["assignee_id"], resolved["delegation"]) == (user_id(platform, "ly_reviewer2"), "resolved")
+    assert inbox(reviewer2, "delegated") == [] and review["id"] in inbox(reviewer2, "mine")
+    notes = reviewer2.get(f"{url}/comments").get_json()["items"]
+    assert [(c["body"], c["author_id"]) for c in notes] == [("已核实流水", user_id(platform, "ly_reviewer"))]
     complete(reviewer2, review)
 
     events = [(e.event_type, e.actor_id) for e in history(platform, started["id"]) if e.task_id == review["id"]]

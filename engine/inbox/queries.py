@@ -45,7 +45,7 @@ from engine.store.models import (
     TaskExclusion,
 )
 
-VIEWS = ("inbox", "mine", "candidate", "team", "all")
+VIEWS = ("inbox", "mine", "candidate", "delegated", "team", "all")
 SORTS = ("due", "priority", "created")
 LEVELS = ("none", "yellow", "orange", "red")
 STATUSES = ("ready", "completed", "cancelled", "returned")
@@ -164,6 +164,8 @@ def view_clause(principal: Principal, view: str) -> ColumnElement[bool]:
         return candidate_clause(principal)
     if view == "inbox":
         return or_(mine_clause(principal), candidate_clause(principal))
+    if view == "delegated":  # handed to someone else, still mine: it comes back when they resolve it
+        return and_(HumanTask.owner_id == principal.user_id, HumanTask.delegation == "pending")
     if view == "team":
         units = supervised_units(principal)
         if units is None:

@@ -280,6 +280,16 @@ class TaskService:
         def resolve(session: Session, row: HumanTask) -> dict[str, Any] | None:
             if row.delegation != "pending" or row.assignee_id != principal.user_id:
                 raise Forbidden("only the delegate of a delegated task can resolve it")
+            if comment and comment.strip():  # what the delegate found, for the owner and the steps after
+                session.add(
+                    Comment(
+                        instance_id=row.instance_id,
+                        task_id=row.id,
+                        author_id=principal.user_id,
+                        body=comment.strip(),
+                        created_at=self.platform.clock.now(),
+                    )
+                )
             return {"assignee_id": row.owner_id, "delegation": "resolved"}
 
         return self._act(principal, task_id, "task_resolved", resolve, comment=comment)
