@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from engine.config import Settings
-from engine.errors import CreditFlowError
+from engine.errors import CreditFlowError, NotFound
 
 
 def _platform() -> Any:
@@ -521,11 +521,15 @@ def audit() -> None:
 @audit.command("verify")
 @click.argument("instance_id")
 def audit_verify(instance_id: str) -> None:
-    """Recompute the hash chain of an instance's audit trail; exit 1 if it was tampered with."""
+    """Recompute the hash chain of an instance's audit trail; exit 1 if it was tampered with, 2 if there
+    is no such instance (a script must not read a typo as tampering)."""
     from engine.services.principal import Principal
 
     try:
         result = _platform().instances.verify_audit(Principal.system(), instance_id)
+    except NotFound as exc:
+        click.echo(f"error: {exc.detail}", err=True)
+        sys.exit(2)
     except CreditFlowError as exc:
         _fail(exc)
     if result.ok:

@@ -68,16 +68,20 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
     deploy(platform, "inbox.bpmn")
     with platform.db.transaction(write=True) as session:
         tenant_id = session.scalars(select(User.tenant_id).where(User.username == "ly_officer")).one()
-        session.add(  # a colleague without any role: lacks even the permissions every role has
-            User(
-                tenant_id=tenant_id,
-                username="ly_nobody",
-                display_name="无角色",
-                password_hash=hash_password(PASSWORD),
-                is_active=True,
-                created_at=platform.clock.now(),
+        # a colleague without any role (lacks even the permissions every role has), and an integration's
+        # service account, which API keys are for
+        for username, name, service in (("ly_nobody", "无角色", False), ("ly_core_banking", "核心系统接口", True)):
+            session.add(
+                User(
+                    tenant_id=tenant_id,
+                    username=username,
+                    display_name=name,
+                    password_hash=hash_password(PASSWORD),
+                    is_active=True,
+                    is_service=service,
+                    created_at=platform.clock.now(),
+                )
             )
-        )
     officer, pm, bank_admin = (login(app, u) for u in ("ly_officer", "ly_pm", "ly_admin"))
     assert pm.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-X"}).status_code == 201
     started = officer.post(
@@ -94,7 +98,9 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         content_type="multipart/form-data",
     ).get_json()
     saved = officer.post("/api/v1/tasks/filters", json={"name": "mine", "query": {"view": "mine"}}).get_json()
-    key = bank_admin.post("/api/v1/admin/api-keys", json={"username": "ly_officer", "name": "core"}).get_json()
+    key = bank_admin.post("/api/v1/admin/api-keys", json={"username": "ly_core_banking", "name": "core"}).get_json()
+    person = bank_admin.post("/api/v1/admin/api-keys", json={"username": "ly_officer", "name": "core"})
+    assert person.status_code == 422 and person.get_json()["errors"][0]["field"] == "username"
     hook = bank_admin.post("/api/v1/admin/webhooks", json={"url": "https://ly.example/hook", "topics": []}).get_json()
     with platform.db.transaction(write=True) as session:
         now = platform.clock.now()

@@ -177,6 +177,8 @@ def test_audit_chain_detects_edits_and_deletions(platform: CreditFlow, settings:
         )
     edited = runner.invoke(cli, ["audit", "verify", instance_id])
     assert edited.exit_code == 1
+    missing = runner.invoke(cli, ["audit", "verify", "no-such-instance"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
     assert "event 2" in edited.output and "altered" in edited.output
 
     with platform.db.transaction(write=True) as session:

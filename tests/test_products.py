@@ -118,6 +118,8 @@ def test_publishing_fails_closed_on_broken_configs_and_rules(catalog: CreditFlow
 def test_products_over_http(catalog: CreditFlow, app: Any, api: ApiClient) -> None:
     listing = api.get("/api/v1/products?archetype=a1_instant_online").get_json()
     assert [p["code"] for p in listing["items"]] == ["XEKD-XIN"] and listing["items"][0]["current_version"] == 1
+    for short in ("A1", "a1"):  # the archetype's short code, as the catalog names it
+        assert [p["code"] for p in api.get(f"/api/v1/products?archetype={short}").get_json()["items"]] == ["XEKD-XIN"]
     detail = api.get("/api/v1/products/FND-DAINONG").get_json()
     assert detail["config"]["code"] == "FND-DAINONG" and detail["system"] in {"支农", "兴商", "助企", "惠民"}
     assert api.get("/api/v1/products/NOPE").status_code == 404
@@ -201,10 +203,12 @@ def test_a_bank_clones_adjusts_publishes_and_rebases_its_local_product(catalog: 
         catalog.products.clone(province, "XEKD-XIN", code="PROV-COPY", name=None, overrides={})
     assert "LY-XEKD-XIN" not in {v.product.code for v in catalog.products.list(other_bank)[0]}
 
-    # the province publishes a new template version touching one overridden value and one other
+    # the province publishes a new template version touching one overridden value and one other, and
+    # comes round to the bank's max_age: agreeing is no conflict
     def province_change(draft: dict[str, Any]) -> None:
         draft["parameters"]["amount"]["max"] = "250000.00"
         draft["parameters"]["term_months"]["max"] = 24
+        draft["rule_parameters"]["max_age"] = 58
 
     edit_draft(catalog, "XEKD-XIN", province_change)
     assert catalog.products.publish(province, "XEKD-XIN").version == 2

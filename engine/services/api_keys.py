@@ -103,6 +103,11 @@ class ApiKeyService:
         secret = secrets.token_urlsafe(_SECRET_BYTES)
         with self.platform.db.transaction(write=True) as session:
             user = self._managed_user(session, principal, username)
+            if not user.is_service:  # a key for a person would let its holder act, and be audited, as them
+                raise InvalidInput(
+                    "API keys are for service accounts; a person signs in with their own password",
+                    [{"field": "username", "message": "not a service account"}],
+                )
             key = ApiKey(
                 user_id=user.id,
                 name=name,

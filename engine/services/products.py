@@ -443,7 +443,9 @@ class ProductService:
                     "local": value,
                 }
                 for path, value in sorted(leaves(product.draft))
-                if path != ("code",) and value_at(old.config, path) != value_at(new.config, path)
+                if path != ("code",)
+                and value_at(old.config, path) != value_at(new.config, path)
+                and value_at(new.config, path) != value  # the province came round to the bank's value: no conflict
             ]
             product.base_version_id, product.updated_at = new.id, self.platform.clock.now()
             _describe(product, merge_patch(new.config, product.draft))
@@ -492,9 +494,14 @@ class ProductService:
                 stmt = stmt.where(
                     Product.tenant_id.is_(None) if owner.kind == "province" else Product.tenant_id == owner.id
                 )
-            for column, value in ((Product.system, system), (Product.series, series), (Product.archetype, archetype)):
+            for column, value in ((Product.system, system), (Product.series, series)):
                 if value:
                     stmt = stmt.where(column == value)
+            if archetype:  # the key (a1_instant_online) or its short code (A1, a1)
+                short = archetype.lower()
+                stmt = stmt.where(
+                    (Product.archetype == archetype) | Product.archetype.startswith(f"{short}_", autoescape=True)
+                )
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             products = session.scalars(stmt.order_by(Product.code).limit(limit).offset(offset)).all()
             newest = (
