@@ -39,7 +39,9 @@ _JOB = sa.table(
 
 def upgrade() -> None:
     with op.batch_alter_table("archive_package", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("evidence_expires_at", engine.store.types.UtcDateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("evidence_expires_at", engine.store.types.UtcDateTime(timezone=True), nullable=True)
+        )
         batch_op.add_column(sa.Column("renewals", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("renewed_at", engine.store.types.UtcDateTime(timezone=True), nullable=True))
     connection = op.get_bind()
