@@ -635,6 +635,16 @@ def test_a5_waits_for_the_guarantor_and_the_subsidy_filing(a5: CreditFlow, ledge
     with pytest.raises(Conflict):
         a5.instances.send_message(SYSTEM, view.instance.id, "subsidy_registered", {"filing_no": "TX-1"})
 
+    # what the contract needs from an approving guarantor is checked when the message arrives, not at signing
+    for payload, fields in (
+        ({"approved": True, "guarantee_no": "DB-001"}, ["payload.guarantee_ratio"]),
+        ({"approved": "yes", "guarantee_ratio": 1.5}, ["payload.approved", "payload.guarantee_ratio"]),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            a5.instances.send_message(SYSTEM, view.instance.id, "guarantee_confirmed", payload)
+        assert [p["field"] for p in refused.value.problems] == fields, refused.value.problems
+    assert_waiting(a5, view, "guarantee_confirmed")  # nothing was taken
+
     view = a5.instances.send_message(SYSTEM, view.instance.id, "guarantee_confirmed", GUARANTEED)
     assert view.instance.data["guarantee"] == GUARANTEED
     view = drive(a5, view, {"review": REVIEW_OK, "approval": APPROVE})

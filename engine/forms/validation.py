@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.protocols import Validator
 
-from engine.forms.formats import amount_problem, format_problem
+from engine.forms.formats import FORMAT_CHECKER, amount_problem, format_problem
 
 if TYPE_CHECKING:
     from engine.forms.catalog import FormDefinition
 
-__all__ = ["FormValidator", "Problem", "bound_problems", "validate_form_data"]
+__all__ = ["FormValidator", "Problem", "bound_problems", "payload_problems", "validate_form_data"]
 
 
 class Problem(TypedDict):
@@ -178,7 +178,18 @@ def validate_form_data(form: FormDefinition, data: Mapping[str, Any]) -> list[Pr
     ``field`` is a dotted path (``applicant.id_number``, ``guarantors[1].mobile``; a missing
     property is named by its own path), ``code`` the JSON Schema keyword that failed.
     """
-    found = sorted(_problems(form.validator.iter_errors(data)), key=_sort_key)
+    return _schema_problems(form.validator, data)
+
+
+def payload_problems(schema: Mapping[str, Any], payload: Mapping[str, Any]) -> list[Problem]:
+    """Like ``validate_form_data``, for what an outside party's message carries; fields are named
+    ``payload.<path>``, as the request names them."""
+    validator = FormValidator(schema, format_checker=FORMAT_CHECKER)
+    return [{**problem, "field": f"payload.{problem['field']}"} for problem in _schema_problems(validator, payload)]
+
+
+def _schema_problems(validator: Validator, data: Mapping[str, Any]) -> list[Problem]:
+    found = sorted(_problems(validator.iter_errors(data)), key=_sort_key)
     unique = {(problem["field"], problem["code"], problem["message"]): problem for _, problem in found}
     return list(unique.values())
 

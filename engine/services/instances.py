@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.forms.validation import payload_problems
 from engine.inbox.applicant import applicant_columns
 from engine.org.roles import ROLES
 from engine.runtime.timer_events import starts_on_timer_only
@@ -230,6 +231,10 @@ class InstanceService:
                     f"instance is not waiting for message {name!r}",
                     [{"field": "name", "message": f"waiting for: {', '.join(sorted(waiting)) or 'no message'}"}],
                 )
+            key = self.platform.specs.get(execution.session, execution.instance.definition_id).key
+            schema = self.platform.products.message_schema(key, name)
+            if schema is not None and (problems := payload_problems(schema, payload or {})):
+                raise InvalidInput(f"the message {name!r} does not carry what the process needs", problems)
             execution.journal.record("message_received", message=name, payload=payload or {})
             event = BpmnEvent(MessageEventDefinition(name), payload=payload or {})
             execution.run(lambda: execution.workflow.send_event(event))

@@ -601,16 +601,26 @@ class ProductService:
         """The archetype manifest (``bpmn/archetypes.json``)."""
         return json.loads((self.platform.settings.bpmn_dir / "archetypes.json").read_text(encoding="utf-8"))
 
+    def _archetype(self, key: str) -> dict[str, Any] | None:
+        """The manifest's entry for an archetype process key (None for other processes)."""
+        return next((a for a in self.manifest["archetypes"] if a["key"] == key), None)
+
     def end_outcomes(self, key: str) -> dict[str, str]:
         """End event id -> approved | rejected | aborted, for an archetype (empty for other processes)."""
-        entry = next((a for a in self.manifest["archetypes"] if a["key"] == key), None)
+        entry = self._archetype(key)
         return {e["id"]: e["outcome"] for e in entry["end_events"]} if entry else {}
 
     def signs_contract(self, key: str) -> bool:
         """Whether the archetype has a signing step (``contract.generate``): a2 grants village credit
         lines (授信) and prints no loan contract; its drawdowns are applications that sign one."""
-        entry = next((a for a in self.manifest["archetypes"] if a["key"] == key), None)
+        entry = self._archetype(key)
         return entry is not None and any(c["connector"] == "contract.generate" for c in entry["connectors"])
+
+    def message_schema(self, key: str, message: str) -> dict[str, Any] | None:
+        """The JSON Schema of what an outside party's message to an archetype carries (None: unknown)."""
+        entry = self._archetype(key)
+        found = next((m for m in entry["messages"] if m["message"] == message), None) if entry else None
+        return found["payload"]["schema"] if found else None
 
     def _data_paths(self, config: dict[str, Any]) -> set[str]:
         """What the product's applications carry at signing: what its contract template may use."""
