@@ -241,10 +241,16 @@ def test_deactivation_ends_every_session_for_good(seeded: Any, app: Any, api: Ap
     assert login(app, "ly_officer").get(f"{ADMIN}/org-units").status_code == 200
 
 
-def test_unlock_clears_the_lock_and_revoking_sessions_stamps_the_time(seeded: Any, api: ApiClient, clock: Any) -> None:
+def test_unlock_clears_the_lock_and_revoking_sessions_stamps_the_time(
+    seeded: Any, app: Any, api: ApiClient, clock: Any
+) -> None:
     with seeded.db.transaction(write=True) as session:
         user = session.scalars(select(User).where(User.username == "ly_officer")).one()
         user.failed_logins, user.locked_until = 5, clock.now() + timedelta(minutes=30)
+    shown = api.get(f"{ADMIN}/users/{user.id}").get_json()
+    assert shown["failed_logins"] == 5 and shown["locked_until"] is not None  # the administrator sees why
+    colleague = login(app, "ly_reviewer").get(f"{ADMIN}/users/{user.id}").get_json()
+    assert (colleague["failed_logins"], colleague["locked_until"]) == (None, None)  # a colleague does not
     unlocked = api.post(f"{ADMIN}/users/{user.id}/unlock").get_json()
     assert (unlocked["failed_logins"], unlocked["locked_until"]) == (0, None)
     with seeded.db.transaction() as session:

@@ -90,7 +90,7 @@ class UserSchema(Schema):
     org_unit_code = fields.String(allow_none=True, metadata={"description": "home unit"})
     is_active = fields.Boolean()
     is_service = fields.Boolean()
-    failed_logins = Integer()
+    failed_logins = Integer(allow_none=True, metadata={"description": "null unless the caller administers users"})
     locked_until = fields.DateTime(allow_none=True)
     tokens_valid_after = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()

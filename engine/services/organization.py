@@ -16,7 +16,7 @@ import re
 import secrets
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +81,7 @@ class UserView:
     org_unit_code: str | None
     is_active: bool
     is_service: bool
-    failed_logins: int
+    failed_logins: int | None  # None for a reader who is no administrator: a colleague's login trouble
     locked_until: datetime | None
     tokens_valid_after: datetime | None
     created_at: datetime
@@ -222,12 +222,12 @@ class OrganizationService:
                 stmt = stmt.where(User.id.in_(select(UserRole.user_id).where(UserRole.role == role)))
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             page = list(session.scalars(stmt.order_by(User.tenant_id, User.username).limit(limit).offset(offset)))
-            return _user_views(session, page), total
+            return _shown_to(principal, _user_views(session, page)), total
 
     def get_user(self, principal: Principal, user: UserRef) -> UserView:
         principal.require(ORG_READ)
         with self.platform.db.transaction() as session:
-            return _user_views(session, [_user(session, principal, user)])[0]
+            return _shown_to(principal, _user_views(session, [_user(session, principal, user)]))[0]
 
     def create_user(
         self,
@@ -605,6 +605,13 @@ def _codes(session: Session, model: type[Tenant] | type[OrgUnit], ids: set[int])
     if not ids:
         return {}
     return {row_id: code for row_id, code in session.execute(select(model.id, model.code).where(model.id.in_(ids)))}
+
+
+def _shown_to(principal: Principal, views: list[UserView]) -> list[UserView]:
+    """Failed logins, locks and session ends are for administrators, who unlock and revoke."""
+    if principal.can(ORG_ADMIN):
+        return views
+    return [replace(view, failed_logins=None, locked_until=None, tokens_valid_after=None) for view in views]
 
 
 def _user_views(session: Session, users: list[User]) -> list[UserView]:
