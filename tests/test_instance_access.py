@@ -60,10 +60,15 @@ def test_an_application_is_read_by_its_branch_the_head_office_and_whoever_works_
         client = login(bank_app, username)
         assert [client.get(path).status_code for path in paths] == [200] * 4, username
         assert started["id"] in listed(client), username
+    task_paths = (f"/api/v1/tasks/{task['id']}", f"/api/v1/tasks/{task['id']}/comments")
     for username in ("xg_officer", "ly_village", "ly_grid_officer"):  # another branch; a grid below the branch
         client = login(bank_app, username)
         assert [client.get(path).status_code for path in paths] == [404] * 4, username
         assert started["id"] not in listed(client), username
+        # nor through its task: the task's data is the application's
+        assert [client.get(path).status_code for path in task_paths] == [404, 404], username
+        assert client.post(task_paths[1], json={"body": "看看"}).status_code == 404, username
+    assert login(bank_app, "ly_reviewer").get(task_paths[0]).status_code == 200
 
     # a task delegated across branches lets the delegate read the application it belongs to
     delegated = officer.post(f"/api/v1/tasks/{task['id']}/claim")

@@ -19,6 +19,7 @@ import copy
 import json
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -503,6 +504,27 @@ def test_an_offered_policy_guarantee_is_priced_not_failed(shared: CreditFlow, tm
     assert pricing["result"] == {"grade": "A", "limit": 360000, "rate_bp": 10}
 
 
+@pytest.mark.parametrize("first", ["main_investigation", "co_investigation"])
+def test_a_return_into_the_parallel_investigation_works_whichever_officer_finished_last(
+    shared: CreditFlow, tmp_path: Path, first: str
+) -> None:
+    """After a parallel join SpiffWorkflow keeps the review under the branch that arrived last: a return
+    to the other branch's step alone used to leave the review running, and wrote its row twice (409)."""
+    code = "FND-DAINONG"
+    publish(shared, code, tmp_path)
+    applicant, data = application(CATALOG[code])
+    view = shared.products.apply(lender(shared), code, applicant=applicant, data=data, business_key=f"RET-{first}")
+    view = replace(view, tasks=sorted(view.tasks, key=lambda task: task.bpmn_id != first))
+    view, steps = drive(shared, view, until=lambda task: task.bpmn_id == "review")
+    assert steps == [first, *({"main_investigation", "co_investigation"} - {first})]
+    (review,) = view.tasks
+    view = shared.tasks.return_to(SYSTEM, review.id, "main_investigation", "补充经营流水")
+    reopened = sorted(task.bpmn_id for task in view.tasks)
+    assert "review" not in reopened and "main_investigation" in reopened
+    view, _ = drive(shared, view)
+    assert end_of(shared, view) in ends(ARCHETYPES[CATALOG[code]["archetype"]], "approved")
+
+
 def test_a_step_cannot_grant_more_than_was_applied_for_or_the_product_allows(
     shared: CreditFlow, tmp_path: Path
 ) -> None:
@@ -528,8 +550,17 @@ def test_a_step_cannot_grant_more_than_was_applied_for_or_the_product_allows(
             shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(amount)})
         (problem,) = refused.value.problems
         assert problem["field"] == "approved_amount" and problem["code"] == code_ and words in problem["message"]
+    # nor may a step rewrite what the applicant gave: the contract prints the term and pays to the account
+    with pytest.raises(InvalidInput) as refused:
+        rewrite = {"term_months": 120, "account": "6222029999999999999"}
+        shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(requested), **rewrite})
+    assert [(p["field"], p["code"]) for p in refused.value.problems] == [
+        ("account", "unknown"),
+        ("term_months", "unknown"),
+    ]
     view = shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(requested)})
     assert task.id not in {t.id for t in view.tasks}
+    assert view.instance.data["term_months"] == data["term_months"] and view.instance.data["account"] == data["account"]
 
 
 # -- Task B: 薪e贷 on the instant archetype with its real decisions ---------------------------------------------

@@ -27,7 +27,7 @@ from engine.forms.formats import FORMAT_CHECKER, amount_problem, format_problem
 if TYPE_CHECKING:
     from engine.forms.catalog import FormDefinition
 
-__all__ = ["FormValidator", "Problem", "bound_problems", "payload_problems", "validate_form_data"]
+__all__ = ["FormValidator", "Problem", "bound_problems", "payload_problems", "unknown_fields", "validate_form_data"]
 
 
 class Problem(TypedDict):
@@ -179,6 +179,18 @@ def validate_form_data(form: FormDefinition, data: Mapping[str, Any]) -> list[Pr
     property is named by its own path), ``code`` the JSON Schema keyword that failed.
     """
     return _schema_problems(form.validator, data)
+
+
+def unknown_fields(form: FormDefinition, data: Mapping[str, Any]) -> list[Problem]:
+    """Top-level keys the form does not define. A step's submission is merged into the application's
+    data, so an unknown key would let a step rewrite what another step or the applicant gave (an
+    approver changing the borrower, the payout account or the term the contract prints)."""
+    defined = form.schema.get("properties") or {}
+    return [
+        {"field": name, "message": "is not a field of this form", "code": "unknown"}
+        for name in sorted(data)
+        if name not in defined
+    ]
 
 
 def payload_problems(schema: Mapping[str, Any], payload: Mapping[str, Any]) -> list[Problem]:

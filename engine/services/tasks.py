@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, defer
 
 from engine.errors import Conflict, CreditFlowError, Forbidden, InvalidInput, NotFound
 from engine.forms.catalog import FormDefinition
-from engine.forms.validation import bound_problems, validate_form_data
+from engine.forms.validation import bound_problems, unknown_fields, validate_form_data
 from engine.inbox.queries import (
     VIEWS,
     InboxQuery,
@@ -151,7 +151,7 @@ class TaskService:
             row = self._open_row(execution, task_id)
             self._check_may_work(execution.session, principal, row)
             form = self._form(row.form, execution.instance.product_version_id, execution.session)
-            if form is not None and (problems := validate_form_data(form, data)):
+            if form is not None and (problems := validate_form_data(form, data) + unknown_fields(form, data)):
                 raise InvalidInput(f"the submitted data does not match form {form.name}", problems)
             task = execution.workflow.get_task_from_id(uuid.UUID(task_id))
             if task is None or task.state != TaskState.READY:
@@ -202,7 +202,12 @@ class TaskService:
                     [{"field": "step", "message": "not a completed earlier step of this application"}],
                 )
             execution.close_task(task_id, "returned", principal.user_id)
-            execution.reopen[target.id] = target.completed_by_id
+            # SpiffWorkflow reopens the tasks it resets under their old ids, the step returned to and, in a
+            # parallel split, a sibling completed after it: each goes back to whoever did it
+            done = select(HumanTask.id, HumanTask.completed_by_id).where(
+                HumanTask.instance_id == row.instance_id, HumanTask.status == "completed"
+            )
+            execution.reopen.update({done_id: user_id for done_id, user_id in execution.session.execute(done)})
             execution.journal.record(
                 "task_returned", task_id=task_id, bpmn_id=row.bpmn_id, to_task_id=target.id, to=step, reason=reason
             )
@@ -214,7 +219,13 @@ class TaskService:
                 created_at=execution.now,
             )
             execution.session.add(note)
-            execution.run(lambda: execution.workflow.reset_from_task_id(earlier.id))
+            points = _reset_points(earlier, execution.workflow.get_task_from_id(uuid.UUID(task_id)))
+
+            def reset() -> None:
+                for point in points:
+                    execution.workflow.reset_from_task_id(point.id)
+
+            execution.run(reset)
 
         return self.platform.instances.change(principal, self._locate(principal, task_id), send_back)
 
@@ -570,8 +581,14 @@ class TaskService:
         return user
 
     def _row(self, session: Session, principal: Principal, task_id: str) -> HumanTask:
+        """A task the caller may see: one of an application they read (need to know), or theirs or
+        offered to them; any other answers 404, like a task of another bank."""
         row = session.get(HumanTask, task_id)
         if row is None or not principal.sees(row.tenant_id):
+            raise NotFound(f"task {task_id} does not exist")
+        mine = principal.user_id is not None and principal.user_id in (row.assignee_id, row.owner_id)
+        instance = session.get(ProcessInstance, row.instance_id)
+        if not (mine or reads(session, principal, instance) or self._offered(session, principal, row)):
             raise NotFound(f"task {task_id} does not exist")
         return row
 
@@ -586,6 +603,34 @@ class TaskService:
         if product_version_id is None:
             return form
         return self.platform.products.binding(session, product_version_id).derived_forms.get(form.name, form)
+
+
+def _reset_points(earlier: Any, current: Any) -> list[Any]:
+    """The tasks to reset so that an application goes back to ``earlier`` from ``current``.
+
+    Usually ``earlier`` alone: ``current`` descends from it. But after a parallel join SpiffWorkflow
+    keeps the continuation under the branch that arrived last; when that is a sibling of ``earlier``,
+    resetting ``earlier`` alone would leave ``current`` running. Then that sibling branch is reset too,
+    and both parallel steps are done again (each by whoever did it).
+    """
+    if _within(current, earlier):
+        return [earlier]
+    ancestor = earlier.parent
+    while ancestor is not None and not _within(current, ancestor):
+        ancestor = ancestor.parent
+    if ancestor is None:
+        return [earlier]
+    branch = next(child for child in ancestor.children if _within(current, child))
+    return [branch, earlier]
+
+
+def _within(task: Any, ancestor: Any) -> bool:
+    node = task
+    while node is not None:
+        if node.id == ancestor.id:
+            return True
+        node = node.parent
+    return False
 
 
 def _said(text: str, field: str) -> str:
