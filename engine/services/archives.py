@@ -44,6 +44,7 @@ from engine.store.models import (
     Incident,
     ProcessDefinition,
     ProcessInstance,
+    Tenant,
 )
 
 if TYPE_CHECKING:
@@ -121,9 +122,7 @@ def archive_instance(platform: CreditFlow, job: AcquiredJob, now: datetime) -> N
         platform.jobs.finish(session, job)
         if session.get(ArchivePackage, instance.id) is not None:
             return
-        tenant = lending_tenant(session, instance)
-        if tenant is None:
-            raise LookupError(f"instance {instance.id} belongs to no bank: nobody can seal its archive")
+        tenant = _lender(session, instance)
         outcome = service.outcome(session, instance)
         files, contract_no = service.loan_file(session, instance, outcome)
         name = f"loanfile-{instance.id}"
@@ -141,7 +140,7 @@ def archive_instance(platform: CreditFlow, job: AcquiredJob, now: datetime) -> N
         if not report.ok:  # never record an archive that would not verify
             raise RuntimeError(f"the archive of {instance.id} does not verify: {report.summary}")
         digest = hashlib.sha256(bag).hexdigest()
-        blob = service.storage.put(f"archives/{tenant.code}/{now:%Y/%m}/{name}-{digest[:12]}.zip", bag)
+        blob = service.storage.put(_blob_key(tenant.code, now, name, digest), bag)
         settings = platform.settings
         granted = outcome in (APPROVED, "completed")  # a plain process's file is kept as long as a loan's
         years = settings.retention_years_approved if granted else settings.retention_years_declined
@@ -176,6 +175,20 @@ def renew_archive(platform: CreditFlow, job: AcquiredJob, now: datetime) -> None
         row = session.get(ArchivePackage, instance.id)
         if row is not None:
             platform.archives.renew(session, journal, row, now)
+
+
+def _lender(session: Session, instance: ProcessInstance) -> Tenant:
+    """The bank whose seal an archive carries and under whose name it is stored."""
+    tenant = lending_tenant(session, instance)
+    if tenant is None:
+        raise LookupError(f"instance {instance.id} belongs to no bank: nobody can seal its archive")
+    return tenant
+
+
+def _blob_key(bank_code: str, now: datetime, name: str, digest: str) -> str:
+    """Where a bag is stored: by bank and month, its digest in the name, so a renewed bag lands beside
+    the earlier one instead of over it."""
+    return f"archives/{bank_code}/{now:%Y/%m}/{name}-{digest[:12]}.zip"
 
 
 def _years_after(day: date, years: int) -> date:
@@ -232,8 +245,8 @@ class ArchiveService:
                 " certificate is newer (tsa_url in CREDITFLOW_SEAL_CONFIG)"
             )
         digest = hashlib.sha256(renewed).hexdigest()
-        folder = row.storage_key.rsplit("/", 3)[0]  # archives/<bank>, as when the file was archived
-        blob = self.storage.put(f"{folder}/{now:%Y/%m}/{row.name.removesuffix('.zip')}-{digest[:12]}.zip", renewed)
+        tenant = _lender(session, session.get(ProcessInstance, row.instance_id))
+        blob = self.storage.put(_blob_key(tenant.code, now, row.name.removesuffix(".zip"), digest), renewed)
         previous = row.sha256
         row.storage_key, row.size, row.sha256 = blob.key, blob.size, blob.sha256
         row.renewals, row.renewed_at, row.evidence_expires_at = row.renewals + 1, now, expires

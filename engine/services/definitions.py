@@ -23,7 +23,7 @@ from engine.runtime.model_check import ModelFile, build_parser, lint, raise_if_p
 from engine.runtime.parser import BPMN_NS, CreditFlowParser
 from engine.services.principal import Principal
 from engine.services.spec_cache import resources_for
-from engine.store.models import Deployment, DeploymentResource, ProcessDefinition, ProductVersion, Tenant
+from engine.store.models import Deployment, DeploymentResource, ProcessDefinition, ProductVersion
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -76,10 +76,8 @@ class DefinitionService:
 
     def _owner(self, session: Session, principal: Principal) -> int | None:
         """Whose definitions this principal deploys: shared (None) for the platform and the province."""
-        if principal.tenant_id is None:
-            return None
-        tenant = session.get(Tenant, principal.tenant_id)
-        return None if tenant is not None and tenant.kind == "province" else principal.tenant_id
+        province = self.platform.products.is_province(principal, session)
+        return None if principal.tenant_id is None or province else principal.tenant_id
 
     def _resolve_called_processes(
         self, session: Session, parser: CreditFlowParser, owner: int | None
