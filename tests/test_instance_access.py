@@ -77,3 +77,21 @@ def test_an_application_is_read_by_its_branch_the_head_office_and_whoever_works_
     xg = platform.organization.get_user(SYSTEM, "xg_officer").id
     assert officer.post(f"/api/v1/tasks/{task['id']}/delegate", json={"user_id": xg}).status_code == 200
     assert login(bank_app, "xg_officer").get(paths[0]).status_code == 200
+
+
+def test_a_branch_heads_all_view_holds_only_the_tasks_of_applications_they_read(bank_app: Any) -> None:
+    platform = bank_app.extensions["creditflow"]
+    platform.organization.create_user(SYSTEM, "bank-lingyuan", "xg_head", "西关支行行长", PASSWORD, "ly-xiguan")
+    platform.organization.grant(SYSTEM, "xg_head", "branch_head", "ly-xiguan")
+    chengguan = start(login(bank_app, "ly_officer"))["tasks"][0]["id"]
+    xiguan = start(login(bank_app, "xg_officer"))["tasks"][0]["id"]
+
+    def all_view(username: str) -> set[str]:
+        client = login(bank_app, username)
+        listed = {item["id"] for item in client.get("/api/v1/tasks?view=all&limit=200").get_json()["items"]}
+        assert client.get("/api/v1/tasks/counts").get_json()["counts"]["all"] == len(listed), username
+        return listed
+
+    assert all_view("xg_head") == {xiguan}  # not 城关's applicant and amount
+    assert all_view("ly_branch_head") == {chengguan}
+    assert all_view("ly_admin") == all_view("ly_risk") == {chengguan, xiguan}  # the head office reads the bank

@@ -34,6 +34,7 @@ from engine import json_documents
 from engine.errors import Forbidden, InvalidInput
 from engine.org.roles import ROLES, TASKS_OVERRIDE
 from engine.org.units import unit_ids
+from engine.services.instance_access import readable_tasks
 from engine.services.principal import Principal
 from engine.store.models import (
     HumanTask,
@@ -173,7 +174,7 @@ def view_clause(principal: Principal, view: str) -> ColumnElement[bool]:
         return and_(HumanTask.tenant_id.in_(sorted(principal.scope_tenants or {principal.tenant_id})), units)
     if supervised_units(principal) is None and not principal.can(TASKS_OVERRIDE):
         raise Forbidden("the 'all' view is for supervisors and administrators")
-    return true()  # tenant scope is applied to every view
+    return readable_tasks(principal)  # a branch head's "all" is every task of what the branch may read
 
 
 def level_clause(level: str, now: datetime) -> ColumnElement[bool]:

@@ -40,6 +40,13 @@ def readable(principal: Principal) -> ColumnElement[bool]:
     return or_(*conditions)
 
 
+def readable_tasks(principal: Principal) -> ColumnElement[bool]:
+    """The tasks of the applications ``principal`` reads, as a WHERE clause on ``HumanTask``."""
+    if principal.is_system or _whole_bank(principal):
+        return true()
+    return HumanTask.instance_id.in_(select(ProcessInstance.id).where(readable(principal)))
+
+
 def reads(session: Session, principal: Principal, instance: Any) -> bool:
     """Whether ``principal`` reads this application: tenant scope, then ``readable``."""
     if instance is None or not principal.sees(instance.tenant_id):
