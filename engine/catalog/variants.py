@@ -14,7 +14,10 @@ is fine, widening is refused):
   ``segments``): only a subset of the template's;
 - rule thresholds (``rule_parameters``): ``min_*`` may only go up and ``max_*`` only down, each
   compared as the bound rule sees it, so a threshold the patch deletes counts as the rule's
-  provincial default.
+  provincial default;
+- the process (``archetype``) stays the template's: another archetype
+  decides with other controls (a collateral loan made an instant online loan loses every human
+  check), so it is another product, which the province designs.
 
 The variant must be valid on its own (``validate_product_config``) before this runs.
 """
@@ -40,7 +43,7 @@ CHOICES: tuple[tuple[str, ...], ...] = (
     ("segments",),
 )
 # values a variant keeps exactly as the template has them
-FIXED: tuple[tuple[str, ...], ...] = (("parameters", "rate", "benchmark"),)
+FIXED: tuple[tuple[str, ...], ...] = (("archetype",), ("parameters", "rate", "benchmark"))
 
 
 def widening_problems(

@@ -572,6 +572,7 @@ def test_a_variant_may_narrow_but_not_widen(product: dict[str, Any]) -> None:
     widened["parameters"]["guarantee_types"] = ["policy_guarantee", "credit"]
     widened["rule_parameters"] = {"min_age": 18}  # max_age left out: the rule's default 65 is the template's
     widened["rule_parameters"]["min_monthly_income"] = 1999  # below the rule's default 2000
+    widened["archetype"] = "a1_instant_online"  # the same loan without a human check
     problems = widening_problems(template, widened, rule_defaults)
     assert problems == [
         {"field": "parameters.amount.max", "message": "cannot go above the template's 3000000.00"},
@@ -580,6 +581,7 @@ def test_a_variant_may_narrow_but_not_widen(product: dict[str, Any]) -> None:
             "field": "parameters.guarantee_types",
             "message": "may only keep values the template offers (policy_guarantee); adds credit",
         },
+        {"field": "archetype", "message": "cannot change from the template's 'a5_guaranteed_policy'"},
         {"field": "rule_parameters.min_monthly_income", "message": "cannot go below the template's 2000"},
     ]
 
