@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 import time_machine
 from sqlalchemy import func, select
 
@@ -18,6 +19,7 @@ from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
 from engine.store.models import AuditEvent, Escalation, HumanTask, Incident, Job, OutboxMessage, User
 from tests.conftest import bank_card, deploy
+from tests.test_product_runs import drive
 from tests.test_products import applicant, catalog, local_application, principal_of  # noqa: F401 - fixture
 
 SYSTEM = Principal.system()
@@ -228,3 +230,92 @@ def test_several_scheduler_processes_handle_every_due_job_exactly_once(
         assert session.scalar(select(func.count()).select_from(Incident)) == 0
         due = select(func.count()).select_from(Job).where(Job.due_at <= datetime.now(UTC), Job.retries_left > 0)
         assert session.scalar(due) == 0
+
+
+def investigation_rows(platform: CreditFlow, instance_id: str) -> list[HumanTask]:
+    with platform.db.transaction() as session:
+        stmt = select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.bpmn_id == "main_investigation")
+        return list(session.scalars(stmt.order_by(HumanTask.created_at)))
+
+
+@pytest.fixture
+def investigating(catalog: CreditFlow, seeded: CreditFlow) -> tuple[Any, Any]:  # noqa: F811
+    """An application on 陵源's FND-DAINONG with a four-hour investigation, and that task."""
+    view = local_application(catalog, LIMITS)
+    return view, investigation(view)
+
+
+def to_review(platform: CreditFlow, instance_id: str) -> Any:
+    return drive(platform, platform.instances.get(SYSTEM, instance_id), until=lambda t: t.bpmn_id == "review")[0]
+
+
+def investigation_rate(platform: CreditFlow) -> tuple[int, int]:
+    """December's completed investigations that had a due time, and how many were on time."""
+    rates = platform.monitor.on_time(principal_of(platform, "ly_risk"), date(2026, 12, 1), date(2026, 12, 31))
+    (step,) = [rate for rate in rates.items if rate.step == "main_investigation"]
+    return step.completed, step.on_time
+
+
+def test_a_step_returned_to_runs_a_fresh_clock_and_keeps_its_first_round(
+    catalog: CreditFlow,  # noqa: F811
+    investigating: tuple[Any, Any],
+) -> None:
+    view, task = investigating
+    officer = principal_of(catalog, "ly_officer")
+    catalog.tasks.pause(officer, task.id, "等待客户补充流水")
+    catalog.tasks.resume(officer, task.id)
+    catalog.clock.advance(timedelta(days=1))  # Wed 09:00 Beijing: the first round went red
+    run_pass(catalog, catalog.clock.now())
+    assert [level for level, _ in escalations(catalog, task.id)] == ["yellow", "orange", "red"]
+    review = to_review(catalog, view.instance.id).tasks[0]
+    catalog.clock.advance(timedelta(hours=1))
+    view = catalog.tasks.return_to(SYSTEM, review.id, "main_investigation", "补充经营流水")
+
+    first, again = investigation_rows(catalog, view.instance.id)
+    assert again.id == task.id and again.status == "ready" and first.id != task.id
+    assert (first.status, first.created_at, first.due_at) == ("completed", task.created_at, task.due_at)
+    assert first.ended_at > first.due_at  # late, and the on-time rate still sees it
+    assert [level for level, _ in escalations(catalog, first.id)] == ["yellow", "orange", "red"]
+    # the reopened step: a clock from the return, no pause left over, and the whole ladder again
+    assert again.created_at == catalog.clock.now() and again.due_at > catalog.clock.now()
+    assert (again.paused_at, again.pauses, again.role) == (None, None, "loan_officer")
+    run_pass(catalog, again.escalate_at)
+    assert [level for level, _ in escalations(catalog, task.id)] == ["yellow", "orange", "red"]
+    assert investigation_rate(catalog) == (1, 0)  # the second round is still open
+
+
+def test_a_task_done_while_paused_ends_its_pause_and_is_judged_by_its_stopped_clock(
+    catalog: CreditFlow,  # noqa: F811
+    investigating: tuple[Any, Any],
+) -> None:
+    view, task = investigating
+    catalog.clock.advance(timedelta(hours=1))  # 10:00 Beijing, three working hours left
+    catalog.tasks.pause(principal_of(catalog, "ly_officer"), task.id, "等待客户补充流水")
+    catalog.clock.advance(timedelta(days=2))  # the customer took two days
+    to_review(catalog, view.instance.id)
+    (done,) = investigation_rows(catalog, view.instance.id)
+    assert done.status == "completed" and done.paused_at is None and len(done.pauses) == 1
+    assert done.due_at == catalog.clock.now() + timedelta(hours=4, minutes=30)  # 3 working hours, lunch between
+    assert investigation_rate(catalog) == (1, 1)
+
+
+def test_a_resume_into_a_year_nobody_entered_resumes_without_a_clock_until_it_is_entered(
+    catalog: CreditFlow,  # noqa: F811
+    investigating: tuple[Any, Any],
+) -> None:
+    view, task = investigating
+    officer = principal_of(catalog, "ly_officer")
+    catalog.clock.advance(timedelta(hours=1))
+    catalog.tasks.pause(officer, task.id, "等待担保公司")
+    catalog.clock.advance(timedelta(days=30, hours=7))  # Thu 2026-12-31 17:00 Beijing: three hours reach 2027
+    resumed = catalog.tasks.resume(officer, task.id)
+    assert resumed.task.paused_at is None
+    assert (resumed.task.warn_at, resumed.task.due_at, resumed.task.escalate_at) == (None, None, None)
+    missing = [e for e in catalog.instances.history(SYSTEM, view.instance.id) if e.event_type == "calendar_missing"]
+    assert [(e.payload["year"], e.payload["step"]) for e in missing][-1] == (2027, "main_investigation")
+
+    catalog.calendars.cover_year(principal_of(catalog, "admin"), 2027)
+    clocked = task_row(catalog, task.id)
+    assert clocked.due_at is not None and clocked.due_at > catalog.clock.now()
+    run_pass(catalog, clocked.escalate_at)
+    assert [level for level, _ in escalations(catalog, task.id)] == ["yellow", "orange", "red"]

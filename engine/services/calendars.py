@@ -1,7 +1,8 @@
 """Business calendars per tenant: the holiday package under the admins' override table, and working hours.
 
 Province-wide rows (no tenant) apply to every bank; a bank's own rows win over them. Calendars are
-cached per tenant and rebuilt when an admin changes a row through this service.
+cached per tenant and rebuilt when an admin changes a row through this service. Entering a year
+starts the clocks its absence left unset; other edits apply to clocks started afterwards.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
-from typing import TYPE_CHECKING
+from datetime import UTC, date, datetime, time
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden, InvalidInput
@@ -25,7 +27,8 @@ from engine.sla.calendar import (
     UnknownCalendarYear,
     WorkingHours,
 )
-from engine.store.models import CalendarDay, CalendarHours, CalendarYear, Tenant
+from engine.sla.escalation import PROCESS, TASK, reached, schedule
+from engine.store.models import CalendarDay, CalendarHours, CalendarYear, HumanTask, ProcessInstance, Tenant
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -104,6 +107,63 @@ class CalendarService:
             if exists is None:
                 session.add(CalendarYear(tenant_id=owner, year=year))
         self._forget()
+        self._start_unset_clocks(owner, year)
+
+    def _start_unset_clocks(self, owner: int | None, year: int) -> None:
+        """Clocks a missing ``year`` left unset (``calendar_missing``) run from when they started, now
+        that the year is entered: each application's under its lock, with the levels already due next."""
+        since = datetime(year - 1, 1, 1, tzinfo=UTC)  # a clock that reaches into ``year`` started after this
+        unset_task = and_(HumanTask.status == "ready", HumanTask.due_at.is_(None), HumanTask.created_at >= since)
+        scope = true() if owner is None else ProcessInstance.tenant_id == owner
+        candidates = (
+            select(ProcessInstance.id)
+            .where(scope, ProcessInstance.status == "running", ProcessInstance.product_version_id.is_not(None))
+            .where(
+                or_(
+                    and_(ProcessInstance.due_at.is_(None), ProcessInstance.created_at >= since),
+                    exists().where(HumanTask.instance_id == ProcessInstance.id, unset_task),
+                )
+            )
+        )
+        with self.platform.db.transaction() as session:
+            instance_ids = list(session.scalars(candidates))
+        for instance_id in instance_ids:
+            with self.platform.instances.annotation(Principal.system(), instance_id) as (session, journal, instance):
+                self._start_clocks(session, journal, instance, unset_task, year)
+
+    def _start_clocks(self, session: Session, journal: Any, instance: Any, unset_task: Any, year: int) -> None:
+        now = self.platform.clock.now()
+        binding = self.platform.products.binding(session, instance.product_version_id)
+        calendar = self.for_tenant(session, instance.tenant_id)
+        clocks: list[tuple[str, Any, list[tuple[datetime, datetime]]]] = [
+            (TASK, task, [(datetime.fromisoformat(b), datetime.fromisoformat(e)) for b, e in task.pauses or []])
+            for task in session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id, unset_task))
+        ]
+        if instance.due_at is None and instance.status == "running":
+            clocks.append((PROCESS, instance, []))
+        for scope, subject, pauses in clocks:
+            step = subject.bpmn_id if scope == TASK else None
+            try:  # closed pauses only: an open one moves the times when it is resumed
+                found = binding.deadlines(step, subject.created_at, calendar, pauses)
+            except UnknownCalendarYear:
+                continue  # it reaches a later year still missing
+            if found is None:
+                continue
+            values = {"warn_at": found.warn_at, "due_at": found.overdue_at, "escalate_at": found.escalate_at}
+            table = HumanTask if scope == TASK else ProcessInstance
+            session.execute(update(table).where(table.id == subject.id).values(**values))
+            if getattr(subject, "paused_at", None) is None:
+                clock = SimpleNamespace(id=subject.id, **values)
+                schedule(session, scope, clock, instance, now, after=reached(session, scope, subject.id))
+            journal.record(
+                "clock_started",
+                task_id=subject.id if scope == TASK else None,
+                bpmn_id=step,
+                actor=False,
+                scope=scope,
+                year=year,
+                due=found.overdue_at.isoformat(),
+            )
 
     def days(self, principal: Principal, year: int) -> list[CalendarDay]:
         with self.platform.db.transaction() as session:

@@ -7,6 +7,7 @@ is a business outcome, not a crash: the instance is saved in ``error`` status wi
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, update
+from sqlalchemy import String, delete, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from engine.inbox.assignment import Assignment, administrators
@@ -31,15 +32,18 @@ from engine.notify.outbox import publish
 from engine.runtime.decision_task import EVALUATION_KEY
 from engine.runtime.workflow_state import dump_state, plain_json
 from engine.sla.calendar import UnknownCalendarYear
-from engine.sla.escalation import PROCESS, TASK, schedule, unschedule_process, unschedule_tasks
+from engine.sla.escalation import PROCESS, TASK, THRESHOLDS, schedule, unschedule_process, unschedule_tasks
 from engine.store.audit import Journal
 from engine.store.fast_rows import FastRows
-from engine.store.models import HumanTask, TaskCandidate
+from engine.store.models import Escalation, HumanTask, TaskCandidate
 
 RUNNING, COMPLETED, CANCELLED, ERROR = "running", "completed", "cancelled", "error"
 ENDED = (COMPLETED, CANCELLED)
 TIMER = "timer"  # the job kind of an instance's earliest waiting timer (engine/jobs/timers.py)
 ARCHIVE = "archive"  # the job kind that archives an ended instance's loan file (engine/services/archives.py)
+
+_TASK = HumanTask.__table__
+_ROUND_COLUMNS = [column for column in _TASK.c if column.name != "id"]
 
 _RUNNING: ContextVar[Execution | None] = ContextVar("creditflow_execution", default=None)
 
@@ -101,12 +105,28 @@ class Execution:
     def close_task(self, task_id: str, status: str, user_id: int | None = None) -> Any:
         row = self.open_tasks.pop(task_id)
         row.status, row.ended_at, row.completed_by_id = status, self.now, user_id
+        if row.paused_at is not None:  # done while waiting: the pause ends with it, and is not charged
+            self._end_pause(row)
         if any(r is row for r in (*self._created, *self._reopened)):  # opened and closed in one step
             return row
         self._closed.append(row)
         if status == "completed":
             self.assignment.performed(row.duty, task_id, user_id, list(self.open_tasks.values()), self.now)
         return row
+
+    def _end_pause(self, row: Any) -> None:
+        paused, row.paused_at = row.paused_at, None
+        row.pauses = [*(row.pauses or []), [paused.isoformat(), self.now.isoformat()]]
+        binding = getattr(self.workflow, "product_binding", None)
+        if binding is None:
+            return
+        stored = {name: getattr(row, name) for name in THRESHOLDS}
+        try:
+            moved = binding.after_pause(row.bpmn_id, stored, paused, self.now, self.workflow.calendar)
+        except UnknownCalendarYear:
+            return  # the times stay as they were; the task is done
+        for name, at in moved.items():
+            setattr(row, name, at)
 
     def run(self, action: Callable[[], Any] | None = None) -> None:
         """Apply ``action`` (e.g. completing a user task), then run the engine until it waits."""
@@ -196,13 +216,24 @@ class Execution:
             self._ended = True
 
     def _write_reopened(self) -> None:
-        """A returned-to task keeps its row (and id): it is opened again, with a fresh offer."""
+        """A returned-to task keeps its id (SpiffWorkflow's) and opens again with a fresh offer and a
+        fresh clock. The round it closed stays a completed task of its own, under a new id, with that
+        round's escalations: the on-time rate counts both rounds, and the ladder climbs again."""
         for row in self._reopened:
+            kept = str(uuid.uuid4())
+            earlier = select(literal(kept, String(36)), *_ROUND_COLUMNS).where(_TASK.c.id == row.id)
+            self.session.execute(insert(_TASK).from_select(["id", *(c.name for c in _ROUND_COLUMNS)], earlier))
+            self.session.execute(
+                update(Escalation)
+                .where(Escalation.scope == TASK, Escalation.subject_id == row.id)
+                .values(subject_id=kept)
+            )
             fields = {
                 c: getattr(row, c) for c in ("status", "ended_at", "completed_by_id", "assignee_id", "created_at")
             }
             fields |= {c: getattr(row, c) for c in ("role", "org_unit_id", "duty", "priority", "warn_at", "due_at")}
             fields |= {"escalate_at": row.escalate_at, "owner_id": None, "delegation": None}
+            fields |= {"paused_at": None, "pause_reason": None, "pauses": None}
             self.session.execute(update(HumanTask).where(HumanTask.id == row.id).values(**fields))
             self.session.execute(delete(TaskCandidate).where(TaskCandidate.task_id == row.id))
 
@@ -212,15 +243,7 @@ class Execution:
         try:
             return binding.deadlines(step, self.now, self.workflow.calendar)
         except UnknownCalendarYear as exc:
-            self.journal.record("calendar_missing", actor=False, step=step, year=exc.year, message=exc.detail)
-            publish(
-                self.session,
-                self.now,
-                tenant_id=self.instance.tenant_id,
-                topic="calendar.missing",
-                recipients=administrators(self.session, self.instance.tenant_id),
-                payload={"year": exc.year, "instance_id": self.instance.id, "step": step, "message": exc.detail},
-            )
+            report_missing_year(self.session, self.journal, self.instance, self.now, step, exc)
             return None
 
     def _observe(self, task: Task) -> None:
@@ -285,6 +308,22 @@ class Execution:
                 org_unit_id=row.org_unit_id,
                 assignee_id=row.assignee_id,
             )
+
+
+def report_missing_year(
+    session: Session, journal: Journal, instance: Any, now: datetime, step: str | None, exc: UnknownCalendarYear
+) -> None:
+    """A clock left unset because nobody entered its year's calendar: in the audit trail, and to the
+    bank's administrators, who enter the year (which sets the clocks it left unset)."""
+    journal.record("calendar_missing", actor=False, step=step, year=exc.year, message=exc.detail)
+    publish(
+        session,
+        now,
+        tenant_id=instance.tenant_id,
+        topic="calendar.missing",
+        recipients=administrators(session, instance.tenant_id),
+        payload={"year": exc.year, "instance_id": instance.id, "step": step, "message": exc.detail},
+    )
 
 
 def describe_error(exc: SpiffWorkflowException) -> dict[str, Any]:

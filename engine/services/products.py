@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -55,7 +55,16 @@ from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
 from engine.services.principal import Principal
 from engine.sla.calendar import BusinessCalendar, WorkingHours
-from engine.sla.deadlines import DEFAULT_LADDER, Ladder, Pause, Thresholds, TimeLimit, parse_limit, thresholds
+from engine.sla.deadlines import (
+    DEFAULT_LADDER,
+    Ladder,
+    Pause,
+    Thresholds,
+    TimeLimit,
+    after_pause,
+    parse_limit,
+    thresholds,
+)
 from engine.store.models import (
     ProcessDefinition,
     Product,
@@ -108,6 +117,20 @@ class Binding:
         UnknownCalendarYear propagates: a year nobody entered is never guessed."""
         limit = self.limit(step, calendar.hours)
         return None if limit is None else thresholds(calendar, started, limit, paused, self.ladder)
+
+    def after_pause(
+        self,
+        step: str | None,
+        stored: Mapping[str, datetime | None],
+        paused: datetime,
+        resumed: datetime,
+        calendar: BusinessCalendar,
+    ) -> dict[str, datetime | None]:
+        """A clock's stored thresholds (by name) once a pause from ``paused`` to ``resumed`` ends."""
+        limit = self.limit(step, calendar.hours)
+        if limit is None:
+            return dict(stored)
+        return {name: after_pause(calendar, limit, at, paused, resumed) for name, at in stored.items()}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import PurePosixPath
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -40,12 +39,13 @@ from engine.inbox.queries import (
 from engine.org.roles import TASKS_OVERRIDE
 from engine.runtime.workflow_state import load_state, plain_json
 from engine.services.auth import load_principal
-from engine.services.execution import RUNNING, Execution
+from engine.services.execution import RUNNING, Execution, report_missing_year
 from engine.services.instance_access import reads
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
+from engine.sla.calendar import UnknownCalendarYear
 from engine.sla.deadlines import stored_level
-from engine.sla.escalation import TASK, reached, schedule, unschedule_tasks
+from engine.sla.escalation import TASK, THRESHOLDS, reached, schedule, unschedule_tasks
 from engine.store.models import (
     Attachment,
     Comment,
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
     from engine.container import CreditFlow
 
 MAX_BULK = 100
-THRESHOLDS = ("warn_at", "due_at", "escalate_at")
 
 
 @dataclass(frozen=True)
@@ -318,9 +317,8 @@ class TaskService:
         return self._act(principal, task_id, "clock_paused", pause, reason=reason)
 
     def resume(self, principal: Principal, task_id: str) -> TaskView:
-        """Restart the step clock: its thresholds move by the paused working time."""
-
-        def resume(session: Session, row: HumanTask) -> dict[str, Any] | None:
+        """Restart the step clock: the times it had not reached move by the paused working time."""
+        with self._locked_row(principal, task_id) as (session, journal, row):
             self._check_owns_clock(session, principal, row)
             if row.paused_at is None:
                 raise Conflict("the task's clock is not paused")
@@ -328,18 +326,18 @@ class TaskService:
             pauses = [*(row.pauses or []), [row.paused_at.isoformat(), now.isoformat()]]
             values: dict[str, Any] = {"paused_at": None, "pause_reason": None, "pauses": pauses}
             instance = session.get(ProcessInstance, row.instance_id)
-            if instance.product_version_id is not None and row.due_at is not None:
+            stored = {name: getattr(row, name) for name in THRESHOLDS}
+            if instance.product_version_id is not None and any(stored.values()):
                 binding = self.platform.products.binding(session, instance.product_version_id)
                 calendar = self.platform.calendars.for_tenant(session, row.tenant_id)
-                spans = [(datetime.fromisoformat(b), datetime.fromisoformat(e)) for b, e in pauses]
-                moved = binding.deadlines(row.bpmn_id, row.created_at, calendar, spans)
-                if moved is not None:
-                    values |= {"warn_at": moved.warn_at, "due_at": moved.overdue_at, "escalate_at": moved.escalate_at}
+                try:
+                    values |= binding.after_pause(row.bpmn_id, stored, row.paused_at, now, calendar)
+                except UnknownCalendarYear as exc:  # resumed all the same, with no clock until the year is entered
+                    values |= dict.fromkeys(THRESHOLDS)
+                    report_missing_year(session, journal, instance, now, row.bpmn_id, exc)
             clock = SimpleNamespace(id=row.id, **{k: values.get(k, getattr(row, k)) for k in THRESHOLDS})
             schedule(session, TASK, clock, instance, now, after=reached(session, TASK, row.id))
-            return values
-
-        return self._act(principal, task_id, "clock_resumed", resume)
+            return self._apply(session, journal, row, "clock_resumed", values)
 
     def bulk(self, principal: Principal, action: str, task_ids: list[str], **kwargs: Any) -> list[dict[str, Any]]:
         """Run one action on many tasks; each succeeds or fails on its own, and says which."""
@@ -483,13 +481,17 @@ class TaskService:
     ) -> TaskView:
         """Run an inbox action under the instance lock; journal it if it changed anything."""
         with self._locked_row(principal, task_id) as (session, journal, row):
-            values = change(session, row)
-            if values is not None:
-                session.execute(update(HumanTask).where(HumanTask.id == row.id).values(**values))
-                journal.record(event, task_id=row.id, bpmn_id=row.bpmn_id, **payload, **_ids(values))
-                session.refresh(row)
-            instance = session.get(ProcessInstance, row.instance_id)
-            return TaskView(row, instance, stored_level(row, self.platform.clock.now()))
+            return self._apply(session, journal, row, event, change(session, row), **payload)
+
+    def _apply(
+        self, session: Session, journal: Any, row: HumanTask, event: str, values: dict[str, Any] | None, **payload: Any
+    ) -> TaskView:
+        if values is not None:
+            session.execute(update(HumanTask).where(HumanTask.id == row.id).values(**values))
+            journal.record(event, task_id=row.id, bpmn_id=row.bpmn_id, **payload, **_ids(values))
+            session.refresh(row)
+        instance = session.get(ProcessInstance, row.instance_id)
+        return TaskView(row, instance, stored_level(row, self.platform.clock.now()))
 
     @contextmanager
     def _locked_row(

@@ -15,7 +15,9 @@ override rows fall in it: a typhoon row entered for 2027 must not make the rest 
 
 Days are counted in the tenant's zone (Asia/Shanghai, which has no DST); instants go in as aware datetimes and
 come out in UTC. Interval arithmetic is done in UTC, so it would stay right in a zone with DST as well. A
-calendar is immutable: when admins edit overrides, build a new one and recompute the stored due times.
+calendar is immutable: when admins edit overrides, build a new one. Stored due times stay as computed
+(a day closed later does not move them), except clocks a missing year left unset, which start when the
+year is entered (``CalendarService.cover_year``).
 """
 
 from __future__ import annotations

@@ -10,8 +10,7 @@ In working time a day is one full working day of the tenant's hours (7.5 hours b
 
 Pauses, while a task waits for the customer or an outside party, stop the bank's clock: the time they cover
 is not charged, so they push the due time out. Due and threshold times are computed when a task or instance
-starts and stored in UTC; recompute them on resume and when admins edit the calendar. While a pause is still
-open, pass it as ending now.
+starts and stored in UTC; a resume moves the stored ones the clock had not reached (``after_pause``).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ __all__ = [
     "Pause",
     "Thresholds",
     "TimeLimit",
+    "after_pause",
     "due_at",
     "level",
     "parse_limit",
@@ -162,6 +162,17 @@ def level(
         if used >= limit.duration * fraction:
             return step
     return Level.NONE
+
+
+def after_pause(
+    calendar: BusinessCalendar, limit: TimeLimit, at: datetime | None, paused: datetime, resumed: datetime
+) -> datetime | None:
+    """A stored threshold once a pause ends: the clock had ``paused``→``at`` left when it stopped and
+    runs it from ``resumed``; a threshold it had already reached stays. Only the stored times are
+    used, so hours a bank changed meanwhile apply to the rest of the clock, not to its past."""
+    if at is None or as_utc(at) <= as_utc(paused):
+        return at
+    return _add(calendar, limit, as_utc(resumed), _between(calendar, limit, as_utc(paused), as_utc(at)))
 
 
 def remaining(calendar: BusinessCalendar, now: datetime, due: datetime) -> timedelta:

@@ -48,6 +48,9 @@ _REACHED = select(_escalation.level).where(
 _RECORD = insert(Escalation.__table__)
 
 
+THRESHOLDS = ("warn_at", "due_at", "escalate_at")  # a clock's stored yellow, orange and red times
+
+
 def threshold(subject: Any, level: Level) -> datetime | None:
     return {Level.YELLOW: subject.warn_at, Level.ORANGE: subject.due_at, Level.RED: subject.escalate_at}[level]
 

@@ -105,8 +105,13 @@ class FastRows:
         self._open_tasks = f"{self.tasks.select} WHERE instance_id = {p} AND status = 'ready' ORDER BY created_at, id"
         self._task = f"{self.tasks.select} WHERE id = {p}"
         self._duties = f"SELECT user_id, duty FROM instance_duty WHERE instance_id = {p} ORDER BY id"
-        closing = ("status", "ended_at", "completed_by_id", "assignee_id")
-        self._close = f"UPDATE human_task SET {', '.join(f'{c} = {p}' for c in closing)} WHERE id = {p}"
+        # a task done while paused ends its pause, and its stored times move by it
+        self._closing = (
+            *("status", "ended_at", "completed_by_id", "assignee_id"),
+            *("paused_at", "pauses", "warn_at", "due_at", "escalate_at"),
+        )
+        closing = ", ".join(f"{c} = {self.tasks.placeholder(c)}" for c in self._closing)
+        self._close = f"UPDATE human_task SET {closing} WHERE id = {p}"
 
     @staticmethod
     def _cursor(session: Session) -> Any:
@@ -179,10 +184,8 @@ class FastRows:
             self._cursor(session).executemany(self.tasks.insert, params)
 
     def close_tasks(self, session: Session, records: Iterable[Any]) -> None:
-        params = [
-            (r.status, self.tasks.encode("ended_at", r.ended_at), r.completed_by_id, r.assignee_id, r.id)
-            for r in records
-        ]
+        encode = self.tasks.encode
+        params = [(*(encode(c, getattr(r, c)) for c in self._closing), r.id) for r in records]
         if params:
             self._cursor(session).executemany(self._close, params)
 

@@ -25,6 +25,7 @@ from engine.sla.deadlines import (
     Ladder,
     Level,
     TimeLimit,
+    after_pause,
     due_at,
     level,
     parse_limit,
@@ -406,6 +407,23 @@ def test_a_pause_on_a_natural_limit_adds_its_wall_time() -> None:
     limit = parse_limit("PT4H", "natural")
     paused = [(beijing(2026, 3, 2, 11), beijing(2026, 3, 2, 12, 30))]
     assert due_at(CAL, beijing(2026, 3, 2, 10), limit, paused) == beijing(2026, 3, 2, 15, 30)
+
+
+def test_a_resume_moves_only_the_times_not_yet_reached_and_the_same_way_as_recomputing() -> None:
+    monday = beijing(2026, 3, 2, 9)
+    paused = (beijing(2026, 3, 2, 14), beijing(2026, 3, 3, 10))  # 14:00 to Tuesday 10:00
+    stored, recomputed = thresholds(CAL, monday, FOUR_HOURS), thresholds(CAL, monday, FOUR_HOURS, [paused])
+    assert stored.warn_at < paused[0] < stored.overdue_at  # yellow (13:42) had come before the pause
+    assert after_pause(CAL, FOUR_HOURS, stored.warn_at, *paused) == stored.warn_at
+    assert after_pause(CAL, FOUR_HOURS, stored.overdue_at, *paused) == recomputed.overdue_at
+    assert after_pause(CAL, FOUR_HOURS, stored.escalate_at, *paused) == recomputed.escalate_at
+    assert after_pause(CAL, FOUR_HOURS, None, *paused) is None
+    # hours a bank changed during the pause run the rest of the clock; they do not rewrite its past
+    long_days = BusinessCalendar(hours=WorkingHours(((time(8), time(18)),)))
+    one_minute = (beijing(2026, 3, 2, 10), beijing(2026, 3, 2, 10, 1))
+    due = due_at(CAL, monday, FOUR_HOURS)  # 14:30, across the 12:00–13:30 lunch break
+    assert after_pause(long_days, FOUR_HOURS, due, *one_minute) == due + MINUTE
+    assert due_at(long_days, monday, FOUR_HOURS, [one_minute]) == beijing(2026, 3, 2, 13, 1)  # what recomputing did
 
 
 def test_a_pause_that_ends_before_it_begins_is_refused() -> None:
