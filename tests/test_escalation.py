@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import time_machine
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from engine.container import CreditFlow
+from engine.inbox.queries import InboxQuery
 from engine.jobs.queue import enqueue
 from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
-from engine.store.models import AuditEvent, Escalation, HumanTask, Incident, Job, OutboxMessage, User
+from engine.store.models import AuditEvent, Escalation, HumanTask, Incident, Job, OutboxMessage, ProcessInstance, User
 from tests.conftest import bank_card, deploy
 from tests.test_product_runs import drive
 from tests.test_products import applicant, catalog, local_application, principal_of  # noqa: F401 - fixture
@@ -76,8 +77,6 @@ def test_yellow_orange_red_each_once_with_their_actions(catalog: CreditFlow, see
     assert level == "red" and actions["reassigned"]["to_role"] == "branch_head"
     moved = task_row(catalog, task.id)
     assert (moved.role, moved.assignee_id, moved.priority) == ("branch_head", None, 80)
-    from engine.inbox.queries import InboxQuery
-
     pool = catalog.tasks.list(principal_of(catalog, "ly_branch_head"), InboxQuery(view="candidate")).items
     assert task.id in [v.task.id for v in pool]
 
@@ -319,3 +318,42 @@ def test_a_resume_into_a_year_nobody_entered_resumes_without_a_clock_until_it_is
     assert clocked.due_at is not None and clocked.due_at > catalog.clock.now()
     run_pass(catalog, clocked.escalate_at)
     assert [level for level, _ in escalations(catalog, task.id)] == ["yellow", "orange", "red"]
+
+
+def test_overdue_work_goes_up_past_an_absent_supervisor_and_the_delegating_owner_hears_of_it(
+    catalog: CreditFlow,  # noqa: F811
+    investigating: tuple[Any, Any],
+) -> None:
+    _view, task = investigating
+    officer, officer2, senior = (user_id(catalog, u) for u in ("ly_officer", "ly_officer2", "ly_senior_approver"))
+    catalog.tasks.delegate(principal_of(catalog, "ly_officer"), task.id, officer2)
+    catalog.organization.deactivate_user(SYSTEM, "ly_branch_head")  # the branch head is on leave
+    run_pass(catalog, task.escalate_at)
+    (_, yellow), (_, orange), (_, red) = escalations(catalog, task.id)
+    assert yellow == {"notified": sorted([officer, officer2])}
+    assert orange["notified"] == sorted([officer, officer2, senior])  # the next role up: 分管行长
+    assert red["reassigned"]["to_role"] == "senior_approver"
+    pool = catalog.tasks.list(principal_of(catalog, "ly_senior_approver"), InboxQuery(view="candidate")).items
+    assert task.id in [v.task.id for v in pool]
+
+
+def test_with_nobody_up_the_chain_overdue_work_stays_and_the_administrators_hear_of_it(
+    catalog: CreditFlow,  # noqa: F811
+    investigating: tuple[Any, Any],
+) -> None:
+    _view, task = investigating
+    for username in ("ly_branch_head", "ly_senior_approver"):
+        catalog.organization.deactivate_user(SYSTEM, username)
+    run_pass(catalog, task.escalate_at)
+    (_, red) = escalations(catalog, task.id)[-1]
+    admins = {user_id(catalog, u) for u in ("ly_admin", "admin")}
+    assert admins <= set(red["notified"]) and "reassigned" not in red
+    assert task_row(catalog, task.id).assignee_id == user_id(catalog, "ly_officer")
+
+
+def test_a_failed_application_still_ages(catalog: CreditFlow, investigating: tuple[Any, Any]) -> None:  # noqa: F811
+    view, _task = investigating
+    with catalog.db.transaction(write=True) as session:  # a script failed later in the process
+        session.execute(update(ProcessInstance).where(ProcessInstance.id == view.instance.id).values(status="error"))
+    run_pass(catalog, view.instance.escalate_at)
+    assert [level for level, _ in escalations(catalog, view.instance.id)] == ["yellow", "orange", "red"]

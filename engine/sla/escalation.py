@@ -8,8 +8,10 @@ transaction. After an outage one pass works through every level that fell due, i
 
 What each level does (the product config may move the thresholds, not the actions):
 - task yellow: tell the assignee (or, unclaimed, the pool it is offered to);
-- task orange: tell them and the supervisors of the task's role (支行行长 for a 客户经理, …);
-- task red: move the task to the supervisors' pool, raise its priority, tell everyone involved;
+- task orange: tell them and the supervisors of the task's role (支行行长 for a 客户经理, …; the next
+  role up when nobody active holds it, the administrators when nobody up the chain does);
+- task red: move the task to the supervisors' pool, raise its priority, tell everyone involved (with
+  nobody up the chain it stays where it is);
 - process yellow/orange/red: tell the officer who took the application, then the branch heads,
   then the head office's senior approvers, and raise the priority of the application's open tasks.
 """
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, case, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from engine.inbox.assignment import holders, offer_unit
+from engine.inbox.assignment import administrators, holders, offer_unit
 from engine.jobs.queue import AcquiredJob, cancel, enqueue
 from engine.notify.outbox import publish
 from engine.org.roles import ROLES
@@ -106,7 +108,7 @@ def escalate(platform: CreditFlow, job: AcquiredJob, now: datetime) -> None:
                 return  # closed or paused: a resume schedules the clock again
         else:
             subject = instance
-            if instance.status != "running":
+            if instance.status not in ("running", "error"):  # a failed application still ages
                 return
         at = threshold(subject, level)
         if at is None:
@@ -174,16 +176,18 @@ def escalate(platform: CreditFlow, job: AcquiredJob, now: datetime) -> None:
 
 def _task_actions(session: Session, task: Any, instance: Any, level: Level) -> dict[str, Any]:
     pool = holders(session, task.tenant_id, task.role, task.org_unit_id) if task.role else []
-    involved = [task.assignee_id] if task.assignee_id is not None else pool
-    actions: dict[str, Any] = {"notified": involved}
+    # whoever holds the task, and the owner who delegated it (it leaves them both at red)
+    involved = [user for user in (task.assignee_id, task.owner_id) if user is not None] or pool
+    actions: dict[str, Any] = {"notified": sorted(set(involved))}
     if level == Level.YELLOW:
         return actions
-    above = ROLES[task.role].escalates_to if task.role in ROLES else None
-    unit = task.org_unit_id or instance.org_unit_id
-    target_unit = offer_unit(session, above, unit) if above and unit is not None else None
-    supervisors = holders(session, task.tenant_id, above, target_unit) if above else []
+    above, target_unit, supervisors = _supervisors(session, task, instance)
+    if above is None:  # nobody up the chain can take it: it stays, and the administrators hear of it
+        actions["notified"] = sorted({*involved, *administrators(session, task.tenant_id)})
+        actions["unstaffed"] = ROLES[task.role].escalates_to if task.role in ROLES else None
+        return actions
     actions["notified"] = sorted({*involved, *supervisors})
-    if level == Level.RED and above is not None:
+    if level == Level.RED:
         priority = min(100, task.priority + RED_PRIORITY_RAISE)
         session.execute(
             update(HumanTask)
@@ -201,6 +205,23 @@ def _task_actions(session: Session, task: Any, instance: Any, level: Level) -> d
             "priority": priority,
         }
     return actions
+
+
+def _supervisors(session: Session, task: Any, instance: Any) -> tuple[str | None, int | None, list[int]]:
+    """The first role up the task's escalation chain (支行行长, then 分管行长, …) with an active holder
+    where its work goes, that unit, and those holders; (None, None, []) when the chain is unstaffed
+    (a branch head on leave must not leave red work in a pool nobody sees)."""
+    role = ROLES[task.role].escalates_to if task.role in ROLES else None
+    unit = task.org_unit_id or instance.org_unit_id
+    seen: set[str] = set()
+    while role is not None and role not in seen:
+        seen.add(role)
+        target = offer_unit(session, role, unit) if unit is not None else None
+        found = holders(session, task.tenant_id, role, target)
+        if found:
+            return role, target, found
+        role = ROLES[role].escalates_to if role in ROLES else None
+    return None, None, []
 
 
 def _process_actions(session: Session, _subject: Any, instance: Any, level: Level) -> dict[str, Any]:
