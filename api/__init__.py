@@ -84,8 +84,10 @@ def create_app(platform: Any) -> Flask:
 
     @app.before_request
     def _limits_and_auth() -> None:
-        if request.mimetype == "application/json" and (request.content_length or 0) > settings.max_json_body_bytes:
-            raise RequestEntityTooLarge(f"JSON bodies are limited to {settings.max_json_body_bytes} bytes")
+        if request.is_json:  # application/json and every +json type the parser reads alike
+            if (request.content_length or 0) > settings.max_json_body_bytes:
+                raise RequestEntityTooLarge(f"JSON bodies are limited to {settings.max_json_body_bytes} bytes")
+            request.max_content_length = settings.max_json_body_bytes  # a chunked body, too
         authenticate_request()
         screen_request()
 
@@ -95,6 +97,7 @@ def create_app(platform: Any) -> Flask:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "Internal server error", "the error was logged; nothing was changed")
+        detail = "the error was logged; read the resource back before retrying a change"  # it may have committed
+        return problem(500, "Internal server error", detail)
 
     return app

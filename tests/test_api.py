@@ -223,6 +223,7 @@ def test_bad_requests_are_4xx_problems_never_500(api: ApiClient) -> None:
         started_with(api, b'{"note": "\\ud800"}'),  # valid JSON, but no UTF-8 text: UnicodeEncodeError at the driver
         started_with(api, b'{"amount": NaN}'),  # not JSON, though Python reads it
         started_with(api, b'{"amount": -1e999}'),  # read as -infinity
+        api.post("/api/v1/process-instances", data="x" * (2 * 1024 * 1024), content_type="application/problem+json"),
     ]
     for response in cases:
         assert 400 <= response.status_code < 500, (response.status_code, response.get_json())
@@ -230,7 +231,7 @@ def test_bad_requests_are_4xx_problems_never_500(api: ApiClient) -> None:
     wrong_types = cases[1].get_json()["errors"]
     assert {e["field"] for e in wrong_types} == {"definition_key", "data"}
     assert cases[4].get_json()["errors"][0]["field"] == "definition_key"
-    assert cases[6].status_code == 404 and cases[13].status_code == 413
+    assert cases[6].status_code == 404 and cases[13].status_code == cases[-1].status_code == 413
     assert cases[15].status_code == 404
     assert cases[16].status_code == 422 and cases[16].get_json()["errors"][0]["field"] == "offset"
     assert cases[17].status_code == 422 and cases[17].get_json()["errors"][0]["field"] == "data.name"

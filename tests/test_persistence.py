@@ -6,6 +6,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -127,6 +128,21 @@ def test_a_unique_key_taken_by_another_writer_is_a_conflict(platform: CreditFlow
         session.add(Tenant(code="race", name="后到", kind="bank", created_at=clock.now()))
     with platform.db.transaction() as session:
         assert sorted(session.scalars(select(Tenant.code).where(Tenant.code.like("race%")))) == ["race"]
+
+
+def test_a_change_committed_on_an_overflow_connection_is_reported_committed(platform: CreditFlow, clock: Any) -> None:
+    """Under load a transaction runs on a connection beyond the pool's size, which the pool closes when
+    it comes back to a full pool: the fast-rows cursor, closed after the commit, failed there, and a
+    committed (and disbursed) application was answered with a 500 saying nothing had changed."""
+    with ExitStack() as busy:
+        for _ in range(platform.db.engine.pool.size()):  # every pooled connection in use
+            busy.enter_context(platform.db.transaction()).connection()
+        with platform.db.transaction(write=True) as session:  # on an overflow connection
+            assert platform.db.rows.task(session, "no-such-task") is None  # the fast-rows cursor is open
+            session.add(Tenant(code="overflow", name="溢出连接", kind="bank", created_at=clock.now()))
+            busy.close()  # the others go back first and fill the pool
+    with platform.db.transaction() as session:
+        assert session.scalar(select(Tenant.name).where(Tenant.code == "overflow")) == "溢出连接"
 
 
 def test_a_write_held_up_past_the_lock_wait_is_a_503_worth_retrying(settings: Any, clock: Any, connectors: Any) -> None:

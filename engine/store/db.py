@@ -65,11 +65,10 @@ class Database:
         """One unit of work: commit on success, roll back everything on any exception."""
         factory = self._writer if write else self._reader
         try:
-            with factory() as session:
+            with factory() as session, session.begin():
                 try:
-                    with session.begin():
-                        yield session
-                finally:
+                    yield session
+                finally:  # before the commit: afterwards the connection may be back in the pool, or closed
                     cursor = session.info.pop("fast_rows_cursor", None)
                     if cursor is not None:
                         cursor.close()
