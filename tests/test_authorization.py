@@ -281,3 +281,13 @@ def test_lists_of_another_bank_show_none_of_its_rows(app: Any, world: dict[str, 
     province = login(app, "admin")
     assert world["ours"]["task_id"].encode() in province.get("/api/v1/tasks?view=all").data
     assert b"LY-X" in province.get("/api/v1/products").data
+
+
+def test_the_province_changes_none_of_its_banks_applications(app: Any, world: dict[str, Any]) -> None:
+    instance_id = world["ours"]["instance_id"]
+    for username in ("admin", "prov_risk"):
+        province = login(app, username)
+        for action, body in (("cancel", {}), ("retry", {"data": {"amount": 1234567}}), ("messages", {"name": "x"})):
+            response = province.post(f"/api/v1/process-instances/{instance_id}/{action}", json=body)
+            assert response.status_code == 403, (username, action, response.get_json())
+        assert province.get(f"/api/v1/process-instances/{instance_id}").get_json()["status"] == "running"

@@ -15,7 +15,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.errors import Conflict, InvalidInput, NotFound
+from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from engine.forms.validation import payload_problems
 from engine.inbox.applicant import applicant_columns
 from engine.org.roles import ROLES
@@ -294,6 +294,8 @@ class InstanceService:
                     raise Busy(f"process instance {instance_id} is being changed by another node")
                 if instance is None or not principal.sees(instance.tenant_id):
                     raise NotFound(f"process instance {instance_id} does not exist")
+                if not principal.acts_in(instance.tenant_id):
+                    raise Forbidden("the province reads its banks' applications but does not change them")
                 workflow = self.platform.workflows.take(instance.id, instance.version)
                 if workflow is None:
                     definition = self.platform.specs.get(session, instance.definition_id)
