@@ -209,9 +209,14 @@ def deploy_archetype(platform: CreditFlow, key: str) -> None:
     assert definition.key == key
 
 
+# What an application on a product brings a4 from the product and the bank, never from the applicant
+AUTHORITY = {"committee_threshold": "1000000", "committee_members": ["张主任", "李委员", "赵委员"]}
+
+
 def start(platform: CreditFlow, key: str, *, without: tuple[str, ...] = (), **data: Any) -> InstanceView:
     """Start ``key`` with the manifest's example start data, changed by ``data``, less ``without``."""
     example = json.loads(json.dumps(ARCHETYPES[key]["start_data_example"]))
+    example |= AUTHORITY if key == "a4_standard_offline" else {}
     example = {name: value for name, value in {**example, **data}.items() if name not in without}
     return platform.instances.start(SYSTEM, key, business_key=f"{key}-test", data=example)
 

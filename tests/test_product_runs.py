@@ -428,10 +428,16 @@ def shared(
     platform = CreditFlow(settings, clock=FrozenClock(TODAY), connectors=_connectors())
     with platform.db.transaction(write=True) as session:
         session.add(Tenant(code=LENDER_CODE, name="陵源农商银行", kind="bank", created_at=TODAY))
+    for member in COMMITTEE:  # the bank's credit committee (贷审会), each with one vote
+        platform.organization.create_user(SYSTEM, LENDER_CODE, member, "贷审会委员", "committee-password-1")
+        platform.organization.grant(SYSTEM, member, "credit_committee")
     files = sorted(platform.settings.bpmn_dir.glob("*.bpmn"))
     platform.definitions.deploy(SYSTEM, [(f.name, f.read_bytes()) for f in files])
     yield platform
     platform.close()
+
+
+COMMITTEE = ("committee_a", "committee_b", "committee_c")
 
 
 def lender(platform: CreditFlow) -> Principal:
@@ -642,3 +648,22 @@ def test_instant_product_rejects_with_the_rule_hits_on_record(instant: CreditFlo
     assert evaluation.payload["hits"] == [blacklisted]
     assert [(hit["id"], hit["reason"]) for hit in evaluation.payload["hits"]] == [(blacklisted["id"], "命中本行黑名单")]
     assert "contract" not in view.instance.data and events(instant, view, "task_created") == []
+
+
+def test_above_the_products_threshold_the_banks_own_credit_committee_votes(shared: CreditFlow, tmp_path: Path) -> None:
+    """The threshold is the product's and the voters are the bank's committee members: an applicant's
+    own ``committee_threshold`` or ``committee_members`` used to decide whether and by whom it was voted."""
+    code = "XND-LONGTOU"
+    assert CATALOG[code]["archetype"] == "a4_standard_offline"
+    publish(shared, code, tmp_path)
+    applicant, data = application(CATALOG[code])
+    data["amount"] = "1500000.00"
+    for smuggled in ({"committee_threshold": "99999999.00"}, {"committee_members": ["ly_officer"]}):
+        with pytest.raises(InvalidInput) as refused:
+            shared.products.apply(lender(shared), code, applicant=applicant, data={**data, **smuggled})
+        assert [p["field"] for p in refused.value.problems] == [f"data.{next(iter(smuggled))}"]
+    view = shared.products.apply(lender(shared), code, applicant=applicant, data=data, business_key="COMMITTEE-1")
+    view, _ = drive(shared, view, until=lambda task: task.bpmn_id == "committee_vote")
+    voters = sorted(shared.tasks.get(SYSTEM, task.id).data["committee_member"] for task in view.tasks)
+    assert voters == list(COMMITTEE)
+    assert view.instance.data["committee_threshold"] == "1000000.00"

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from engine.catalog.config import DEFAULT_STANDARD_DIR
 from engine.cli import main as cli
 from engine.container import CreditFlow
-from engine.errors import Forbidden, InvalidInput, InvalidModel, NotFound
+from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.services.auth import load_principal
 from engine.services.catalog import load_catalog
 from engine.services.principal import Principal
@@ -286,9 +286,14 @@ def test_the_age_rules_read_comes_from_the_id_number_and_bad_ids_are_refused(cat
         SYSTEM,
         "FND-DAINONG",
         applicant=applicant(),
-        data={"amount": "800000.00", "term_months": 12, "age": 30, "account": bank_card(), "purpose": "购买生产资料"},
+        data={"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"},
     )
     assert view.instance.data["age"] == 46  # born 1980-01-01; the clock says 2026-12-01
+    with pytest.raises(InvalidInput) as caught:  # what the application does not define is not taken
+        data = {"amount": "800000.00", "term_months": 12, "age": 30, "committee_threshold": "99999999.00"}
+        catalog.products.apply(SYSTEM, "FND-DAINONG", applicant=applicant(), data=data)
+    unknown = [p["field"] for p in caught.value.problems if p.get("code") == "unknown"]
+    assert unknown == ["data.age", "data.committee_threshold"]
     with pytest.raises(InvalidInput) as caught:
         catalog.products.apply(
             SYSTEM,
@@ -735,3 +740,11 @@ def test_products_clone_on_the_command_line_refuses_bad_files_and_codes_in_one_l
 
     done = clone("LY-DAINONG", '{"time_limits": {"process": "P7D"}}')
     assert done.exit_code == 0 and "cloned FND-DAINONG into LY-DAINONG" in done.output
+
+
+def test_above_the_committee_threshold_a_bank_without_a_committee_is_told_so(catalog: CreditFlow) -> None:
+    data = {"amount": "1500000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"}
+    with pytest.raises(Conflict, match="no active credit committee member"):
+        catalog.products.apply(SYSTEM, "FND-DAINONG", applicant=applicant(), data=data)
+    with catalog.db.transaction() as session:
+        assert session.scalars(select(ProcessInstance)).first() is None

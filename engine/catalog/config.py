@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Collection, Container
+from collections.abc import Collection, Container, Mapping
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -244,6 +244,17 @@ def _reference_problems(
         if isinstance(form, str) and form not in forms:
             problems.append({"field": f"bindings.forms.{task}", "message": f"no form {form!r} in the form catalog"})
     return problems
+
+
+DEFAULT_COMMITTEE_THRESHOLD = "1000000.00"
+
+
+def committee_threshold(config: Mapping[str, Any]) -> str:
+    """The amount above which an application goes to the bank's credit committee (贷审会): the
+    product's, never the application's (an applicant's own threshold would skip the committee)."""
+    parameters = config.get("parameters")
+    found = parameters.get("committee_threshold") if isinstance(parameters, Mapping) else None
+    return found if isinstance(found, str) else DEFAULT_COMMITTEE_THRESHOLD
 
 
 def validate_product_config(

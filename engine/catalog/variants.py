@@ -15,6 +15,7 @@ is fine, widening is refused):
 - rule thresholds (``rule_parameters``): ``min_*`` may only go up and ``max_*`` only down, each
   compared as the bound rule sees it, so a threshold the patch deletes counts as the rule's
   provincial default;
+- the credit committee's threshold (``parameters.committee_threshold``) may only go down;
 - the process (``archetype``) stays the template's: another archetype
   decides with other controls (a collateral loan made an instant online loan loses every human
   check), so it is another product, which the province designs.
@@ -27,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from engine.catalog.config import committee_threshold
 
 Problem = dict[str, str]
 
@@ -71,6 +74,8 @@ def widening_problems(
                         f"adds {_listed(added)}",
                     }
                 )
+    thresholds = committee_threshold(template), committee_threshold(variant)
+    problems.extend(_bound("parameters.committee_threshold", *thresholds, lower=False))
     for path in FIXED:
         before, after = _value(template, path), _value(variant, path)
         if before != after:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from engine.catalog.config import (
     DEFAULT_STANDARD_DIR,
     clone_problems,
+    committee_threshold,
     load_product_configs,
     validate_product_config,
 )
@@ -49,7 +50,8 @@ from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFo
 from engine.forms.catalog import FormDefinition, InvalidFormDefinition
 from engine.forms.formats import FORMAT_CHECKER, age_on, resident_id_problem
 from engine.forms.overrides import loosening_problems
-from engine.forms.validation import FormValidator, validate_form_data
+from engine.forms.validation import FormValidator, unknown_fields, validate_form_data
+from engine.inbox.assignment import holders
 from engine.rules.jdm import input_schema
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
     from engine.services.instances import InstanceView
 
 RULES_DIR = REPO_ROOT / "product_configs" / "rules"
+COMMITTEE_STEP = "committee_vote"  # the archetype step each credit committee member votes in (a4)
 CHINA = ZoneInfo("Asia/Shanghai")  # the business calendar's zone: a birthday starts at midnight there
 
 
@@ -584,6 +587,7 @@ class ProductService:
                 )
             binding = self.binding(session, version.id)
             config = version.config
+            authority = self._authority(session, principal, config, binding)
         problems = (
             _limit_problems(config["parameters"], data)
             + _choice_problems(config, data, self._segment_mapping)
@@ -606,7 +610,8 @@ class ProductService:
         if start_form is not None:
             problems = [
                 {**p, "field": p["field"] if p["field"].startswith("applicant") else f"data.{p['field']}"}
-                for p in validate_form_data(start_form, start_data)
+                for p in [*validate_form_data(start_form, start_data), *unknown_fields(start_form, data)]
+                if p.get("code") != "unknown" or p["field"] not in _application_extras(config)
             ]
             if self.signs_contract(config["archetype"]):  # and what only the applicant can give the contract
                 fields = set(start_form.schema.get("properties") or {})
@@ -615,9 +620,29 @@ class ProductService:
                 problems += [p for p in contract if p["field"] not in named]
             if problems:
                 raise InvalidInput(f"the application lacks what product {code} needs", problems)
+        members, threshold = authority.get("committee_members"), authority.get("committee_threshold")
+        if members == [] and Decimal(str(data.get("amount", 0))) > Decimal(threshold):
+            raise Conflict(
+                f"the amount goes above the credit committee's threshold ({threshold}) and the bank has no "
+                "active credit committee member (贷审会委员): an administrator grants the role first"
+            )
         return self.platform.instances.start(
-            principal, binding=binding, business_key=business_key, data=start_data, org_unit=org_unit
+            principal, binding=binding, business_key=business_key, data={**start_data, **authority}, org_unit=org_unit
         )
+
+    def _authority(
+        self, session: Session, principal: Principal, config: dict[str, Any], binding: Binding
+    ) -> dict[str, Any]:
+        """Who decides above the product's threshold, for an archetype with a credit committee: the
+        product's threshold and every active holder of the committee's role in the applying bank (each
+        votes once). Never the application's: its own threshold or members would skip the committee."""
+        entry = self._archetype(config["archetype"]) or {"user_tasks": []}
+        lane = next((t["lane"] for t in entry["user_tasks"] if t["id"] == COMMITTEE_STEP), None)
+        if lane is None:
+            return {}
+        voters = holders(session, principal.tenant_id, binding.roles.get(lane, lane), None)
+        members = sorted(session.scalars(select(User.username).where(User.id.in_(voters)))) if voters else []
+        return {"committee_threshold": committee_threshold(config), "committee_members": members}
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
@@ -771,6 +796,16 @@ def _limit_problems(parameters: dict[str, Any], data: dict[str, Any]) -> list[di
                 {"field": "data.term_months", "message": f"must be a whole number from {low_t} to {high_t}"}
             )
     return problems
+
+
+CHOICES = ("guarantee_type", "repayment_method", "segment")  # what an application picks among a product's offers
+
+
+def _application_extras(config: dict[str, Any]) -> set[str]:
+    """What an application may give besides the archetype's start data: the rule inputs of the
+    product's data dictionary and its choices. Anything else is refused, since the process reads the
+    data as a whole (an applicant's own ``committee_threshold`` or ``votes`` would decide for the bank)."""
+    return {*config.get("data_dictionary", {}), *CHOICES}
 
 
 def _choice_problems(

@@ -564,6 +564,7 @@ def test_a_variant_may_narrow_but_not_widen(product: dict[str, Any]) -> None:
     narrowed["parameters"]["amount"] = {"min": "200000.00", "max": "3000000"}  # equal counts as inside
     narrowed["parameters"]["rate"]["max_bp"] = 80
     narrowed["rule_parameters"] = {"min_age": 20, "max_age": 60}
+    narrowed["parameters"]["committee_threshold"] = "500000.00"
     assert widening_problems(template, narrowed, rule_defaults) == []
 
     widened = copy.deepcopy(product)
@@ -573,6 +574,7 @@ def test_a_variant_may_narrow_but_not_widen(product: dict[str, Any]) -> None:
     widened["rule_parameters"] = {"min_age": 18}  # max_age left out: the rule's default 65 is the template's
     widened["rule_parameters"]["min_monthly_income"] = 1999  # below the rule's default 2000
     widened["archetype"] = "a1_instant_online"  # the same loan without a human check
+    widened["parameters"]["committee_threshold"] = "1000000.01"  # above the default 1000000.00
     problems = widening_problems(template, widened, rule_defaults)
     assert problems == [
         {"field": "parameters.amount.max", "message": "cannot go above the template's 3000000.00"},
@@ -581,6 +583,7 @@ def test_a_variant_may_narrow_but_not_widen(product: dict[str, Any]) -> None:
             "field": "parameters.guarantee_types",
             "message": "may only keep values the template offers (policy_guarantee); adds credit",
         },
+        {"field": "parameters.committee_threshold", "message": "cannot go above the template's 1000000.00"},
         {"field": "archetype", "message": "cannot change from the template's 'a5_guaranteed_policy'"},
         {"field": "rule_parameters.min_monthly_income", "message": "cannot go below the template's 2000"},
     ]
