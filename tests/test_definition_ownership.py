@@ -87,3 +87,22 @@ def test_a_banks_product_cannot_run_another_banks_process(catalog: CreditFlow, s
         catalog.products.publish(other, "QH-XIN")
     [problem] = refused.value.problems
     assert problem["field"] == "archetype" and problem["message"].startswith("unknown archetype 'ly_flow'")
+
+
+def test_a_banks_own_process_cannot_pull_a_credit_report_or_pay_out(app: Any) -> None:
+    """Outside an application a bank's own process would query the bureau, or disburse, with no product
+    limit, review or approval in between; the province's processes (and applications) may."""
+    model = (MODELS / "service_uncaught.bpmn").read_bytes()
+    bank_model = model.replace(b'id="service_uncaught"', b'id="ly_bureau_pull"')
+    assert upload(login(app, "ly_pm"), bank_model).status_code == 201
+    assert upload(login(app, "pm"), model).status_code == 201
+    officer = login(app, "ly_officer")
+    found = {}
+    for key in ("ly_bureau_pull", "service_uncaught"):
+        started = officer.post("/api/v1/process-instances", json={"definition_key": key, "data": {"id_number": "X"}})
+        assert started.status_code == 201, started.get_json()
+        found[key] = started.get_json()
+    refused, allowed = found["ly_bureau_pull"], found["service_uncaught"]
+    assert refused["status"] == "error" and "bureau_result" not in refused["data"]
+    assert "acts on a loan" in refused["error"]["message"]
+    assert allowed["status"] == "completed" and allowed["data"]["bureau_result"] == {"score": 720}

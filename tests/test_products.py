@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR
 from engine.cli import main as cli
@@ -748,3 +748,15 @@ def test_above_the_committee_threshold_a_bank_without_a_committee_is_told_so(cat
         catalog.products.apply(SYSTEM, "FND-DAINONG", applicant=applicant(), data=data)
     with catalog.db.transaction() as session:
         assert session.scalars(select(ProcessInstance)).first() is None
+
+
+def test_a_retry_of_an_application_changes_none_of_its_data(catalog: CreditFlow, seeded: CreditFlow) -> None:
+    """Retry wrote whatever it was given into the application: a 9,000,000 approval on a 50,000 one."""
+    view = local_application(catalog, {})
+    with catalog.db.transaction(write=True) as session:  # a connector failed later on
+        session.execute(update(ProcessInstance).where(ProcessInstance.id == view.instance.id).values(status="error"))
+    risk = principal_of(catalog, "ly_risk")
+    with pytest.raises(InvalidInput) as refused:
+        catalog.instances.retry(risk, view.instance.id, {"approved_amount": "9000000.00"})
+    assert [p["field"] for p in refused.value.problems] == ["data"]
+    assert "approved_amount" not in catalog.instances.get(SYSTEM, view.instance.id).instance.data

@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Connectors that query a customer's credit, move money, bind a guarantor or make a contract. A bank's
+# product manager deploys processes of the bank's own; one calling these outside an application would
+# pay out, or pull a credit report, with no product limit, review or approval in between.
+LOAN_ACTIONS = ("core_banking/", "credit_bureau/", "guarantee/", "contract.")
+
+
+def acts_on_a_loan(connector: str) -> bool:
+    return connector.startswith(LOAN_ACTIONS)
+
+
 class ConnectorServiceTask(ServiceTask):
     """Runs ``operation_name`` from the script engine's connector registry.
 
@@ -28,6 +38,12 @@ class ConnectorServiceTask(ServiceTask):
 
     def _execute(self, task: Task) -> bool:
         engine = task.workflow.script_engine
+        if acts_on_a_loan(self.operation_name) and not getattr(task.workflow.top_workflow, "acts_on_loans", False):
+            raise WorkflowTaskException(
+                f"connector {self.operation_name} acts on a loan: it runs only in an application of a published "
+                "product or in the province's own processes, not in a bank's own process",
+                task=task,
+            )
         params = {name: value["value"] for name, value in self.evaluate_params(task).items()}
         try:
             task.data[self.result_variable] = engine.connectors.call(self.operation_name, task, params)

@@ -141,6 +141,7 @@ class InstanceService:
         tenant_id = principal.tenant_id if tenant_id is None else tenant_id
         workflow = new_workflow(definition.spec, definition.subprocess_specs, self.platform.script_engine)
         workflow.product_binding = binding
+        workflow.acts_on_loans = binding is not None or definition.shared
         workflow.calendar = self.platform.calendars.for_tenant(session, tenant_id)
         now = self.platform.clock.now()
         instance = self.platform.db.rows.instances.record(
@@ -201,6 +202,12 @@ class InstanceService:
         def retry(execution: Execution) -> None:
             if execution.instance.status != ERROR:
                 raise Conflict(f"instance is {execution.instance.status}; only failed instances can be retried")
+            if data and execution.instance.product_version_id is not None:
+                raise InvalidInput(
+                    "an application's data changes through its steps, validated by their forms: a retry only "
+                    "runs the failed step again (after an outside system is back, or the product is fixed)",
+                    [{"field": "data", "message": "must be empty for an application"}],
+                )
             failed = execution.workflow.get_tasks(state=TaskState.ERROR)
             if not failed:
                 raise Conflict("the instance has no failed task to retry")
@@ -302,6 +309,7 @@ class InstanceService:
                     workflow = load_state(
                         instance.state, definition.spec, definition.subprocess_specs, self.platform.script_engine
                     )
+                    workflow.acts_on_loans = instance.product_version_id is not None or definition.shared
                     if instance.product_version_id is not None:
                         workflow.product_binding = self.platform.products.binding(session, instance.product_version_id)
                         workflow.calendar = self.platform.calendars.for_tenant(session, instance.tenant_id)

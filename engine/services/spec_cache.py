@@ -26,6 +26,7 @@ class LoadedDefinition:
     name: str | None
     spec: Any
     subprocess_specs: dict[str, Any]
+    shared: bool = True  # the province's or the platform's, not one bank's own
 
 
 class SpecCache:
@@ -51,7 +52,9 @@ class SpecCache:
 
     def put(self, definition: ProcessDefinition, specs: tuple[Any, dict[str, Any]]) -> LoadedDefinition:
         """Seed the cache (deploy has just parsed the specs)."""
-        loaded = LoadedDefinition(definition.id, definition.key, definition.version, definition.name, *specs)
+        loaded = LoadedDefinition(
+            definition.id, definition.key, definition.version, definition.name, *specs, definition.tenant_id is None
+        )
         with self._lock:
             return self._loaded.setdefault(definition.id, loaded)
 
