@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from engine.services.auth import INVALID_LOGIN
-from tests.conftest import MODELS, ApiClient, login
+from engine.services.principal import Principal
+from tests.conftest import MODELS, ApiClient, login, resident_id
 
 FORMS = MODELS.parent.parent / "forms"
 
@@ -314,3 +315,18 @@ def test_a_bank_sees_only_its_own_instances_and_the_province_sees_its_banks(app:
     # offered to the bank's reviewers, not to the officer who took the application (审贷分离)
     assert lingyuan.get("/api/v1/tasks").get_json()["total"] == 0
     assert login(app, "ly_reviewer").get("/api/v1/tasks").get_json()["total"] == 1
+
+
+def test_the_readme_demo_loan_runs_past_its_score(app: Any) -> None:
+    """The quick start's process: its score script read the form's decimal text as a number and
+    failed on every application."""
+    platform = app.extensions["creditflow"]
+    model = platform.settings.bpmn_dir / "demo_loan.bpmn"
+    platform.definitions.deploy(Principal.system(), [(model.name, model.read_bytes())])
+    officer = login(app, "ly_officer")
+    started = officer.post("/api/v1/process-instances", json={"definition_key": "demo_loan", "data": {}}).get_json()
+    applicant = {"name": "张三", "id_number": resident_id(), "mobile": "13800138000"}
+    form = {"applicant": applicant, "amount": "50000.00", "term_months": 12, "purpose": "种植业生产"}
+    done = officer.post(f"/api/v1/tasks/{started['tasks'][0]['id']}/complete", json={"data": form}).get_json()
+    assert done["status"] == "running", done
+    assert done["data"]["score"] == 95 and [t["bpmn_id"] for t in done["tasks"]] == ["review"]

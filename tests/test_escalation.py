@@ -14,6 +14,7 @@ import time_machine
 from sqlalchemy import func, select, update
 
 from engine.container import CreditFlow
+from engine.errors import InvalidInput
 from engine.inbox.queries import InboxQuery
 from engine.jobs.queue import enqueue
 from engine.jobs.scheduler import run_pass
@@ -120,6 +121,9 @@ def test_a_paused_clock_neither_escalates_nor_ages_and_resumes_shifted(catalog: 
     task = investigation(view)
     officer = principal_of(catalog, "ly_officer")
     catalog.clock.advance(timedelta(hours=1))  # 10:00 Beijing
+    with pytest.raises(InvalidInput) as blank:  # what it waits for is on record
+        catalog.tasks.pause(officer, task.id, "   ")
+    assert blank.value.problems == [{"field": "reason", "message": "blank"}]
     paused = catalog.tasks.pause(officer, task.id, "等待客户补充流水")
     assert paused.task.paused_at == catalog.clock.now()
     run_pass(catalog, task.escalate_at + timedelta(hours=1))

@@ -318,7 +318,9 @@ def test_claim_unclaim_assign_delegate_resolve_each_checked_and_audited(inbox_ap
     assigned = risk.post(f"{url}/assign", json={"user_id": user_id(platform, "ly_reviewer2")})
     assert assigned.get_json()["assignee_id"] == user_id(platform, "ly_reviewer2")
 
-    # delegate and resolve back: the owner keeps the task and completes it
+    # delegate and resolve back: the owner keeps the task and completes it; only to someone who works tasks
+    to_pm = reviewer2.post(f"{url}/delegate", json={"user_id": user_id(platform, "ly_pm")})
+    assert to_pm.status_code == 422 and to_pm.get_json()["errors"][0]["field"] == "user_id"
     delegated = reviewer2.post(f"{url}/delegate", json={"user_id": user_id(platform, "ly_reviewer")}).get_json()
     assert (delegated["assignee_id"], delegated["owner_id"], delegated["delegation"]) == (
         user_id(platform, "ly_reviewer"),

@@ -379,7 +379,8 @@ def test_each_instance_follows_only_the_start_event_that_started_it(platform: Cr
         # before an instance exists there is no data for an expression to read
         ("timer_start_date.bpmn", "2026-12-01T03:00:00Z", "start_at", "ISO 8601 literal"),
         ("timer_start_date.bpmn", "2026-12-01T03:00:00Z", "PT1H", "is not a date"),
-        ("timer_start_cycle.bpmn", CYCLE, "R3/2026-12-01T02:00:00Z/PT0S", "has no period"),
+        ("timer_start_cycle.bpmn", CYCLE, "R3/2026-12-01T02:00:00Z/PT0S", "more often than once a minute"),
+        ("timer_start_cycle.bpmn", CYCLE, "R/PT0.001S", "more often than once a minute"),  # twenty a second
     ],
 )
 def test_a_start_timer_that_cannot_be_scheduled_is_refused_at_deploy(

@@ -161,6 +161,9 @@ def _range_problem(field: str, section: dict[str, Any], low: str, high: str) -> 
     return []
 
 
+LONGEST_LIMIT_DAYS = 366  # P99999999D passed, and every application of the product then failed with a 500
+
+
 def _duration_problem(text: str) -> str | None:
     """Why ``text`` is not a positive ISO 8601 duration in working days, hours and minutes, or None."""
     match = _WORKING_DURATION.fullmatch(text)
@@ -171,6 +174,9 @@ def _duration_problem(text: str) -> str | None:
         )
     if not any(parts):
         return "must be longer than zero"
+    days, hours, minutes = (int(value or 0) for value in match.groups())
+    if days * 1440 + hours * 60 + minutes > LONGEST_LIMIT_DAYS * 1440:  # a clock must end within the calendar
+        return f"must be at most P{LONGEST_LIMIT_DAYS}D"
     return None
 
 

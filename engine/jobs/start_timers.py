@@ -190,6 +190,9 @@ def _following(
     return missed, due + (missed + 1) * period
 
 
+MIN_CYCLE = timedelta(minutes=1)  # a start timer of R/PT0.001S started twenty applications a second
+
+
 def _cycle(expression: str, now: datetime) -> tuple[int | None, datetime, timedelta]:
     """(occurrences, None without end; first occurrence; period) of an ISO 8601 repeating interval.
 
@@ -202,8 +205,11 @@ def _cycle(expression: str, now: datetime) -> tuple[int | None, datetime, timede
         count, first = int(parts[0][1:] or -1), now + period
     else:
         count, first, period = TimerEventDefinition.parse_iso_recurring_interval(expression)
-    if period <= timedelta(0):
-        raise InvalidInput(f"timer cycle {expression!r} has no period", [{"field": "files", "message": expression}])
+    if period < MIN_CYCLE:
+        raise InvalidInput(
+            f"timer cycle {expression!r} repeats more often than once a minute",
+            [{"field": "files", "message": f"{expression}: the period must be at least PT1M"}],
+        )
     return (None if count < 0 else count), first, period
 
 

@@ -295,6 +295,8 @@ def _compile(mode: Mode, source: str) -> CodeType:
     except (SyntaxError, ValueError) as exc:
         errors = exc.args[0] if exc.args and isinstance(exc.args[0], tuple) else (str(exc),)
         raise SandboxViolation("code refused by the sandbox: " + "; ".join(errors)) from exc
+    except (RecursionError, MemoryError) as exc:  # "x = 1 +1 +1 …" twenty thousand times
+        raise SandboxViolation("code refused by the sandbox: nested too deeply to compile") from exc
 
 
 def check_source(source: str, mode: Mode) -> str | None:

@@ -36,7 +36,7 @@ from engine.inbox.queries import (
     parse_cursor,
     supervised_units,
 )
-from engine.org.roles import TASKS_OVERRIDE
+from engine.org.roles import TASKS_OVERRIDE, TASKS_WORK
 from engine.runtime.workflow_state import load_state, plain_json
 from engine.services.auth import load_principal
 from engine.services.execution import RUNNING, Execution, report_missing_year
@@ -306,6 +306,7 @@ class TaskService:
 
     def pause(self, principal: Principal, task_id: str, reason: str) -> TaskView:
         """Stop the step clock while the task waits for the customer or an outside party."""
+        reason = _said(reason, "reason")  # what the task waits for is on record, never blank
 
         def pause(session: Session, row: HumanTask) -> dict[str, Any] | None:
             self._check_owns_clock(session, principal, row)
@@ -571,10 +572,15 @@ class TaskService:
         return session.scalar(select(HumanTask.id).where(HumanTask.id == row.id, units)) is not None
 
     def _colleague(self, session: Session, row: Any, user_id: int) -> User:
-        """An active user of the task's bank who is not barred from it."""
+        """An active person of the task's bank who works tasks and is not barred from this one (a
+        task handed to a product manager or an integration account could never come back)."""
         user = session.get(User, user_id)
         if user is None or user.tenant_id != row.tenant_id or not user.is_active:
             raise InvalidInput(f"no active user {user_id} in this bank", [{"field": "user_id", "message": "unknown"}])
+        if user.is_service or not load_principal(session, user).can(TASKS_WORK):
+            raise InvalidInput(
+                f"{user.username} works no tasks", [{"field": "user_id", "message": "holds no role that works tasks"}]
+            )
         if self._barred(session, user.id, row.id):
             raise InvalidInput(
                 f"segregation of duties bars {user.username} from this task",

@@ -434,6 +434,9 @@ def test_amount_range_is_compared_as_decimals(product: dict[str, Any], reference
         ("P\u0665D", "not an ISO 8601 working-time duration"),  # a non-ASCII digit
         ("P0D", "must be longer than zero"),
         ("PT0H0M", "must be longer than zero"),
+        ("P366D", None),
+        ("P365DT24H1M", "must be at most P366D"),
+        ("P99999999D", "must be at most P366D"),  # its red time lay beyond the year 9999: a 500 per application
     ],
 )
 def test_time_limit_durations(

@@ -241,6 +241,8 @@ def test_check_source_reports_refusals_without_running_anything() -> None:
     reason = check_source("x = ().__class__", "exec")
     assert reason is not None
     assert "__class__" in reason
+    for deep in ("x = 1" + " +1" * 20_000, "x = " + "not " * 5_000 + "1", "x = " + "-" * 100_000 + "1"):
+        assert "nested too deeply" in (check_source(deep, "exec") or "")  # was a RecursionError: a 500 at deploy
 
 
 # -- time and iteration limits -------------------------------------------------------------------------
