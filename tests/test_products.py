@@ -760,3 +760,28 @@ def test_a_retry_of_an_application_changes_none_of_its_data(catalog: CreditFlow,
         catalog.instances.retry(risk, view.instance.id, {"approved_amount": "9000000.00"})
     assert [p["field"] for p in refused.value.problems] == ["data"]
     assert "approved_amount" not in catalog.instances.get(SYSTEM, view.instance.id).instance.data
+
+
+def test_a_retried_submission_with_its_idempotency_key_starts_one_application(catalog: CreditFlow, app: Any) -> None:
+    """A channel that retries after a timeout sends the same key: it gets the application the first
+    attempt started (its id, its status), never a second contract and disbursement."""
+    officer, colleague = login(app, "ly_officer"), login(app, "ly_officer2")
+    body = {
+        "applicant": applicant(),
+        "business_key": "MB-20261202-0001",
+        "data": {"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"},
+    }
+    url, key = "/api/v1/products/FND-DAINONG/applications", {"Idempotency-Key": "mb-7f3a9c"}
+    first = officer.post(url, json=body, headers=key)
+    again = officer.post(url, json=body, headers=key)
+    assert first.status_code == again.status_code == 201, again.get_json()
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == first.get_json()["id"]
+    changed = officer.post(url, json={**body, "business_key": "MB-20261202-0002"}, headers=key)
+    assert changed.status_code == 422 and changed.get_json()["errors"][0]["field"] == "Idempotency-Key"
+    bad = officer.post(url, json=body, headers={"Idempotency-Key": "has spaces"})
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "Idempotency-Key"
+    assert colleague.post(url, json=body, headers=key).get_json()["id"] != first.get_json()["id"]  # keys are per caller
+    with catalog.db.transaction() as session:
+        started = session.scalars(select(ProcessInstance.business_key).where(ProcessInstance.business_key.is_not(None)))
+        assert sorted(started) == ["MB-20261202-0001", "MB-20261202-0001"]  # the officer's and the colleague's

@@ -7,6 +7,8 @@ from typing import Any
 from flask import current_app
 from flask_smorest import Blueprint
 
+from api.idempotency import DOC as IDEMPOTENCY_DOC
+from api.idempotency import idempotency, replay_headers
 from api.rows import task_row
 from api.schemas import (
     CancelSchema,
@@ -60,8 +62,10 @@ def instance_body(view: InstanceView) -> dict[str, Any]:
 @blp.route("", methods=["POST"])
 @blp.arguments(StartInstanceSchema)
 @blp.response(201, InstanceSchema)
+@blp.alt_response(409, description="a request with the same Idempotency-Key is still being handled")
+@blp.doc(**IDEMPOTENCY_DOC)
 @requires(INSTANCES_START)
-def start(body: dict[str, Any]) -> dict[str, Any]:
+def start(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     view = _service().start(
         current_principal(),
         body["definition_key"],
@@ -69,8 +73,9 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
         business_key=body.get("business_key"),
         data=body["data"],
         org_unit=body.get("org_unit"),
+        idempotency=idempotency(body),
     )
-    return instance_body(view)
+    return instance_body(view), 201, replay_headers(view)
 
 
 @blp.route("", methods=["GET"])

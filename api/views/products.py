@@ -7,6 +7,8 @@ from typing import Any
 from flask import current_app
 from flask_smorest import Blueprint
 
+from api.idempotency import DOC as IDEMPOTENCY_DOC
+from api.idempotency import idempotency, replay_headers
 from api.schemas import (
     ApplicationSchema,
     CloneSchema,
@@ -91,8 +93,10 @@ def publish(code: str) -> Any:
 @blp.arguments(ApplicationSchema)
 @blp.response(201, InstanceSchema)
 @blp.alt_response(422, description="outside the product's limits, or the product is not published")
+@blp.alt_response(409, description="a request with the same Idempotency-Key is still being handled")
+@blp.doc(**IDEMPOTENCY_DOC)
 @requires(APPLICATIONS_CREATE)
-def apply(body: dict[str, Any], code: str) -> dict[str, Any]:
+def apply(body: dict[str, Any], code: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     view = _service().apply(
         current_principal(),
         code,
@@ -100,8 +104,9 @@ def apply(body: dict[str, Any], code: str) -> dict[str, Any]:
         data=body["data"],
         business_key=body.get("business_key"),
         org_unit=body.get("org_unit"),
+        idempotency=idempotency(body),
     )
-    return instance_body(view)
+    return instance_body(view), 201, replay_headers(view)
 
 
 @blp.route("/<code>/clone", methods=["POST"])

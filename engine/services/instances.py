@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.bpmn.util import BpmnEvent
@@ -27,7 +27,7 @@ from engine.services.principal import Principal
 from engine.services.spec_cache import LoadedDefinition
 from engine.store.audit import GENESIS, Journal, VerifyResult, verify_chain
 from engine.store.fast_rows import StaleRow
-from engine.store.models import AuditEvent, OrgUnit, ProcessDefinition, ProcessInstance
+from engine.store.models import AuditEvent, IdempotencyKey, OrgUnit, ProcessDefinition, ProcessInstance
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -45,6 +45,16 @@ class InstanceView:
     definition: LoadedDefinition
     tasks: list[Any]
     remaining_minutes: int | None = None  # working time left on the process clock (read views only)
+    replayed: bool = False  # what an earlier request with the same Idempotency-Key started
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's ``Idempotency-Key`` and the fingerprint of the request it came with (method, path,
+    canonical body): a network retry of a submission must not start a second loan."""
+
+    key: str
+    fingerprint: str
 
 
 def ordered(tasks: Iterable[Any]) -> list[Any]:
@@ -81,12 +91,17 @@ class InstanceService:
         business_key: str | None = None,
         data: dict[str, Any] | None = None,
         org_unit: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> InstanceView:
         """Start a bare process definition by key, or an application bound to a product version.
 
         The application belongs to ``org_unit`` (a unit code of the caller's bank), by default the
-        caller's home unit; its tasks are offered within that unit's org scope.
+        caller's home unit; its tasks are offered within that unit's org scope. With ``idempotency``
+        the key is stored with the instance, in its transaction: the same key again replays it.
         """
+        replay = self.replayed(principal, idempotency)
+        if replay is not None:
+            return replay
         with self._committed() as keep, self.platform.db.transaction(write=True) as session:
             unit_id = self._unit(session, principal, org_unit)
             if binding is not None:
@@ -119,8 +134,39 @@ class InstanceService:
                 data=data or {},
                 org_unit_id=unit_id,
             )
+            if idempotency is not None and principal.user_id is not None:
+                session.add(
+                    IdempotencyKey(
+                        user_id=principal.user_id,
+                        key=idempotency.key,
+                        request_sha256=idempotency.fingerprint,
+                        instance_id=execution.instance.id,
+                        created_at=execution.now,
+                    )
+                )
             keep.append(execution)
             return InstanceView(execution.instance, definition, ordered(execution.open_tasks.values()))
+
+    def replayed(self, principal: Principal, idempotency: Idempotency | None) -> InstanceView | None:
+        """The instance an earlier request with this key started, if the request is the same (422 if
+        the key came with another request); None for a new key. Two requests racing with one key:
+        the second's insert fails on the unique key, a 409 whose retry replays."""
+        if idempotency is None or principal.user_id is None:
+            return None
+        with self.platform.db.transaction() as session:
+            found = session.scalars(
+                select(IdempotencyKey).where(
+                    IdempotencyKey.user_id == principal.user_id, IdempotencyKey.key == idempotency.key
+                )
+            ).first()
+        if found is None:
+            return None
+        if found.request_sha256 != idempotency.fingerprint:
+            raise InvalidInput(
+                "this Idempotency-Key came with another request",
+                [{"field": "Idempotency-Key", "message": "already used for a different request"}],
+            )
+        return replace(self.get(principal, found.instance_id), replayed=True)
 
     def start_in(
         self,

@@ -79,7 +79,7 @@ from engine.store.models import (
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
-    from engine.services.instances import InstanceView
+    from engine.services.instances import Idempotency, InstanceView
 
 RULES_DIR = REPO_ROOT / "product_configs" / "rules"
 COMMITTEE_STEP = "committee_vote"  # the archetype step each credit committee member votes in (a4)
@@ -574,8 +574,12 @@ class ProductService:
         data: dict[str, Any],
         business_key: str | None = None,
         org_unit: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> InstanceView:
         """Start an application on the product's current published version, within its limits."""
+        replay = self.platform.instances.replayed(principal, idempotency)
+        if replay is not None:  # a retried submission: what it started, not a second loan
+            return replay
         with self.platform.db.transaction() as session:
             if self.is_province(principal, session):  # its staff hold no role that could work one
                 raise Forbidden("the province reads its banks' applications but takes none: a bank's staff apply")
@@ -627,7 +631,12 @@ class ProductService:
                 "active credit committee member (贷审会委员): an administrator grants the role first"
             )
         return self.platform.instances.start(
-            principal, binding=binding, business_key=business_key, data={**start_data, **authority}, org_unit=org_unit
+            principal,
+            binding=binding,
+            business_key=business_key,
+            data={**start_data, **authority},
+            org_unit=org_unit,
+            idempotency=idempotency,
         )
 
     def _authority(

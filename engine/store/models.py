@@ -507,6 +507,20 @@ class Escalation(Base):
     actions: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
 
 
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` on a request that starts an instance (an application): the same
+    key with the same request answers with the instance the first one started, never a second loan."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_sha256: Mapped[str] = mapped_column(String(64))  # method, path and canonical JSON body
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class OutboxMessage(Base):
     """A notification written in the same transaction as what caused it; delivered by jobs."""
 
