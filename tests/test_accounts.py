@@ -435,3 +435,20 @@ def test_logs_carry_no_id_numbers_passwords_or_tokens(seeded: Any, caplog: pytes
     for secret in (RID, PASSWORD, token, CARD):
         assert secret not in caplog.text
         assert not any(secret in m for m in messages)
+
+
+def test_an_integration_account_submits_but_does_no_human_work(app: Any, seeded: Any, integration: str) -> None:
+    """A channel account holding 客户经理 to submit applications was given their investigation (a
+    machine in the officer's place) and could complete tasks offered to its role."""
+    from tests.conftest import deploy
+
+    deploy(seeded, "inbox.bpmn")
+    channel = with_key(app, create_key(login(app), integration)["key"])
+    assert "tasks.work" not in channel.get(ME).get_json()["permissions"]
+    started = channel.post("/api/v1/process-instances", json={"definition_key": "inbox_flow", "data": {}})
+    assert started.status_code == 201, started.get_json()
+    (task,) = started.get_json()["tasks"]
+    assert task["assignee_id"] is None  # offered to the branch's officers
+    assert channel.post(f"/api/v1/tasks/{task['id']}/claim").status_code == 403
+    assert channel.post(f"/api/v1/tasks/{task['id']}/complete", json={"data": {}}).status_code == 403
+    assert task["id"] in {t["id"] for t in login(app, "ly_officer").get("/api/v1/tasks").get_json()["items"]}

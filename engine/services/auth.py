@@ -21,7 +21,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.errors import InvalidInput, NotFound, Unauthorized
-from engine.org.roles import ROLES, permissions_of
+from engine.org.roles import ROLES, TASKS_WORK, permissions_of
 from engine.services.principal import Grant, Principal
 from engine.store.models import OrgUnit, RevokedToken, Tenant, User, UserGroupMember, UserRole
 
@@ -273,9 +273,12 @@ def load_principal(session: Session, user: User) -> Principal:
         user.tenant_id,
         roles,
         scope,
-        permissions=permissions_of(roles),
+        # an integration account holds a role for what it submits and reads: the human work of the
+        # role (investigating, reviewing, approving a loan) stays with people
+        permissions=permissions_of(roles) - ({TASKS_WORK} if user.is_service else set()),
         grants=grants,
         group_ids=groups,
         org_unit_id=user.org_unit_id,
         supervised_unit_ids=supervised,
+        is_service=user.is_service,
     )

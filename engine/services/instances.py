@@ -218,7 +218,7 @@ class InstanceService:
         if data:
             workflow.get_next_task(state=TaskState.READY).data.update(data)
         execution = Execution(session, self.platform.db.rows, instance, workflow, journal, now, is_new=True)
-        if INTAKE_ROLE in principal.roles:  # taking the application is the officer's investigation duty
+        if INTAKE_ROLE in principal.roles and not principal.is_service:  # taking it is the officer's investigation
             execution.assignment.performed(ROLES[INTAKE_ROLE].duty, instance.id, principal.user_id, [], now)
         if binding is not None and (process := execution.deadlines(binding, None)) is not None:
             instance.warn_at, instance.due_at = process.warn_at, process.overdue_at

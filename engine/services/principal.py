@@ -34,6 +34,7 @@ class Principal:
     # the units below a supervising grant (支行行长: the branch's sub-branches and grids), resolved once
     # per request so inbox queries filter on ids rather than on path patterns
     supervised_unit_ids: frozenset[int] = field(default_factory=frozenset)
+    is_service: bool = False  # an integration account (API keys): it submits and reads, a person decides
 
     @classmethod
     def system(cls) -> Principal:
