@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -29,9 +30,11 @@ from engine.catalog.config import DEFAULT_STANDARD_DIR
 from engine.clock import FrozenClock
 from engine.config import Settings
 from engine.container import CreditFlow
-from engine.jobs.queue import BACKOFF, RETRIES, enqueue
-from engine.jobs.scheduler import PassResult, run_pass
+from engine.jobs.queue import BACKOFF, RETRIES, Lane, enqueue
+from engine.jobs.scheduler import OWN_LANE, PassResult, run_pass
 from engine.masking import mask_number
+from engine.notify import delivery
+from engine.notify.delivery import TIMEOUT_SECONDS
 from engine.notify.destinations import DEFAULT_NETWORKS, DestinationPolicy
 from engine.notify.outbox import publish
 from engine.services.auth import load_principal
@@ -464,3 +467,23 @@ def test_webhooks_never_reach_the_platforms_own_host_or_metadata_addresses(
     failed = deliveries(seeded, message_id)[hook["id"]]
     assert failed.status == "pending" and "loopback address, which webhooks may not reach" in failed.last_error
     assert receiver.requests == []
+
+
+def test_a_receiver_that_never_finishes_its_answer_is_cut_off_and_holds_up_no_other_job(
+    seeded: CreditFlow, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each byte within the read timeout kept a trickling receiver's request going for minutes, and the
+    one scheduler loop (timers, escalations, archiving, every bank's notifications) waited behind it."""
+    monkeypatch.setattr(delivery, "DEADLINE_SECONDS", 0.3)
+    silent = socket.create_server(("127.0.0.1", 0))  # takes the request, never answers it
+    hook = create_webhook(login(app, "ly_admin"), f"http://127.0.0.1:{silent.getsockname()[1]}/", [])
+    message = send(seeded, "escalation.task.red")
+    with seeded.db.transaction(write=True) as session:  # and a BPMN timer falls due as well
+        enqueue(session, "timer", seeded.clock.now(), seeded.clock.now(), instance_id=None)
+    work = run_pass(seeded, seeded.clock.now(), lane=Lane(OWN_LANE, skip=True))
+    assert work.acquired == 1  # the timer's loop does not take the deliveries
+    notifications = run_pass(seeded, seeded.clock.now(), lane=Lane(OWN_LANE))
+    assert notifications.acquired == 2 and notifications.seconds < TIMEOUT_SECONDS  # the log's, the webhook's
+    failed = deliveries(seeded, message)[hook["id"]]
+    assert failed.status == "pending" and failed.last_error.startswith("no complete answer within 0.3 s")
+    silent.close()

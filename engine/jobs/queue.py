@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from engine.errors import Busy, Conflict
@@ -49,6 +49,23 @@ _FINISH = delete(Job.__table__).where(
 
 class LeaseLost(Exception):
     """The job is no longer ours (deleted, or acquired again after our lease expired): roll back."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Which job kinds a scheduler loop runs: ``kinds`` only, or (``skip``) every kind but those. A
+    slow webhook receiver must not hold up timers, escalations and archiving behind it."""
+
+    kinds: tuple[str, ...] = ()
+    skip: bool = False
+
+    def clause(self) -> Any:
+        if not self.kinds:
+            return true()
+        return Job.kind.not_in(self.kinds) if self.skip else Job.kind.in_(self.kinds)
+
+
+ALL = Lane()
 
 
 @dataclass(frozen=True)
@@ -127,14 +144,15 @@ class JobQueue:
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
 
-    def acquire(self, owner: str, now: datetime, limit: int) -> list[AcquiredJob]:
-        """Lease up to ``limit`` due jobs to ``owner`` in one short transaction."""
+    def acquire(self, owner: str, now: datetime, limit: int, lane: Lane = ALL) -> list[AcquiredJob]:
+        """Lease up to ``limit`` due jobs of ``lane`` to ``owner`` in one short transaction."""
         due = (
             select(Job.id)
             .where(
                 Job.due_at <= now,
                 Job.retries_left > 0,
                 (Job.lock_expires_at.is_(None)) | (Job.lock_expires_at < now),
+                lane.clause(),
             )
             .order_by(Job.due_at, Job.id)
             .limit(limit)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from engine.jobs.queue import BUSY, DONE, node_name
+from engine.jobs.queue import ALL, BUSY, DONE, Lane, node_name
+from engine.notify.outbox import DELIVER
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 2.0
 BATCH = 200
 BUSY_ROUNDS, BUSY_PAUSE_SECONDS = 20, 0.05  # at most about a second of waiting for held instances
+OWN_LANE = (DELIVER,)  # webhook deliveries run in a loop of their own
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class PassResult:
     seconds: float
 
 
-def run_pass(platform: CreditFlow, now: datetime | None = None, *, batch: int = BATCH) -> PassResult:
+def run_pass(platform: CreditFlow, now: datetime | None = None, *, batch: int = BATCH, lane: Lane = ALL) -> PassResult:
     """Acquire and run due jobs until none is left; a job's failure never stops the pass.
 
     Jobs that a run makes due at once (the next escalation level after an outage) are picked up by
@@ -47,7 +49,7 @@ def run_pass(platform: CreditFlow, now: datetime | None = None, *, batch: int = 
     acquired = done = busy_rounds = 0
     while busy_rounds <= BUSY_ROUNDS:
         at = now or platform.clock.now()
-        jobs = platform.jobs.acquire(owner, at, batch)
+        jobs = platform.jobs.acquire(owner, at, batch, lane)
         if not jobs:
             break
         acquired += len(jobs)
@@ -61,9 +63,9 @@ def run_pass(platform: CreditFlow, now: datetime | None = None, *, batch: int = 
     return PassResult(acquired, done, time.perf_counter() - started)
 
 
-def _tick(platform: CreditFlow) -> None:
+def _tick(platform: CreditFlow, lane: Lane) -> None:
     try:
-        result = run_pass(platform)
+        result = run_pass(platform, lane=lane)
         if result.acquired:
             log.info("scheduler pass: %s jobs done of %s in %.3f s", result.done, result.acquired, result.seconds)
     except Exception:
@@ -71,7 +73,10 @@ def _tick(platform: CreditFlow) -> None:
 
 
 def _schedule(scheduler: BackgroundScheduler | BlockingScheduler, platform: CreditFlow, interval: float) -> None:
-    scheduler.add_job(_tick, "interval", seconds=interval, args=[platform], max_instances=1, coalesce=True)
+    """Two loops, each on its own thread: notification deliveries (which wait on other people's
+    servers) and everything else (timers, escalations, archiving), so one never waits for the other."""
+    for lane in (Lane(OWN_LANE), Lane(OWN_LANE, skip=True)):
+        scheduler.add_job(_tick, "interval", seconds=interval, args=[platform, lane], max_instances=1, coalesce=True)
 
 
 def start_background(platform: CreditFlow, interval: float = INTERVAL_SECONDS) -> BackgroundScheduler:

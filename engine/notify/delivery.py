@@ -31,12 +31,16 @@ masked in the log and in webhook bodies alike: both leave the database.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import http.client
 import json
 import logging
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -56,7 +60,8 @@ if TYPE_CHECKING:
 
 notifications = logging.getLogger("creditflow.notifications")
 
-TIMEOUT_SECONDS = 5.0
+TIMEOUT_SECONDS = 5.0  # to connect, and between two reads
+DEADLINE_SECONDS = 15.0  # for the whole request, however the receiver paces its answer
 _ERROR_BODY_BYTES = 200  # of a refusing receiver's answer, kept in ``last_error``
 
 
@@ -79,10 +84,30 @@ class _GuardedConnections:
     def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
         def guarded(host: str, **options: Any) -> Any:
             connection = http_class(host, **options)
-            connection._create_connection = self.policy.connect  # what http.client calls to open the socket
+            # what http.client calls to open the socket
+            connection._create_connection = functools.partial(_with_deadline, self.policy.connect)
             return connection
 
         return super().do_open(guarded, req, **kwargs)  # type: ignore[misc]
+
+
+_deadline = threading.local()  # the cut-off of the request this thread is making
+
+
+def _with_deadline(connect: Any, address: Any, *args: Any) -> socket.socket:
+    """A socket shut DEADLINE_SECONDS after it opened. The read timeout restarts with every byte, so
+    a receiver trickling its answer would otherwise hold the delivery loop as long as it liked."""
+    sock = connect(address, *args)
+    timer = threading.Timer(DEADLINE_SECONDS, _cut, args=(sock,))
+    timer.daemon = True
+    timer.start()
+    _deadline.timer = timer
+    return sock
+
+
+def _cut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed: the request ended in time
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class _GuardedHTTP(_GuardedConnections, urllib.request.HTTPHandler):
@@ -214,6 +239,7 @@ def _post(platform: CreditFlow, job: AcquiredJob, delivery_id: int, message: dic
             "X-CreditFlow-Signature": sign(hook.secret, timestamp, body),
         },
     )
+    started = time.monotonic()
     try:
         with _opener(platform.webhook_destinations).open(request, timeout=TIMEOUT_SECONDS):
             return
@@ -224,6 +250,13 @@ def _post(platform: CreditFlow, job: AcquiredJob, delivery_id: int, message: dic
         error = f"unreachable: {exc.reason}"
     except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, garbled answers
         error = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() - started >= DEADLINE_SECONDS:
+            error = f"no complete answer within {DEADLINE_SECONDS:g} s ({error})"
+    finally:
+        timer = getattr(_deadline, "timer", None)
+        if timer is not None:
+            timer.cancel()
+            _deadline.timer = None
     error = mask_text(error)
     last = job.retries_left <= 1  # the queue raises an incident when this attempt fails
     with platform.db.transaction(write=True) as session:
