@@ -363,6 +363,9 @@ def drive(
             form = platform.forms.get(task.form)
             current = detail.data or {}
             amount = current.get("amount")
+            limit = (current.get("pricing") or {}).get("limit")  # an approver stays within the rule's limit
+            if amount and limit is not None:
+                amount = f"{min(Decimal(str(amount)), Decimal(str(limit))):.2f}"
             data = SchemaData(born=birth_date(CLEAN["age"]), amount=str(amount) if amount else None)(form.schema)
             assert validate_form_data(form, data) == [], (task.bpmn_id, data)
             view = platform.tasks.complete(SYSTEM, task.id, data)  # InvalidInput (422) would fail the test
@@ -564,7 +567,13 @@ def test_a_step_cannot_grant_more_than_was_applied_for_or_the_product_allows(
         ("account", "unknown"),
         ("term_months", "unknown"),
     ]
-    view = shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(requested)})
+    # nor more than the limit the product's pricing rule decided (approvers granted 800,000 on a 300,000 limit)
+    limit = Decimal(str(shared.tasks.get(SYSTEM, task.id).data["pricing"]["limit"]))
+    assert limit < requested, (code, limit, requested)
+    with pytest.raises(InvalidInput) as refused:
+        shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(requested)})
+    assert [(p["field"], p["code"]) for p in refused.value.problems] == [("approved_amount", "rule_limit")]
+    view = shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": f"{limit:.2f}"})
     assert task.id not in {t.id for t in view.tasks}
     assert view.instance.data["term_months"] == data["term_months"] and view.instance.data["account"] == data["account"]
 

@@ -214,9 +214,11 @@ def bound_problems(
 ) -> list[Problem]:
     """Amounts a step decides stay within the product's range and never exceed what was applied for.
 
-    A form field opts in with ``"x-creditflow-bounds": {"product_range": "amount", "at_most": "amount"}``:
-    ``product_range`` names a ``{min, max}`` parameter of the product, ``at_most`` a field of the
-    application's data. Run after the form's own validation, on values that are well-formed amounts.
+    A form field opts in with ``"x-creditflow-bounds": {"product_range": "amount", "at_most": "amount",
+    "rule_limit": "pricing.limit"}``: ``product_range`` names a ``{min, max}`` parameter of the
+    product, ``at_most`` a field of the application's data, ``rule_limit`` the dotted path of the
+    credit limit a rule decided (no check where that rule did not run). Run after the form's own
+    validation, on values that are well-formed amounts.
     """
     problems: list[Problem] = []
     for name, spec in form.schema.get("properties", {}).items():
@@ -225,6 +227,7 @@ def bound_problems(
             continue
         amount, limits = _decimal(value), parameters.get(bounds.get("product_range", ""))
         ceiling = _decimal(current.get(bounds.get("at_most", "")))
+        decided = _decimal(_at_path(current, bounds.get("rule_limit", "")))
         if amount is None:
             continue
         if isinstance(limits, Mapping) and not Decimal(limits["min"]) <= amount <= Decimal(limits["max"]):
@@ -232,7 +235,18 @@ def bound_problems(
             problems.append({"field": name, "message": message, "code": "product_range"})
         elif ceiling is not None and amount > ceiling:
             problems.append({"field": name, "message": f"must not exceed the {ceiling} applied for", "code": "at_most"})
+        elif decided is not None and amount > decided:
+            message = f"must not exceed the {decided} limit the product's rule decided"
+            problems.append({"field": name, "message": message, "code": "rule_limit"})
     return problems
+
+
+def _at_path(data: Mapping[str, Any], path: str) -> Any:
+    """``data["pricing"]["limit"]`` for ``"pricing.limit"``; None where any part is missing."""
+    found: Any = data
+    for part in path.split(".") if path else []:
+        found = found.get(part) if isinstance(found, Mapping) else None
+    return found if path else None
 
 
 def _decimal(value: Any) -> Decimal | None:
