@@ -176,10 +176,10 @@ def test_an_ended_instance_is_archived_as_a_signed_bag_that_auditors_can_check(
     assert auditor.get(f"/api/v1/archives/{instance_id}").status_code == 404  # not yet: the scheduler does it
     run_pass(bank)
     record = auditor.get(f"/api/v1/archives/{instance_id}").get_json()
-    today = bank.clock.now().date()
-    assert (
-        record["outcome"] == "approved" and record["retention_until"] == today.replace(year=today.year + 30).isoformat()
-    )
+    today, term = bank.clock.now().date(), signed["instance"]["data"]["term_months"]
+    assert record["outcome"] == "approved" and term == 12
+    # kept for 30 years after the loan ends (its 12 months from today), not after it was granted
+    assert record["retention_until"] == today.replace(year=today.year + 31).isoformat()
     assert record["timestamped_at"] is not None
     history = [e.event_type for e in bank.instances.history(SYSTEM, instance_id)]
     assert history[-1] == "archived"

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from engine.archive.bag import BagFile, auditor_readme, build_bag, safe_name
 from engine.archive.renewal import renew_bag
 from engine.archive.verification import verify_bag
+from engine.documents.schedule import add_months
 from engine.errors import CreditFlowError, NotFound
 from engine.jobs.queue import AcquiredJob, cancel, enqueue
 from engine.services.documents import SHANGHAI, lending_tenant
@@ -144,6 +145,9 @@ def archive_instance(platform: CreditFlow, job: AcquiredJob, now: datetime) -> N
         settings = platform.settings
         granted = outcome in (APPROVED, "completed")  # a plain process's file is kept as long as a loan's
         years = settings.retention_years_approved if granted else settings.retention_years_declined
+        term = (instance.data or {}).get("term_months")
+        # a granted loan's file is kept for the years after the loan ends, not after it was granted
+        ends_on = add_months(bagged_on, term) if granted and isinstance(term, int) and term > 0 else bagged_on
         row = ArchivePackage(
             instance_id=instance.id,
             tenant_id=instance.tenant_id,
@@ -154,7 +158,7 @@ def archive_instance(platform: CreditFlow, job: AcquiredJob, now: datetime) -> N
             sha256=blob.sha256,
             file_count=len(files),
             timestamped_at=report.timestamp_time,
-            retention_until=_years_after(bagged_on, years),
+            retention_until=_years_after(ends_on, years),
             created_at=now,
             evidence_expires_at=report.evidence_expires_at,
             renewals=0,

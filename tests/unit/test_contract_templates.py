@@ -164,6 +164,14 @@ def test_every_template_uses_only_vocabulary_and_renders_from_a_full_context(
     assert f"{SEAL_ANCHOR}：陵源农商银行" in text
 
 
+def test_a_home_purchase_loan_may_buy_the_home_it_is_for(templates: ContractTemplates) -> None:
+    """The purpose article forbade 购房 in every contract, the mortgage contract of 城乡购房贷 included."""
+    data = {**copy.deepcopy(REQUIRED_DATA), "purpose": "购买自住住房"}
+    text = document_text(templates.render("personal-credit", context_for(data)))
+    assert "本合同项下借款用于购买自住住房。" in text
+    assert "除上述约定用途外，不得将借款用于购房" in text
+
+
 def test_rendered_schedule_table_has_a_row_per_instalment_and_totals(
     templates: ContractTemplates, full_context: dict[str, Any]
 ) -> None:
