@@ -423,6 +423,13 @@ def test_comments_and_attachments_are_kept_on_the_application(inbox_app: Any) ->
         files = {name.split("/", 1)[1]: bag.read(name) for name in bag.namelist()}
     assert files["data/attachments/001-现场照片.pdf"] == b"%PDF-1.4 site photo"
     assert [c["body"] for c in json.loads(files["data/comments.json"])] == ["客户经营稳定"]
+    # who the ids are, for an auditor with no database to ask: the officer who commented, the admin who cancelled
+    people = {p["id"]: p for p in json.loads(files["data/people.json"])}
+    officer_id, admin_id = user_id(platform, "ly_officer"), user_id(platform, "ly_admin")
+    assert {officer_id, admin_id} <= set(people)
+    assert people[officer_id]["username"] == "ly_officer"
+    (role,) = people[officer_id]["roles"]
+    assert (role["role"], role["title"], role["unit"]) == ("loan_officer", "客户经理", "ly-chengguan")
     (listed,) = json.loads(files["data/instance.json"])["attachments"]
     assert listed["path"] == "attachments/001-现场照片.pdf" and listed["sha256"] == attachment["sha256"]
     assert reviewer.post(f"/api/v1/archives/{started['id']}/verify").get_json()["ok"] is True
