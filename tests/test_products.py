@@ -280,6 +280,18 @@ def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: Cr
         catalog.products.publish(bank, "LY-DAINONG")
     assert any("cannot be dropped" in p["message"] for p in refused.value.problems)
 
+    # nor through a keyword a merge patch replaces whole, nor by breaking the form for every completion
+    for override, problem in (
+        ({"approval": {"allOf": [{}]}}, "allOf may gain conditions, never lose one"),  # approve without an amount
+        ({"approval": {"properties": {"comment": {"$ref": "https://169.254.169.254/x.json"}}}}, "$ref"),
+        ({"approval": {"properties": {"comment": {"$ref": "#"}}}}, "$ref must name a schema of the form catalog"),
+        ({"approval": {"properties": {"comment": {"pattern": "^(a|a)*$"}}}}, "repeats a repeated group"),
+    ):
+        catalog.products.set_draft(bank, "LY-DAINONG", {"form_overrides": override})
+        with pytest.raises(InvalidInput) as refused:
+            catalog.products.publish(bank, "LY-DAINONG")
+        assert any(problem in p["message"] for p in refused.value.problems), (override, refused.value.problems)
+
 
 def test_the_age_rules_read_comes_from_the_id_number_and_bad_ids_are_refused(catalog: CreditFlow) -> None:
     view = catalog.products.apply(

@@ -153,6 +153,7 @@ class FormCatalog:
             .crawl()
         )
         self._registry = registry
+        self.schema_files = frozenset(schemas)  # what a ``$ref`` may name: the catalog's own files
         dependencies: dict[str, set[str]] = {}
         for file_name in schemas:
             found, dependencies[file_name] = _check_keywords(file_name, registry)

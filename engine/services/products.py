@@ -49,7 +49,7 @@ from engine.config import REPO_ROOT
 from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.forms.catalog import FormDefinition, InvalidFormDefinition
 from engine.forms.formats import FORMAT_CHECKER, age_on, resident_id_problem
-from engine.forms.overrides import loosening_problems
+from engine.forms.overrides import loosening_problems, unsafe_keywords
 from engine.forms.validation import FormValidator, unknown_fields, validate_form_data
 from engine.inbox.assignment import holders
 from engine.rules.jdm import input_schema
@@ -349,7 +349,8 @@ class ProductService:
             except InvalidFormDefinition as exc:
                 problems.append({"field": field, "message": exc.detail})
                 continue
-            problems.extend({"field": field, "message": m} for m in loosening_problems(base, derived))
+            found = [*loosening_problems(base, derived), *unsafe_keywords(patch, set(self.platform.forms.schema_files))]
+            problems.extend({"field": field, "message": m} for m in found)
             problems.extend(undefined_required(derived, field))
         return problems
 
