@@ -438,6 +438,7 @@ def test_webhooks_never_reach_the_platforms_own_host_or_metadata_addresses(
         f"http://0:{port}/x",
         "http://0xa9fea9fe/latest/meta-data/",
         "http://[::ffff:7f00:1]/",
+        "http://100.100.100.200/latest/meta-data/",  # Alibaba Cloud's metadata, inside 100.64.0.0/10
     ):
         refused = bank.post("/api/v1/admin/webhooks", json={"url": url, "topics": []})
         assert refused.status_code == 422, url
@@ -445,6 +446,8 @@ def test_webhooks_never_reach_the_platforms_own_host_or_metadata_addresses(
     for url in ("http://[127.0.0.1]/", "http://[::1/", "http://example.cn:99999/", "http://example.cn:x/"):
         malformed = bank.post("/api/v1/admin/webhooks", json={"url": url, "topics": []})
         assert malformed.status_code == 422 and "not a valid URL" in malformed.get_json()["errors"][0]["message"], url
+    split = bank.post("/api/v1/admin/webhooks", json={"url": "http://example.cn/a\r\nX-Injected: 1", "topics": []})
+    assert split.status_code == 422 and "control characters" in split.get_json()["errors"][0]["message"]
     intranet = create_webhook(bank, "http://10.20.30.40:8080/hook", ["escalation."])  # a bank's own system
     assert bank.patch(f"/api/v1/admin/webhooks/{intranet['id']}", json={"url": "http://localhost/"}).status_code == 422
     patched = bank.patch(f"/api/v1/admin/webhooks/{intranet['id']}", json={"url": f"http://0x7f.1:{port}/"})

@@ -7,7 +7,8 @@ receiver's answer is shown back in the delivery list. So every address a webhook
 checked when the connection is made (after DNS resolution, so a name that later resolves elsewhere
 gains nothing): public addresses, and the networks in ``CREDITFLOW_WEBHOOK_NETWORKS`` (by default
 the private ranges where banks' own systems live), are allowed; loopback, link-local, unspecified,
-multicast and reserved addresses never are unless a network listed there contains them. A URL
+multicast and reserved addresses never are unless a network listed there contains them, and the cloud
+metadata services inside the default networks (``100.100.100.200``) only if listed as that very address. A URL
 whose host names an address directly, or ``localhost``, is refused when the webhook is saved; the
 host is read as the resolver would read it (without a DNS lookup), so the legacy IPv4 spellings
 ``inet_aton`` accepts (``127.1``, ``2130706433``, ``0x7f.1``, octal ``0177.0.0.1``, ``0``) and
@@ -30,6 +31,9 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # RFC 1918, carrier-grade NAT and IPv6 unique local addresses: where a bank's own systems live
 DEFAULT_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
 _SPECIAL = ("loopback", "link_local", "unspecified", "multicast", "reserved")  # refused even where "global"
+# Cloud metadata services inside the default networks (Alibaba Cloud in carrier-grade NAT, AWS's IPv6
+# one in fc00::/7): refused unless CREDITFLOW_WEBHOOK_NETWORKS lists the very address.
+METADATA = tuple(ipaddress.ip_address(a) for a in ("100.100.100.200", "fd00:ec2::254"))
 
 
 class DestinationRefused(OSError):
@@ -83,6 +87,9 @@ class DestinationPolicy:
 
     def _refused_kind(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
         """What kind of address refused ``address`` is ("loopback", "private", …); None when allowed."""
+        if address in METADATA:
+            listed = any(network.num_addresses == 1 and address in network for network in self.networks)
+            return None if listed else "cloud-metadata"
         if any(address in network for network in self.networks):
             return None
         kind = next((name for name in _SPECIAL if getattr(address, f"is_{name}")), None)

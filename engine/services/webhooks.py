@@ -83,7 +83,9 @@ def check_url(url: str, destinations: DestinationPolicy) -> None:
         message = f"not a valid URL: {exc}"
         raise InvalidInput(f"invalid webhook URL: {exc}", [{"field": "url", "message": message}]) from None
     problem = None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if any(ord(character) < 0x21 or ord(character) == 0x7F for character in url):
+        problem = "must not contain spaces or control characters"  # a CR LF would split the request
+    elif parts.scheme not in ("http", "https") or not parts.hostname:
         problem = "must be an http or https URL with a host"
     elif parts.username is not None or parts.password is not None:
         problem = "must not contain credentials; receivers verify the signature instead"

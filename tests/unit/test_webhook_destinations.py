@@ -21,6 +21,8 @@ DEFAULT = DestinationPolicy.of(DEFAULT_NETWORKS)
         ("0.0.0.0", "unspecified"),
         ("224.0.0.1", "multicast"),
         ("240.0.0.1", "reserved"),
+        ("100.100.100.200", "cloud-metadata"),  # Alibaba Cloud's, inside the default carrier-grade NAT range
+        ("fd00:ec2::254", "cloud-metadata"),  # AWS's IPv6 one, inside the default unique local range
     ],
 )
 def test_the_platforms_own_host_and_special_addresses_are_refused(address: str, kind: str) -> None:
@@ -40,6 +42,8 @@ def test_the_operator_chooses_the_non_public_networks() -> None:
     assert public_only.refusal("10.1.2.3") == "10.1.2.3 is a private address, which webhooks may not reach"
     assert public_only.refusal("8.8.8.8") is None
     assert DestinationPolicy.of(["127.0.0.0/8"]).refusal("127.0.0.1") is None
+    assert DEFAULT.refusal("100.100.100.201") is None  # the rest of the range is a bank's
+    assert DestinationPolicy.of(["100.100.100.200/32"]).refusal("100.100.100.200") is None  # listed as itself
     with pytest.raises(ValueError, match="'intranet' is not a network"):
         DestinationPolicy.of(["10.0.0.0/8", "intranet"])
 
