@@ -47,21 +47,24 @@ def from_http_exception(exc: HTTPException) -> Response:
     return problem(status, exc.name, detail, problems, dict(data.get("headers") or {}))
 
 
-def flatten_messages(messages: Any, prefix: str = "") -> list[dict[str, Any]]:
-    """``{"json": {"data": {"amount": ["Not a valid number."]}}}`` → ``[{"field": "data.amount", …}]``."""
+def flatten_messages(messages: Any, prefix: str = "", *, located: bool = False) -> list[dict[str, Any]]:
+    """``{"json": {"data": {"amount": ["Not a valid number."]}}}`` → ``[{"field": "data.amount", …}]``.
+
+    Only the outermost keys are webargs locations: a body field named ``query`` (a saved filter's)
+    is a field like any other."""
     found: list[dict[str, Any]] = []
     if isinstance(messages, dict):
         for key, value in messages.items():
-            if not prefix and key in ("json", "query", "files", "form", "headers", "view_args"):
-                found.extend(flatten_messages(value, ""))
+            if not located and key in ("json", "query", "files", "form", "headers", "view_args"):
+                found.extend(flatten_messages(value, "", located=True))
                 continue
             name = f"{prefix}[{key}]" if isinstance(key, int) else (f"{prefix}.{key}" if prefix else str(key))
-            found.extend(flatten_messages(value, name))
+            found.extend(flatten_messages(value, name, located=True))
     elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         found.extend({"field": prefix or "body", "message": m} for m in messages)
     elif isinstance(messages, list):
         for item in messages:
-            found.extend(flatten_messages(item, prefix))
+            found.extend(flatten_messages(item, prefix, located=True))
     else:
         found.append({"field": prefix or "body", "message": str(messages)})
     return found

@@ -286,6 +286,8 @@ def test_saved_filters_belong_to_their_user(inbox_app: Any) -> None:
     assert other.get(f"/api/v1/tasks?filter={filter_id}").status_code == 404
     assert other.delete(f"/api/v1/tasks/filters/{filter_id}").status_code == 404
     assert officer.post("/api/v1/tasks/filters", json={"name": "x", "query": {"view": "nope"}}).status_code == 422
+    bad_date = officer.post("/api/v1/tasks/filters", json={"name": "x", "query": {"due_before": "x"}})
+    assert bad_date.status_code == 422 and bad_date.get_json()["errors"][0]["field"] == "query.due_before"
     assert officer.delete(f"/api/v1/tasks/filters/{filter_id}").status_code == 204
 
 
