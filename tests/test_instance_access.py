@@ -95,3 +95,18 @@ def test_a_branch_heads_all_view_holds_only_the_tasks_of_applications_they_read(
     assert all_view("xg_head") == {xiguan}  # not 城关's applicant and amount
     assert all_view("ly_branch_head") == {chengguan}
     assert all_view("ly_admin") == all_view("ly_risk") == {chengguan, xiguan}  # the head office reads the bank
+
+
+def test_an_officer_files_applications_in_their_own_units_only(bank_app: Any) -> None:
+    """Filed at the head office or another branch, an officer's application left their branch head,
+    who supervises them, blind to it."""
+    officer = login(bank_app, "ly_officer")  # 城关支行
+    for unit in ("ly-hq", "ly-xiguan"):
+        body = {"definition_key": "inbox_flow", "org_unit": unit, "data": {}}
+        refused = officer.post("/api/v1/process-instances", json=body)
+        assert refused.status_code == 422 and refused.get_json()["errors"][0]["field"] == "org_unit", unit
+    below = officer.post("/api/v1/process-instances", json={"definition_key": "inbox_flow", "org_unit": "ly-dongjie"})
+    assert below.status_code == 201  # 东街分理处, under 城关支行
+    admin = login(bank_app, "ly_admin")  # bank-wide: files anywhere in the bank
+    anywhere = admin.post("/api/v1/process-instances", json={"definition_key": "inbox_flow", "org_unit": "ly-xiguan"})
+    assert anywhere.status_code == 201

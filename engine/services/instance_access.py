@@ -22,7 +22,7 @@ from engine.store.models import HumanTask, OrgUnit, ProcessInstance
 
 def readable(principal: Principal) -> ColumnElement[bool]:
     """The applications ``principal`` reads, as a WHERE clause on ``ProcessInstance`` (within its tenants)."""
-    if principal.is_system or _whole_bank(principal):
+    if principal.is_system or whole_bank(principal):
         return true()
     paths = sorted({grant.org_path for grant in principal.grants if grant.org_path})
     conditions: list[ColumnElement[bool]] = [
@@ -42,7 +42,7 @@ def readable(principal: Principal) -> ColumnElement[bool]:
 
 def readable_tasks(principal: Principal) -> ColumnElement[bool]:
     """The tasks of the applications ``principal`` reads, as a WHERE clause on ``HumanTask``."""
-    if principal.is_system or _whole_bank(principal):
+    if principal.is_system or whole_bank(principal):
         return true()
     return HumanTask.instance_id.in_(select(ProcessInstance.id).where(readable(principal)))
 
@@ -51,12 +51,12 @@ def reads(session: Session, principal: Principal, instance: Any) -> bool:
     """Whether ``principal`` reads this application: tenant scope, then ``readable``."""
     if instance is None or not principal.sees(instance.tenant_id):
         return False
-    if principal.is_system or _whole_bank(principal):
+    if principal.is_system or whole_bank(principal):
         return True
     found = session.scalar(select(ProcessInstance.id).where(ProcessInstance.id == instance.id, readable(principal)))
     return found is not None
 
 
-def _whole_bank(principal: Principal) -> bool:
+def whole_bank(principal: Principal) -> bool:
     """A role held bank-wide, or at the head office (the root of the bank's tree)."""
     return any(grant.org_unit_id is None or len(unit_ids(grant.org_path or "")) == 1 for grant in principal.grants)

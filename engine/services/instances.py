@@ -22,7 +22,7 @@ from engine.org.roles import ROLES
 from engine.runtime.timer_events import starts_on_timer_only
 from engine.runtime.workflow_state import SERIALIZER_VERSION, load_state, new_workflow
 from engine.services.execution import CANCELLED, COMPLETED, ERROR, RUNNING, Execution, current_data
-from engine.services.instance_access import readable, reads
+from engine.services.instance_access import readable, reads, whole_bank
 from engine.services.principal import Principal
 from engine.services.spec_cache import LoadedDefinition
 from engine.store.audit import GENESIS, Journal, VerifyResult, verify_chain
@@ -442,12 +442,19 @@ class InstanceService:
     def _unit(session: Session, principal: Principal, code: str | None) -> int | None:
         if code is None:
             return principal.org_unit_id
-        unit = session.scalars(
-            select(OrgUnit.id).where(OrgUnit.code == code, OrgUnit.tenant_id == principal.tenant_id)
+        unit = session.execute(
+            select(OrgUnit.id, OrgUnit.path).where(OrgUnit.code == code, OrgUnit.tenant_id == principal.tenant_id)
         ).first()
         if unit is None:
             raise InvalidInput(f"no org unit {code!r} in your bank", [{"field": "org_unit", "message": "unknown unit"}])
-        return unit
+        # an application filed elsewhere would leave the branch head who supervises its officer blind to it
+        paths = [grant.org_path for grant in principal.grants if grant.org_path]
+        if not (whole_bank(principal) or any(unit.path.startswith(path) for path in paths)):
+            raise InvalidInput(
+                f"an application of yours belongs to a unit where you hold a role, or one below it, not {code!r}",
+                [{"field": "org_unit", "message": "not a unit of yours"}],
+            )
+        return unit.id
 
     def _load(self, session: Session, principal: Principal, instance_id: str) -> ProcessInstance:
         instance = session.get(ProcessInstance, instance_id)
