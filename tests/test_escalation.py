@@ -154,6 +154,10 @@ def test_a_product_sets_its_own_ladder_and_natural_time(catalog: CreditFlow, see
         start + timedelta(hours=10),
         start + timedelta(hours=20),
     )
+    # the countdown is in natural time as well: ten hours, over the evening (it read 8.5 working hours)
+    assert catalog.tasks.get(SYSTEM, task.id).remaining_minutes == 600
+    process = catalog.instances.get(SYSTEM, view.instance.id)
+    assert process.remaining_minutes == int((process.instance.due_at - start).total_seconds() // 60)
 
 
 def test_a_failing_job_is_retried_with_backoff_then_raises_an_incident(platform: CreditFlow) -> None:

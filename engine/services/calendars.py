@@ -76,13 +76,19 @@ class CalendarService:
                 self._calendars[tenant_id] = found
         return found
 
-    def remaining_minutes(self, session: Session, tenant_id: int | None, since: datetime, due: datetime) -> int | None:
-        """Working minutes from ``since`` to ``due`` in the tenant's calendar (negative once overdue),
-        or None when the span reaches a year nobody has entered: no countdown is shown, none guessed."""
+    def remaining_minutes(self, session: Session, instance: Any, since: datetime, due: datetime) -> int | None:
+        """Minutes from ``since`` to ``due`` on the clock the application's product counts (working
+        time in the tenant's calendar, or natural time; negative once overdue), or None when the span
+        reaches a year nobody has entered: no countdown is shown, none guessed."""
+        version = instance.product_version_id
+        natural = version is not None and not self.platform.products.binding(session, version).working_time
+        if natural:
+            return int((due - since).total_seconds() // 60)
         try:
-            return int(self.for_tenant(session, tenant_id).working_time_between(since, due).total_seconds() // 60)
+            left = self.for_tenant(session, instance.tenant_id).working_time_between(since, due)
         except UnknownCalendarYear:
             return None
+        return int(left.total_seconds() // 60)
 
     def set_day(self, principal: Principal, day: date, workday: bool, note: str = "") -> CalendarDay:
         """Mark one day for the admin's tenant (province admins and the system: for every bank)."""

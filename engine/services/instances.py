@@ -392,7 +392,7 @@ class InstanceService:
             remaining = None
             if instance.due_at is not None and instance.status == RUNNING:
                 now = self.platform.clock.now()
-                remaining = self.platform.calendars.remaining_minutes(session, instance.tenant_id, now, instance.due_at)
+                remaining = self.platform.calendars.remaining_minutes(session, instance, now, instance.due_at)
             return InstanceView(instance, definition, rows.open_tasks(session, instance_id), remaining)
 
     def list(

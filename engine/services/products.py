@@ -108,6 +108,11 @@ class Binding:
         return parse_limit(text, self.time_limits.get("calendar", "working"), hours=hours) if text else None
 
     @property
+    def working_time(self) -> bool:
+        """Whether the product's limits count working time (the default) rather than natural time."""
+        return self.time_limits.get("calendar", "working") == "working"
+
+    @property
     def ladder(self) -> Ladder:
         found = self.time_limits.get("ladder")
         return Ladder(found["yellow"], found["orange"], found["red"]) if found else DEFAULT_LADDER

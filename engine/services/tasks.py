@@ -138,7 +138,7 @@ class TaskService:
             remaining = None
             if row.due_at is not None and row.status == "ready":
                 since = row.paused_at or now
-                remaining = self.platform.calendars.remaining_minutes(session, row.tenant_id, since, row.due_at)
+                remaining = self.platform.calendars.remaining_minutes(session, instance, since, row.due_at)
             return TaskView(row, instance, stored_level(row, now), data, form, remaining)
 
     # -- completing ----------------------------------------------------------------------------
