@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from engine.container import CreditFlow
+from engine.services.principal import Principal
 from engine.store.models import Tenant
 from tests.conftest import login
 from tests.test_cli import invoke
@@ -135,3 +136,20 @@ def test_the_command_line_sets_the_province_default_or_one_bank_s_hours(
     assert garbage.exit_code == 1 and "['0830'] is not a [start, end] pair" in garbage.output
     unknown = invoke(settings, monkeypatch, "calendar", "hours", "09:00-17:00", "--tenant", "bank-nowhere")
     assert unknown.exit_code == 1 and "tenant" in unknown.output
+
+
+def test_a_change_another_node_makes_reaches_this_one_within_a_minute(
+    seeded: CreditFlow, settings: Any, clock: Any, connectors: Any
+) -> None:
+    """The CLI beside the server, or another node, changes the database: the cache must not keep the
+    old hours (or a year not yet entered) until a restart."""
+    assert four_hours_from_tuesday_ten(seeded, "bank-lingyuan") == beijing(1, 15, 30)  # cached here
+    other_node = CreditFlow(settings, clock=clock, connectors=connectors)
+    try:
+        other_node.calendars.set_hours(Principal.system(), STRAIGHT, "bank-lingyuan")
+    finally:
+        other_node.close()
+    clock.advance(timedelta(seconds=59))
+    assert four_hours_from_tuesday_ten(seeded, "bank-lingyuan") == beijing(1, 15, 30)  # still the cached one
+    clock.advance(timedelta(seconds=1))
+    assert four_hours_from_tuesday_ten(seeded, "bank-lingyuan") == beijing(1, 14)

@@ -1,7 +1,8 @@
 """Business calendars per tenant: the holiday package under the admins' override table, and working hours.
 
 Province-wide rows (no tenant) apply to every bank; a bank's own rows win over them. Calendars are
-cached per tenant and rebuilt when an admin changes a row through this service. Entering a year
+cached per tenant, rebuilt when an admin changes a row through this service and read again after a
+minute, so a change made on another node or with the CLI reaches every server within a minute. Entering a year
 starts the clocks its absence left unset; other edits apply to clocks started afterwards.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from engine.container import CreditFlow
 
 ADMIN = "admin"
+CACHE_AGE = timedelta(seconds=60)  # how soon a node sees a calendar another process changed
 _CLOCK = "%H:%M"  # how periods are written in calendar_hours and the API: [["08:30", "12:00"], ...]
 
 
@@ -58,11 +60,15 @@ class HoursSetting:
 class CalendarService:
     def __init__(self, platform: CreditFlow) -> None:
         self.platform = platform
-        self._calendars: dict[int | None, BusinessCalendar] = {}
+        self._calendars: dict[int | None, tuple[BusinessCalendar, datetime]] = {}
         self._lock = threading.Lock()
 
     def for_tenant(self, session: Session, tenant_id: int | None) -> BusinessCalendar:
-        found = self._calendars.get(tenant_id)
+        """The tenant's calendar, cached; read again once it is CACHE_SECONDS old, since another node
+        (or ``creditflow calendar`` run beside the server) may have changed it in the database."""
+        now = self.platform.clock.now()
+        cached = self._calendars.get(tenant_id)
+        found = cached[0] if cached is not None and now - cached[1] < CACHE_AGE else None
         if found is None:
             owners = _owners(tenant_id)
             overrides: dict[date, DayOverride] = {}
@@ -73,7 +79,7 @@ class CalendarService:
             hours = self._hours(session, tenant_id).hours
             found = BusinessCalendar(overrides, hours=hours, covered_years=set(years))
             with self._lock:
-                self._calendars[tenant_id] = found
+                self._calendars[tenant_id] = (found, now)
         return found
 
     def remaining_minutes(self, session: Session, instance: Any, since: datetime, due: datetime) -> int | None:
