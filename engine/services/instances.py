@@ -358,7 +358,8 @@ class InstanceService:
                     workflow.acts_on_loans = instance.product_version_id is not None or definition.shared
                     if instance.product_version_id is not None:
                         workflow.product_binding = self.platform.products.binding(session, instance.product_version_id)
-                        workflow.calendar = self.platform.calendars.for_tenant(session, instance.tenant_id)
+                if instance.product_version_id is not None:  # the calendar as of now, a kept workflow's too
+                    workflow.calendar = self.platform.calendars.for_tenant(session, instance.tenant_id)
                 execution = Execution(
                     session,
                     self.platform.db.rows,
