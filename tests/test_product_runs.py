@@ -43,7 +43,7 @@ from engine.runtime.connectors import ConnectorRegistry
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
 from engine.store.db import Database
-from engine.store.models import Base, Tenant
+from engine.store.models import Base, ProcessInstance, Tenant
 from tests.conftest import PG_URL, bureau
 
 SYSTEM = Principal.system()
@@ -633,6 +633,22 @@ def test_instant_product_approves_and_disburses_without_a_human(instant: CreditF
     assert events(instant, view, "task_created") == []
     evaluated = [e.bpmn_id for e in events(instant, view, "rule_evaluated")]
     assert evaluated == ["access", "scorecard", "pricing"]
+
+
+def test_an_instant_application_missing_a_rule_input_is_refused_before_anything_runs(instant: CreditFlow) -> None:
+    """Without ``segment``, or with ``fraud_list_hit: 0``, an application was taken (201), the bureau
+    queried, and the instance failed at its first decision."""
+    applicant, data = application(CATALOG[INSTANT])
+    assert isinstance(data.pop("segment"), str)
+    data["fraud_list_hit"] = 0
+    with pytest.raises(InvalidInput) as refused:
+        instant.products.apply(lender(instant), INSTANT, applicant=applicant, data=data, business_key="XIN-BAD")
+    assert {p["field"]: p["message"] for p in refused.value.problems} == {
+        "data.segment": "is required: a string the product's rules read",
+        "data.fraud_list_hit": "must be a boolean",
+    }
+    with instant.db.transaction() as session:
+        assert session.scalar(select(ProcessInstance.id).where(ProcessInstance.business_key == "XIN-BAD")) is None
 
 
 def test_instant_product_sends_a_manual_review_case_to_exactly_one_reviewer(instant: CreditFlow) -> None:

@@ -623,6 +623,7 @@ class ProductService:
                 for p in [*validate_form_data(start_form, start_data), *unknown_fields(start_form, data)]
                 if p.get("code") != "unknown" or p["field"] not in _application_extras(config)
             ]
+            problems += _rule_input_problems(config, self._archetype(config["archetype"]), start_data)
             if self.signs_contract(config["archetype"]):  # and what only the applicant can give the contract
                 fields = set(start_form.schema.get("properties") or {})
                 named = {p["field"] for p in problems}
@@ -810,6 +811,33 @@ def _limit_problems(parameters: dict[str, Any], data: dict[str, Any]) -> list[di
             problems.append(
                 {"field": "data.term_months", "message": f"must be a whole number from {low_t} to {high_t}"}
             )
+    return problems
+
+
+RULE_INPUT_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "boolean": (bool,),
+}
+
+
+def _rule_input_problems(
+    config: dict[str, Any], archetype: dict[str, Any] | None, start_data: dict[str, Any]
+) -> list[dict[str, str]]:
+    """The rule inputs of the product's data dictionary that the application gives (all but those the
+    archetype computes before a decision), each of its kind: a missing or mistyped one failed the
+    application after it was taken, with the credit bureau already queried."""
+    derived = {name for slot in (archetype or {}).get("decision_slots", []) for name in slot.get("inputs", {})}
+    problems = []
+    for name, kind in (config.get("data_dictionary") or {}).items():
+        value, types = start_data.get(name), RULE_INPUT_TYPES.get(kind, (object,))
+        if name in derived:
+            continue
+        if name not in start_data:
+            problems.append({"field": f"data.{name}", "message": f"is required: a {kind} the product's rules read"})
+        elif not isinstance(value, types) or (kind != "boolean" and isinstance(value, bool)):
+            problems.append({"field": f"data.{name}", "message": f"must be a {kind}"})
     return problems
 
 
