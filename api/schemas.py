@@ -250,6 +250,13 @@ class InstanceSummarySchema(Schema):
 
 
 class InstanceSchema(InstanceSummarySchema):
+    outcome = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "how it ended: approved, rejected, aborted (an application's end event), cancelled; "
+            "for another process, its status; null while it runs"
+        },
+    )
     data = fields.Dict()
     error = fields.Dict(allow_none=True)
     tasks = fields.List(fields.Nested(TaskSchema), metadata={"description": "READY user tasks"})

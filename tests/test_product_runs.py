@@ -43,7 +43,7 @@ from engine.runtime.connectors import ConnectorRegistry
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
 from engine.store.db import Database
-from engine.store.models import Base, ProcessInstance, Tenant
+from engine.store.models import Base, OutboxMessage, ProcessInstance, Tenant
 from tests.conftest import PG_URL, bureau
 
 SYSTEM = Principal.system()
@@ -607,6 +607,14 @@ def instant(shared: CreditFlow, tmp_path: Path) -> CreditFlow:
     return shared
 
 
+def announced(platform: CreditFlow, view: InstanceView) -> list[tuple[str, Any]]:
+    """The application's lifecycle messages (topic, approved amount), oldest first."""
+    with platform.db.transaction() as session:
+        messages = session.scalars(select(OutboxMessage).where(OutboxMessage.topic.startswith("application.")))
+        found = [m for m in messages if m.payload["instance_id"] == view.instance.id]
+    return [(m.topic, m.payload["approved_amount"]) for m in sorted(found, key=lambda m: m.id)]
+
+
 def apply_instant(platform: CreditFlow, key: str, **changes: Any) -> InstanceView:
     applicant, data = application(CATALOG[INSTANT], **changes)
     return platform.products.apply(lender(platform), INSTANT, applicant=applicant, data=data, business_key=key)
@@ -633,6 +641,9 @@ def test_instant_product_approves_and_disburses_without_a_human(instant: CreditF
     assert events(instant, view, "task_created") == []
     evaluated = [e.bpmn_id for e in events(instant, view, "rule_evaluated")]
     assert evaluated == ["access", "scorecard", "pricing"]
+    # the channel learns the outcome from the answer, and later from the application's own event
+    assert view.outcome == instant.instances.get(SYSTEM, view.instance.id).outcome == "approved"
+    assert announced(instant, view) == [("application.approved", data["approved_amount"])]
 
 
 def test_an_instant_application_missing_a_rule_input_is_refused_before_anything_runs(instant: CreditFlow) -> None:
@@ -673,6 +684,7 @@ def test_instant_product_rejects_with_the_rule_hits_on_record(instant: CreditFlo
     assert evaluation.payload["hits"] == [blacklisted]
     assert [(hit["id"], hit["reason"]) for hit in evaluation.payload["hits"]] == [(blacklisted["id"], "命中本行黑名单")]
     assert "contract" not in view.instance.data and events(instant, view, "task_created") == []
+    assert view.outcome == "rejected" and announced(instant, view) == [("application.rejected", None)]
 
 
 def test_above_the_products_threshold_the_banks_own_credit_committee_votes(shared: CreditFlow, tmp_path: Path) -> None:

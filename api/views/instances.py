@@ -41,6 +41,7 @@ def instance_body(view: InstanceView) -> dict[str, Any]:
         "definition_version": view.definition.version,
         "business_key": i.business_key,
         "status": i.status,
+        "outcome": view.outcome,
         "version": i.version,
         "data": i.data,
         "error": i.error,

@@ -83,10 +83,14 @@ class Execution:
     _ended: bool = field(default=False, repr=False)  # the instance had ended when it was loaded
     # documents made during this change (the contract steps), written after the instance row
     documents: dict[str, Any] = field(default_factory=dict)
+    # how an application ended (approved, rejected, aborted, cancelled) or "error", once announced
+    outcome: str | None = None
+    _status: str = field(default="", repr=False)  # the status last saved
 
     def __post_init__(self) -> None:
         self._timer_at = self.instance.next_timer_at
         self._ended = self.instance.status in ENDED
+        self._status = self.instance.status
 
     @property
     def assignment(self) -> Assignment:
@@ -210,10 +214,45 @@ class Execution:
             schedule(session, PROCESS, instance, instance, self.now)
         elif instance.status in ENDED and not self.is_new and (instance.warn_at or instance.due_at):
             unschedule_process(session, instance.id)
+        self._announce()
         # the loan file is complete: archive it (a process of no bank and no product has no loan file)
         if instance.status in ENDED and not self._ended and (instance.tenant_id or instance.product_version_id):
             enqueue(session, ARCHIVE, self.now, self.now, tenant_id=instance.tenant_id, instance_id=instance.id)
             self._ended = True
+
+    def _announce(self) -> None:
+        """Tell whoever submitted an application how it ended, or that it failed (``application.<outcome>``
+        to the outbox, hence to the bank's webhooks): a channel need not poll a review that takes hours."""
+        instance, binding = self.instance, getattr(self.workflow, "product_binding", None)
+        status, before = instance.status, self._status
+        self._status = status
+        if binding is None or status == before:
+            return
+        if status == CANCELLED:
+            self.outcome = CANCELLED
+        elif status == COMPLETED:
+            self.outcome = binding.end_outcomes.get(_end_event(self.workflow) or "", COMPLETED)
+        elif status == ERROR:
+            self.outcome = ERROR
+        else:
+            return
+        data = instance.data or {}
+        publish(
+            self.session,
+            self.now,
+            tenant_id=instance.tenant_id,
+            topic=f"application.{self.outcome}",
+            recipients=[instance.started_by_id] if instance.started_by_id is not None else [],
+            payload={
+                "instance_id": instance.id,
+                "business_key": instance.business_key,
+                "product": binding.contract.get("code"),
+                "outcome": self.outcome,
+                "end_event": _end_event(self.workflow) if status == COMPLETED else None,
+                "approved_amount": data.get("approved_amount") if self.outcome == "approved" else None,
+                "error": (instance.error or {}).get("message") if status == ERROR else None,
+            },
+        )
 
     def _write_reopened(self) -> None:
         """A returned-to task keeps its id (SpiffWorkflow's) and opens again with a fresh offer and a

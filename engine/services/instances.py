@@ -21,7 +21,7 @@ from engine.inbox.applicant import applicant_columns
 from engine.org.roles import ROLES
 from engine.runtime.timer_events import starts_on_timer_only
 from engine.runtime.workflow_state import SERIALIZER_VERSION, load_state, new_workflow
-from engine.services.execution import CANCELLED, COMPLETED, ERROR, RUNNING, Execution, current_data
+from engine.services.execution import CANCELLED, COMPLETED, ENDED, ERROR, RUNNING, Execution, current_data
 from engine.services.instance_access import readable, reads, whole_bank
 from engine.services.principal import Principal
 from engine.services.spec_cache import LoadedDefinition
@@ -46,6 +46,7 @@ class InstanceView:
     tasks: list[Any]
     remaining_minutes: int | None = None  # working time left on the process clock (read views only)
     replayed: bool = False  # what an earlier request with the same Idempotency-Key started
+    outcome: str | None = None  # how it ended: approved, rejected, aborted, cancelled (or its status)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,9 @@ class InstanceService:
                     )
                 )
             keep.append(execution)
-            return InstanceView(execution.instance, definition, ordered(execution.open_tasks.values()))
+            return InstanceView(
+                execution.instance, definition, ordered(execution.open_tasks.values()), outcome=execution.outcome
+            )
 
     def replayed(self, principal: Principal, idempotency: Idempotency | None) -> InstanceView | None:
         """The instance an earlier request with this key started, if the request is the same (422 if
@@ -311,7 +314,9 @@ class InstanceService:
         with self.execution(principal, instance_id, skip_locked=skip_locked) as execution:
             step(execution)
             definition = self.platform.specs.get(execution.session, execution.instance.definition_id)
-            return InstanceView(execution.instance, definition, ordered(execution.open_tasks.values()))
+            return InstanceView(
+                execution.instance, definition, ordered(execution.open_tasks.values()), outcome=execution.outcome
+            )
 
     @contextmanager
     def annotation(
@@ -394,7 +399,8 @@ class InstanceService:
             if instance.due_at is not None and instance.status == RUNNING:
                 now = self.platform.clock.now()
                 remaining = self.platform.calendars.remaining_minutes(session, instance, now, instance.due_at)
-            return InstanceView(instance, definition, rows.open_tasks(session, instance_id), remaining)
+            outcome = self.platform.archives.outcome(session, instance) if instance.status in ENDED else None
+            return InstanceView(instance, definition, rows.open_tasks(session, instance_id), remaining, outcome=outcome)
 
     def list(
         self,

@@ -101,6 +101,7 @@ class Binding:
     time_limits: dict[str, Any] = field(default_factory=dict)  # the config's time_limits section
     assignment: dict[str, dict[str, Any]] = field(default_factory=dict)  # lane -> scope, priority, candidates
     contract: dict[str, Any] = field(default_factory=dict)  # code, name, contract_template, parameters
+    end_outcomes: dict[str, str] = field(default_factory=dict)  # end event id -> approved | rejected | aborted
 
     def limit(self, step: str | None, hours: WorkingHours) -> TimeLimit | None:
         """A step's (or, for ``None``, the process's) limit; a working day lasts the tenant's hours."""
@@ -729,6 +730,7 @@ class ProductService:
                 dict(version.config.get("time_limits") or {}),
                 dict(bindings.get("assignment") or {}),
                 {k: version.config[k] for k in ("code", "name", "contract_template", "parameters")},
+                self.end_outcomes(session.get(ProcessDefinition, version.definition_id).key),
             )
             rules = self.platform.rules
             for key in found.decisions.values():
