@@ -365,7 +365,9 @@ def test_the_secret_is_shown_once_and_webhooks_are_managed_within_the_tenant(
     assert [h["active"] for h in bank.get("/api/v1/admin/webhooks").get_json()["items"]] == [True, False]
     assert tick(seeded).done == 2  # the log delivery, and the dropped one's job finished
     assert receiver.requests == []
-    assert deliveries(seeded, message_id)[chosen["id"]].attempts == 0
+    dropped = deliveries(seeded, message_id)[chosen["id"]]
+    assert (dropped.attempts, dropped.status) == (0, "dropped")  # said, not left pending for ever
+    assert dropped.last_error == "the webhook was deactivated before this delivery"
     assert set(deliveries(seeded, send(seeded, "escalation.task.red"))) == {None}
 
 

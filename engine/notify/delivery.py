@@ -201,6 +201,8 @@ def _pending(session: Session, delivery_id: int) -> _Target | None:
     if row is None or row.status == "delivered":
         return None
     if row.channel == "webhook" and not row.active:  # deactivated, or deleted (outer join: None)
+        dropped = {"status": "dropped", "last_error": "the webhook was deactivated before this delivery"}
+        session.execute(update(Delivery).where(Delivery.id == row.id).values(**dropped))  # said, not silent
         return None
     return _Target(
         row.id,

@@ -554,7 +554,7 @@ class Delivery(Base):
     message_id: Mapped[int] = mapped_column(ForeignKey("outbox_message.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))  # log | webhook
     webhook_id: Mapped[int | None] = mapped_column(ForeignKey("webhook.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed | dropped (webhook deactivated)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
