@@ -1,6 +1,7 @@
 """The ``Idempotency-Key`` request header (IETF draft-ietf-httpapi-idempotency-key-header) on the
-requests that start an instance: a channel that retries a submission after a timeout gets the
-application its first attempt started, not a second loan."""
+requests that start or message an instance: a channel that retries a submission after a timeout
+gets the application its first attempt started, not a second loan; a guarantor that retries its
+answer gets the instance as that answer left it, not a 409."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ DOC = {
             "name": HEADER,
             "required": False,
             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-            "description": "The same key with the same request answers with what the first one started "
-            f"(header {REPLAYED}: true); with another request, 422; while the first is still running, 409.",
+            "description": "The same key with the same request answers with the instance the first one "
+            f"started or changed (header {REPLAYED}: true); with another request, 422; while the first is "
+            "still running, 409.",
         }
     ]
 }

@@ -9,7 +9,7 @@ import pytest
 from engine.container import CreditFlow
 from engine.errors import Conflict, InvalidInput, InvalidModel
 from engine.services.principal import Principal
-from tests.conftest import APPLICATION, deploy
+from tests.conftest import APPLICATION, deploy, login
 
 SYSTEM = Principal.system()
 REVIEW_OK = {"recommendation": "approve", "comment": "资料齐全", "suggested_amount": "50000.00"}
@@ -205,3 +205,21 @@ def test_external_wait_resumes_on_a_message_for_that_instance_only(platform: Cre
     assert platform.instances.get(SYSTEM, second.instance.id).instance.status == "running"
     events = [e.event_type for e in platform.instances.history(SYSTEM, first.instance.id)]
     assert "message_received" in events
+
+
+def test_a_senders_retry_of_a_message_with_its_idempotency_key_is_answered_not_refused(app: Any) -> None:
+    """A guarantee company whose answer timed out sends it again: with the same key it gets the
+    instance as the first delivery left it, where it got a 409 that nothing was waiting."""
+    platform = app.extensions["creditflow"]
+    deploy(platform, "external_wait.bpmn")
+    started = login(app, "ly_officer").post("/api/v1/process-instances", json={"definition_key": "external_wait"})
+    instance_id, risk = started.get_json()["id"], login(app, "ly_risk")
+    url, key = f"/api/v1/process-instances/{instance_id}/messages", {"Idempotency-Key": "sdndb-0001"}
+    body = {"name": "guarantee_confirmed", "payload": {"approved": True}}
+    first = risk.post(url, json=body, headers=key)
+    again = risk.post(url, json=body, headers=key)
+    assert first.status_code == again.status_code == 200, again.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true" and again.get_json()["status"] == "completed"
+    assert risk.post(url, json=body).status_code == 409  # without its key: a second message, refused
+    received = [e for e in platform.instances.history(SYSTEM, instance_id) if e.event_type == "message_received"]
+    assert len(received) == 1

@@ -131,6 +131,10 @@ def retry(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
 @blp.arguments(MessageSchema)
 @blp.response(200, InstanceSchema)
 @blp.alt_response(409, description="the instance is not waiting for this message")
+@blp.doc(**IDEMPOTENCY_DOC)
 @requires(INSTANCES_MANAGE)
-def send_message(body: dict[str, Any], instance_id: str) -> dict[str, Any]:
-    return instance_body(_service().send_message(current_principal(), instance_id, body["name"], body["payload"]))
+def send_message(body: dict[str, Any], instance_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    view = _service().send_message(
+        current_principal(), instance_id, body["name"], body["payload"], idempotency=idempotency(body)
+    )
+    return instance_body(view), 200, replay_headers(view)

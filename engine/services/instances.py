@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.bpmn.util import BpmnEvent
@@ -56,6 +57,22 @@ class Idempotency:
 
     key: str
     fingerprint: str
+
+
+def _remember(
+    session: Session, principal: Principal, idempotency: Idempotency | None, instance_id: str, now: datetime
+) -> None:
+    """Keep a request's Idempotency-Key with the instance it changed, in the change's transaction."""
+    if idempotency is not None and principal.user_id is not None:
+        session.add(
+            IdempotencyKey(
+                user_id=principal.user_id,
+                key=idempotency.key,
+                request_sha256=idempotency.fingerprint,
+                instance_id=instance_id,
+                created_at=now,
+            )
+        )
 
 
 def ordered(tasks: Iterable[Any]) -> list[Any]:
@@ -135,16 +152,7 @@ class InstanceService:
                 data=data or {},
                 org_unit_id=unit_id,
             )
-            if idempotency is not None and principal.user_id is not None:
-                session.add(
-                    IdempotencyKey(
-                        user_id=principal.user_id,
-                        key=idempotency.key,
-                        request_sha256=idempotency.fingerprint,
-                        instance_id=execution.instance.id,
-                        created_at=execution.now,
-                    )
-                )
+            _remember(session, principal, idempotency, execution.instance.id, execution.now)
             keep.append(execution)
             return InstanceView(
                 execution.instance, definition, ordered(execution.open_tasks.values()), outcome=execution.outcome
@@ -274,9 +282,19 @@ class InstanceService:
         return self.change(principal, instance_id, retry)
 
     def send_message(
-        self, principal: Principal, instance_id: str, name: str, payload: dict[str, Any] | None = None
+        self,
+        principal: Principal,
+        instance_id: str,
+        name: str,
+        payload: dict[str, Any] | None = None,
+        idempotency: Idempotency | None = None,
     ) -> InstanceView:
-        """Deliver a message to this one instance (an outside party's answer); no cross-talk by design."""
+        """Deliver a message to this one instance (an outside party's answer); no cross-talk by design.
+        With ``idempotency`` a sender's retry of a message already taken answers with the instance
+        as it is, instead of a 409 that it is no longer waiting."""
+        replay = self.replayed(principal, idempotency)
+        if replay is not None:
+            return replay
 
         def deliver(execution: Execution) -> None:
             if execution.instance.status != RUNNING:
@@ -294,6 +312,7 @@ class InstanceService:
             execution.journal.record("message_received", message=name, payload=payload or {})
             event = BpmnEvent(MessageEventDefinition(name), payload=payload or {})
             execution.run(lambda: execution.workflow.send_event(event))
+            _remember(execution.session, principal, idempotency, execution.instance.id, execution.now)
 
         return self.change(principal, instance_id, deliver)
 
