@@ -644,6 +644,12 @@ def test_a5_waits_for_the_guarantor_and_the_subsidy_filing(a5: CreditFlow, ledge
     for payload, fields in (
         ({"approved": True, "guarantee_no": "DB-001"}, ["payload.guarantee_ratio"]),
         ({"approved": "yes", "guarantee_ratio": 1.5}, ["payload.approved", "payload.guarantee_ratio"]),
+        # an empty guarantee number, a zero share, a field the schema does not know: none of it is a guarantee
+        (
+            {"approved": True, "guarantee_no": "", "guarantee_ratio": 0},
+            ["payload.guarantee_no", "payload.guarantee_ratio"],
+        ),
+        ({**GUARANTEED, "note": "x"}, ["payload.note"]),
     ):
         with pytest.raises(InvalidInput) as refused:
             a5.instances.send_message(SYSTEM, view.instance.id, "guarantee_confirmed", payload)
