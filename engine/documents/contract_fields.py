@@ -156,7 +156,8 @@ def contract_context(
     lpr: Decimal,
     template_tags: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """The template context of one contract; the loan starts on the signing day at LPR plus the spread.
+    """The template context of one contract; the loan starts on the signing day (a renewal: when the
+    loan it repays matures, if that is later) at LPR plus the spread.
 
     Optional sections are in the context only when their source data is. Given the template's tags,
     a section the template uses but the data lacks is an error here, naming its source, rather than
@@ -172,7 +173,8 @@ def contract_context(
     spread = _spread(data, parameters["rate"])
     annual_rate = lpr + Decimal(spread) / 100
     method = _repayment_method(data, parameters["repayment_methods"])
-    schedule = build_schedule(amount, annual_rate, term, method, signed_on)
+    starts_on = _start(data, signed_on)
+    schedule = build_schedule(amount, annual_rate, term, method, starts_on)
     context: dict[str, Any] = {
         "contract_no": contract_no,
         "signed_on": chinese_date(signed_on),
@@ -186,11 +188,11 @@ def contract_context(
             "annual": f"{annual_rate:.2f}",
         },
         "repayment_method": METHOD_NAMES[method],
-        "start_date": chinese_date(signed_on),
+        "start_date": chinese_date(starts_on),
         "amount": format_figures(amount),
         "amount_cn": rmb_capitals(amount),
         "term_months": term,
-        "end_date": chinese_date(add_months(signed_on, term)),
+        "end_date": chinese_date(add_months(starts_on, term)),
         "schedule": [
             {
                 "period": row.period,
@@ -222,6 +224,18 @@ def contract_context(
             raise ValueError("contract data lists no guarantors, which the template's guarantors section needs")
         raise ValueError(f"contract data lacks {', '.join(FIELD_SOURCES[key])}, which the template's {key} needs")
     return context
+
+
+def _start(data: Mapping[str, Any], signed_on: date) -> date:
+    """A renewal (续贷) repays its old loan when that matures and runs from then: from the signing day
+    both loans would charge interest over the same weeks."""
+    existing = data.get("existing_loan")
+    maturity = existing.get("maturity_date") if isinstance(existing, Mapping) else None
+    try:
+        matures_on = date.fromisoformat(str(maturity)) if maturity is not None else None
+    except ValueError:
+        return signed_on
+    return max(signed_on, matures_on) if matures_on is not None else signed_on
 
 
 def _present(data: Mapping[str, Any], key: str) -> bool:

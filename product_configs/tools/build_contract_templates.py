@@ -233,6 +233,11 @@ KINDS = (
         "续贷借款合同",
         articles=(
             Article(
+                "放款账户",
+                "本合同项下借款资金不发放至乙方账户，按本合同“续贷安排”条款直接归还原借款。乙方在甲方开立的账户（账号：{{ account }}）"
+                "作为本合同项下的还款账户，借款期间乙方应保持该账户状态正常，不得销户或变更。",
+            ),
+            Article(
                 "续贷安排",
                 "本合同项下借款专项用于归还乙方在甲方的原借款（借据编号：{{ existing_loan.loan_id }}，原借款本金人民币"
                 "{{ existing_loan.principal }}元，原到期日{{ existing_loan.maturity_date }}），甲方于原借款到期时以"
@@ -268,7 +273,11 @@ def build(kind: ContractKind) -> bytes:
     ):
         document.add_paragraph(line)
     _add_body_paragraph(document, PREAMBLE)
-    articles = (*LEADING_ARTICLES, *kind.articles, *TRAILING_ARTICLES)
+    # an article of the type with a shared article's heading takes its place (a renewal pays no one)
+    own = {article.heading: article for article in kind.articles}
+    leading = tuple(own.get(article.heading, article) for article in LEADING_ARTICLES)
+    added = tuple(article for article in kind.articles if article not in leading)
+    articles = (*leading, *added, *TRAILING_ARTICLES)
     for number_in_contract, article in enumerate(articles, start=1):
         paragraph = _add_body_paragraph(document, "")
         paragraph.add_run(f"第{_chinese_number(number_in_contract)}条　{article.heading}　", style=HEADING_STYLE)

@@ -73,7 +73,7 @@ FULL_DATA: dict[str, Any] = {
     "appraisal_date": "2026-11-20",
     # registered after the contract is signed: no contract field
     "mortgage": {"certificate_no": "鲁(2026)陵源县不动产证明第0005678号", "registered_on": "2026-12-08"},
-    "existing_loan": {"loan_id": "JJ-2024-000123", "principal": 200000, "maturity_date": "2026-12-20"},
+    "existing_loan": {"loan_id": "JJ-2024-000123", "principal": 200000, "maturity_date": "2026-12-01"},
     "policy": "创业担保贷款",
     "product": {"code": "FND-NONGHUJINGYING", "version": 1, "name": "农户经营贷"},
 }
@@ -162,6 +162,17 @@ def test_every_template_uses_only_vocabulary_and_renders_from_a_full_context(
     assert "（以下无正文）" in text
     assert text.count(SEAL_ANCHOR) == 1
     assert f"{SEAL_ANCHOR}：陵源农商银行" in text
+
+
+def test_a_renewal_runs_from_when_the_loan_it_repays_matures_and_pays_no_one(templates: ContractTemplates) -> None:
+    """A renewal started on the signing day charged interest beside the old loan until it matured, and
+    its payout article sent the money to the borrower while its renewal article said it would not."""
+    data = {**copy.deepcopy(FULL_DATA), "existing_loan": {**FULL_DATA["existing_loan"], "maturity_date": "2026-12-20"}}
+    context = context_for(data)
+    assert (context["signed_on"], context["start_date"]) == ("2026年12月1日", "2026年12月20日")
+    assert context["end_date"] == "2028年12月20日" and context["schedule"][0]["due_date"] == "2027-01-20"
+    text = document_text(templates.render("renewal", context))
+    assert "本合同项下借款资金不发放至乙方账户" in text and "甲方将借款发放至乙方" not in text
 
 
 def test_a_home_purchase_loan_may_buy_the_home_it_is_for(templates: ContractTemplates) -> None:
@@ -332,7 +343,7 @@ def test_context_values(full_context: dict[str, Any]) -> None:
     assert full_context["existing_loan"] == {
         "loan_id": "JJ-2024-000123",
         "principal": "200,000.00",
-        "maturity_date": "2026年12月20日",
+        "maturity_date": "2026年12月1日",
     }
     assert full_context["policy"] == "创业担保贷款"
 
