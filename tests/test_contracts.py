@@ -21,7 +21,9 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
+from lxml import etree
 from PIL import Image
+from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import select
 
 from engine.archive.bag import CMD_SEALED_AT, CMD_SIGNATURE
@@ -105,6 +107,12 @@ def test_the_signing_step_makes_a_sealed_pdfa_contract_from_the_products_templat
     assert response.status_code == 200 and response.headers["Digest"] == f"sha-256={sealed['sha256']}"
     pdf = response.data
     assert b"pdfaid:part>2<" in pdf or b'pdfaid:part="2"' in pdf  # PDF/A-2 survives the seal
+    # and stays PDF/A-2b: PDF 1.7 (it was made 2.0 for the ECDSA key), one producer in Info and XMP
+    reader = PdfFileReader(io.BytesIO(pdf))
+    assert pdf.startswith(b"%PDF-1.") and str(reader.root.get("/Version", "/1.7")) in ("/1.4", "/1.5", "/1.6", "/1.7")
+    xmp = etree.fromstring(reader.root["/Metadata"].get_object().data)
+    producer = xmp.xpath("string(//pdf:Producer | //@pdf:Producer)", namespaces={"pdf": "http://ns.adobe.com/pdf/1.3/"})
+    assert producer and str(reader.trailer_view["/Info"]["/Producer"]) == producer
     text = pdf_text(pdf, tmp_path)
     for expected in (data["applicant"]["name"], "陵源农商银行", data["contract"]["contract_no"], "元整"):
         assert expected in text, expected

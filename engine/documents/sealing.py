@@ -22,12 +22,15 @@ from typing import NamedTuple
 
 from asn1crypto import cms
 from PIL import Image
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.metadata.model import VENDOR
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.sign.fields import MDPPerm, SigFieldSpec, SigSeedSubFilter
-from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer, SimpleSigner
+from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer, SimpleSigner, constants
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko.stamp import StaticStampStyle
 from pyhanko_certvalidator import ValidationContext
@@ -118,7 +121,7 @@ class Sealer:
     ) -> SealResult:
         signer = self._pki.seal_signer(bank_code)
         try:
-            writer = IncrementalPdfFileWriter(BytesIO(pdf))
+            writer = _PdfAWriter(BytesIO(pdf))
             if writer.prev.encrypted:
                 raise SealingError("encrypted PDFs are not sealed")
             if writer.prev.embedded_signatures:
@@ -146,7 +149,7 @@ class Sealer:
         image = Image.open(BytesIO(seal_png(bank_name)))
         # 0.85 opacity lets the text under the seal show through like red ink (needs PDF/A-2 or later)
         style = StaticStampStyle(background=PdfImage(image), border_width=0, background_opacity=0.85)
-        pdf_signer = PdfSigner(
+        pdf_signer = _Pdf17Signer(
             metadata,
             signer=signer,
             timestamper=self._timestamper,
@@ -277,3 +280,27 @@ def _spread(
         chars.append((char, x, top, x + weight * unit, bottom))
         x += weight * unit
     return chars
+
+
+class _PdfAWriter(IncrementalPdfFileWriter):
+    """PDF/A wants the Info dictionary and the XMP metadata to agree. pyHanko appends itself to the Info
+    producer ("LibreOffice 7.4; pyHanko 0.38.0") but writes only itself into the XMP, so the sealed
+    contract names its producer as pyHanko does, in both. (pyHanko is pinned; a test checks the two.)"""
+
+    def _update_meta(self) -> None:
+        if self._info is not None:
+            info = self._info.get_object()
+            if info.get("/Producer") != VENDOR:
+                info["/Producer"] = generic.TextStringObject(VENDOR)
+                self.mark_update(self._info)
+        super()._update_meta()
+
+
+class _Pdf17Signer(PdfSigner):
+    """A PAdES seal that keeps the file PDF 1.7, the base of PDF/A-2. For an ECDSA P-256 key pyHanko
+    declares the ISO 32002 extension and makes the file PDF 2.0, which PDF/A-2b does not allow; PAdES
+    (ETSI EN 319 142) takes ECDSA on PDF 1.7 with the ESIC extension alone."""
+
+    def register_extensions(self, pdf_out: BasePdfFileWriter, *, md_algorithm: str) -> None:
+        pdf_out.ensure_output_version(version=(1, 7))
+        pdf_out.register_extension(constants.ESIC_EXTENSION_1)
