@@ -265,9 +265,14 @@ class InstanceSchema(InstanceSummarySchema):
 class InstanceListSchema(Schema):
     items = fields.List(fields.Nested(InstanceSummarySchema))
     total = Integer()
+    next_cursor = fields.String(allow_none=True, metadata={"description": "pass as cursor for the next page"})
 
 
 class InstanceQuerySchema(PageQuerySchema):
+    cursor = fields.String(
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "a page's next_cursor: the page after it, steady while new applications arrive"},
+    )
     status = fields.String(validate=validate.OneOf(STATUSES))
     definition_key = fields.String(validate=validate.Length(max=255))
     business_key = fields.String(validate=validate.Length(max=255))

@@ -330,3 +330,23 @@ def test_the_readme_demo_loan_runs_past_its_score(app: Any) -> None:
     done = officer.post(f"/api/v1/tasks/{started['tasks'][0]['id']}/complete", json={"data": form}).get_json()
     assert done["status"] == "running", done
     assert done["data"]["score"] == 95 and [t["bpmn_id"] for t in done["tasks"]] == ["review"]
+
+
+def test_instance_pages_hold_still_while_new_applications_arrive(app: Any, api: ApiClient) -> None:
+    """An offset page shifted under a new row: a sync job read one instance twice and skipped another."""
+    upload(api, "linear.bpmn")
+    officer = login(app, "ly_officer")
+
+    def start() -> str:
+        app.extensions["creditflow"].clock.advance(timedelta(seconds=1))
+        return officer.post("/api/v1/process-instances", json={"definition_key": "linear", "data": {}}).get_json()["id"]
+
+    older = [start() for _ in range(3)]
+    first = officer.get("/api/v1/process-instances?limit=2").get_json()
+    assert [i["id"] for i in first["items"]] == older[::-1][:2] and first["next_cursor"]
+    newer = start()  # arrives between the two pages
+    second = officer.get(f"/api/v1/process-instances?limit=2&cursor={first['next_cursor']}").get_json()
+    assert [i["id"] for i in second["items"]] == [older[0]] and second["next_cursor"] is None
+    assert newer not in [i["id"] for i in (*first["items"], *second["items"])]
+    tampered = officer.get("/api/v1/process-instances?cursor=bm9wZQ")
+    assert tampered.status_code == 422 and tampered.get_json()["errors"][0]["field"] == "cursor"

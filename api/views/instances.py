@@ -84,15 +84,16 @@ def start(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
 @blp.response(200, InstanceListSchema)
 @requires(INSTANCES_READ)
 def list_instances(query: dict[str, Any]) -> dict[str, Any]:
-    views, total = _service().list(
+    views, total, next_cursor = _service().list(
         current_principal(),
         status=query.get("status"),
         definition_key=query.get("definition_key"),
         business_key=query.get("business_key"),
         limit=query["limit"],
         offset=query["offset"],
+        cursor=query.get("cursor"),
     )
-    return {"items": [instance_body(v) for v in views], "total": total}
+    return {"items": [instance_body(v) for v in views], "total": total, "next_cursor": next_cursor}
 
 
 @blp.route("/<instance_id>", methods=["GET"])

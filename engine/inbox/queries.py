@@ -16,26 +16,23 @@ Pages are keyset-paginated on (sort key, id), so page N costs what page 1 costs.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, false, func, or_, select, true
+from sqlalchemy import Select, and_, exists, func, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from engine import json_documents
-from engine.errors import Forbidden, InvalidInput
+from engine.errors import Forbidden
 from engine.org.roles import ROLES, TASKS_OVERRIDE
 from engine.org.units import unit_ids
 from engine.services.instance_access import readable_tasks
 from engine.services.principal import Principal
+from engine.store import keyset
 from engine.store.models import (
     HumanTask,
     OrgUnit,
@@ -249,62 +246,19 @@ _KEYS: dict[str, list[tuple[Any, bool, bool]]] = {
 
 
 def order_by(sort: str) -> list[Any]:
-    return [
-        (column.desc() if desc else column.asc()).nulls_last() if nullable else (column.desc() if desc else column)
-        for column, desc, nullable in _KEYS[sort]
-    ]
+    return keyset.order_by(_KEYS[sort])
 
 
 def after(sort: str, cursor: list[Any]) -> ColumnElement[bool]:
-    """Rows strictly after the cursor in ``order_by(sort)`` order (NULLs last)."""
-    keys = _KEYS[sort]
-    alternatives: list[ColumnElement[bool]] = []
-    equal_so_far: list[ColumnElement[bool]] = []
-    for (column, desc, nullable), value in zip(keys, cursor, strict=True):
-        if value is None:  # at the NULLs (last): only equality can continue
-            beyond: ColumnElement[bool] = false()
-            same: ColumnElement[bool] = column.is_(None)
-        else:
-            beyond = column < value if desc else column > value
-            if nullable:
-                beyond = or_(beyond, column.is_(None))
-            same = column == value
-        alternatives.append(and_(*equal_so_far, beyond))
-        equal_so_far.append(same)
-    return or_(*alternatives)
+    return keyset.after(_KEYS[sort], cursor)
 
 
 def cursor_of(sort: str, row: HumanTask) -> str:
-    values = []
-    for column, _, _ in _KEYS[sort]:
-        value = getattr(row, column.key)
-        values.append(value.isoformat() if isinstance(value, datetime) else value)
-    return base64.urlsafe_b64encode(json.dumps([sort, values]).encode()).decode().rstrip("=")
+    return keyset.cursor_of(sort, _KEYS[sort], row)
 
 
 def parse_cursor(sort: str, text: str) -> list[Any]:
-    """Decode a cursor from a previous page; one that does not fit the sort is a 422, not a 500."""
-    problem = InvalidInput("the cursor is not one this inbox issued", [{"field": "cursor", "message": "invalid"}])
-    try:
-        kind, values = json_documents.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, binascii.Error, TypeError):
-        raise problem from None
-    keys = _KEYS[sort]
-    if kind != sort or not isinstance(values, list) or len(values) != len(keys):
-        raise problem
-    decoded = []
-    for (column, _, nullable), value in zip(keys, values, strict=True):
-        if value is None and not nullable:
-            raise problem
-        if value is not None and column.key.endswith("_at"):
-            try:
-                value = datetime.fromisoformat(value)
-            except (TypeError, ValueError):
-                raise problem from None
-        elif value is not None and not isinstance(value, int | str):
-            raise problem
-        decoded.append(value)
-    return decoded
+    return keyset.parse_cursor(sort, _KEYS[sort], text)
 
 
 def count(stmt: Select[Any]) -> Select[Any]:

@@ -26,6 +26,7 @@ from engine.services.execution import CANCELLED, COMPLETED, ENDED, ERROR, RUNNIN
 from engine.services.instance_access import readable, reads, whole_bank
 from engine.services.principal import Principal
 from engine.services.spec_cache import LoadedDefinition
+from engine.store import keyset
 from engine.store.audit import GENESIS, Journal, VerifyResult, verify_chain
 from engine.store.fast_rows import StaleRow
 from engine.store.models import AuditEvent, IdempotencyKey, OrgUnit, ProcessDefinition, ProcessInstance
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 STATUSES = (RUNNING, COMPLETED, CANCELLED, ERROR)
 INTAKE_ROLE = "loan_officer"
+NEWEST_FIRST = [(ProcessInstance.created_at, True, False), (ProcessInstance.id, True, False)]
 Locator = Callable[[Session], str]
 MESSAGE_EVENT = MessageEventDefinition.__name__
 
@@ -430,7 +432,10 @@ class InstanceService:
         business_key: str | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> tuple[list[InstanceView], int]:
+        cursor: str | None = None,
+    ) -> tuple[list[InstanceView], int, str | None]:
+        """Newest first; with ``cursor`` (a page's ``next_cursor``) the page after that one, which holds
+        still while new applications arrive (an offset page shifts under them)."""
         with self.platform.db.transaction() as session:
             stmt = select(ProcessInstance).join(
                 ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id
@@ -443,11 +448,14 @@ class InstanceService:
                 stmt = stmt.where(ProcessInstance.business_key == business_key)
             stmt = principal.scope(stmt, ProcessInstance.tenant_id).where(readable(principal))
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = session.scalars(
-                stmt.order_by(ProcessInstance.created_at.desc(), ProcessInstance.id).limit(limit).offset(offset)
-            ).all()
+            if cursor is not None:
+                stmt = stmt.where(keyset.after(NEWEST_FIRST, keyset.parse_cursor("newest", NEWEST_FIRST, cursor)))
+            page = stmt.order_by(*keyset.order_by(NEWEST_FIRST)).limit(limit + 1).offset(offset)
+            rows = list(session.scalars(page))
+            more, rows = len(rows) > limit, rows[:limit]
             specs = self.platform.specs
-            return [InstanceView(i, specs.get(session, i.definition_id), []) for i in rows], total
+            views = [InstanceView(i, specs.get(session, i.definition_id), []) for i in rows]
+            return views, total, keyset.cursor_of("newest", NEWEST_FIRST, rows[-1]) if more else None
 
     def history(self, principal: Principal, instance_id: str) -> list[AuditEvent]:
         with self.platform.db.transaction() as session:
