@@ -79,6 +79,14 @@ def apply(officer: ApiClient, **changes: Any) -> dict[str, Any]:
     return response.get_json()
 
 
+def test_the_readme_example_application_is_approved_and_signed(bank: CreditFlow, officer: ApiClient) -> None:
+    """The quick start posts docs/examples/xekd-xin-application.json: it must pass every check."""
+    example = json.loads((Path(__file__).parents[1] / "docs" / "examples" / "xekd-xin-application.json").read_text())
+    response = officer.post(f"/api/v1/products/{PRODUCT}/applications", json=example)
+    assert response.status_code == 201, response.get_json()
+    assert (response.get_json()["status"], response.get_json()["outcome"]) == ("completed", "approved")
+
+
 @pytest.fixture
 def signed(bank: CreditFlow, officer: ApiClient) -> Iterator[dict[str, Any]]:
     body = apply(officer)
