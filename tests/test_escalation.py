@@ -321,7 +321,12 @@ def test_a_resume_into_a_year_nobody_entered_resumes_without_a_clock_until_it_is
     missing = [e for e in catalog.instances.history(SYSTEM, view.instance.id) if e.event_type == "calendar_missing"]
     assert [(e.payload["year"], e.payload["step"]) for e in missing][-1] == (2027, "main_investigation")
 
-    catalog.calendars.cover_year(principal_of(catalog, "admin"), 2027)
+    province_admin = principal_of(catalog, "admin")
+    with pytest.raises(InvalidInput) as refused:  # not before its holidays are entered: 元旦 would be worked
+        catalog.calendars.cover_year(province_admin, 2027)
+    assert refused.value.problems[0]["field"] == "year"
+    catalog.calendars.set_day(province_admin, date(2027, 1, 1), workday=False, note="元旦")
+    catalog.calendars.cover_year(province_admin, 2027)
     clocked = task_row(catalog, task.id)
     assert clocked.due_at is not None and clocked.due_at > catalog.clock.now()
     run_pass(catalog, clocked.escalate_at)

@@ -22,6 +22,7 @@ from engine.errors import Forbidden, InvalidInput
 from engine.services.principal import Principal
 from engine.sla.calendar import (
     DEFAULT_HOURS,
+    PACKAGE_YEARS,
     BusinessCalendar,
     DayKind,
     DayOverride,
@@ -110,9 +111,22 @@ class CalendarService:
         return row
 
     def cover_year(self, principal: Principal, year: int) -> None:
-        """Declare a year's arrangement complete; from then on its other days follow plain weekends."""
+        """Declare a year's arrangement complete; from then on its other days follow plain weekends. A
+        year the holiday package does not know needs its official holidays entered first: declared
+        complete without them, 元旦 and the Spring Festival would count as working days."""
         owner = self._owner(principal)
         with self.platform.db.transaction(write=True) as session:
+            holidays = select(CalendarDay.id).where(
+                _owned_by(CalendarDay.tenant_id, _owners(owner)),
+                CalendarDay.workday.is_(False),
+                CalendarDay.day >= date(year, 1, 1),
+                CalendarDay.day <= date(year, 12, 31),
+            )
+            if year not in PACKAGE_YEARS and session.scalars(holidays.limit(1)).first() is None:
+                message = f"enter {year}'s official holidays (and make-up workdays) first: none is entered"
+                raise InvalidInput(
+                    f"{year} cannot be declared complete: {message}", [{"field": "year", "message": message}]
+                )
             exists = session.scalars(
                 select(CalendarYear).where(_owned_by(CalendarYear.tenant_id, (owner,)), CalendarYear.year == year)
             ).first()
