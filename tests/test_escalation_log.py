@@ -7,8 +7,9 @@ passes run at moments past each threshold.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from engine.container import CreditFlow
 from engine.jobs.scheduler import run_pass
@@ -133,6 +134,10 @@ def test_the_log_exports_the_whole_period_as_csv(
         "ly_branch_head",
         "ly_officer",
     }
+    # times as Excel should show them: Beijing wall-clock time, not UTC (which put 02:00 on the day before)
+    listed = login(app, "ly_branch_head").get(LOG, query_string=PERIOD).get_json()["items"]
+    reached = datetime.fromisoformat(listed[0]["reached_at"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert rows[0][header.index("reached_at")] == f"{reached:%Y-%m-%d %H:%M:%S}"
 
 
 def test_bad_queries_are_a_422_naming_the_field(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from flask import Response, current_app, request
@@ -20,7 +21,7 @@ from api.integers import Integer
 from api.security import current_principal, requires
 from engine.inbox.queries import LEVELS
 from engine.org.roles import MONITOR_READ
-from engine.services.monitor import GROUPS
+from engine.services.monitor import GROUPS, ZONE
 
 ESCALATION_LEVELS = LEVELS[1:]  # a clock below yellow has not escalated
 
@@ -150,18 +151,29 @@ def _wants_csv(query: dict[str, Any]) -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
 
 
+def _local_time(value: str | None) -> str | None:
+    return None if value is None else f"{datetime.fromisoformat(value).astimezone(ZONE):%Y-%m-%d %H:%M:%S}"
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, list):
         value = ", ".join(map(str, value))
     return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
-def _csv(rows: Iterable[dict[str, Any]], columns: list[str], filename: str) -> Response:
-    """A spreadsheet download: a header row of the JSON field names, then one row per item."""
+def _csv(
+    rows: Iterable[dict[str, Any]], columns: list[str], filename: str, local_times: Iterable[str] = ()
+) -> Response:
+    """A spreadsheet download: a header row of the JSON field names, then one row per item. Times
+    (``local_times``) are Beijing wall-clock time, as Excel shows them: a UTC time put 02:00 on
+    2 December on the 1st."""
+    local = set(local_times)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
-    writer.writerows([_cell(row[column]) for column in columns] for row in rows)
+    writer.writerows(
+        [_local_time(row[column]) if column in local else _cell(row[column]) for column in columns] for row in rows
+    )
     response = Response(out.getvalue().encode("utf-8-sig"), content_type="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f"attachment; filename={filename}"
     return response
@@ -212,4 +224,5 @@ def escalations(query: dict[str, Any]) -> Any:
         return log.list(current_principal(), **filters, limit=query["limit"], offset=query["offset"])
     page = log.export(current_principal(), **filters)
     filename = f"escalations-{page.start:%Y%m%d}-{page.end:%Y%m%d}.csv"
-    return _csv(EscalationSchema(many=True).dump(page.items), list(EscalationSchema().fields), filename)
+    columns = list(EscalationSchema().fields)
+    return _csv(EscalationSchema(many=True).dump(page.items), columns, filename, ("reached_at", "handled_at"))
