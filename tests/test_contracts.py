@@ -36,7 +36,7 @@ from engine.documents.timestamps import tsa_wsgi_app
 from engine.errors import InvalidInput
 from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
-from engine.store.models import ArchivePackage, Document, Incident, Job
+from engine.store.models import ArchivePackage, Document, Incident, Job, OutboxMessage, User
 from tests.conftest import ApiClient, login, pdfsig
 from tests.test_product_runs import CATALOG, application
 
@@ -489,3 +489,20 @@ def test_a_server_without_libreoffice_says_what_to_install(
         bank.documents.warm_up()
     (warning,) = [r.getMessage() for r in caplog.records if "contracts cannot be made here" in r.getMessage()]
     assert "soffice" in warning and "pdftotext" in warning and "apt-get install libreoffice-writer-nogui" in warning
+
+
+def test_a_contract_priced_on_an_outdated_lpr_table_tells_the_administrators_once_a_day(
+    bank: CreditFlow, officer: ApiClient
+) -> None:
+    """The newest quote in product_configs/lpr.json is of 2025-05-20; contracts signed on 2026-12-01
+    state it as the rate in force. The audit trail names the quote, and the administrators hear of it."""
+    first, second = apply(officer), apply(officer)
+    events = [
+        e for e in bank.instances.history(SYSTEM, first["id"]) if e.event_type in ("contract_generated", "lpr_stale")
+    ]
+    assert [e.payload["lpr_effective"] for e in events] == ["2025-05-20", "2025-05-20"]
+    assert "lpr_stale" in [e.event_type for e in bank.instances.history(SYSTEM, second["id"])]
+    with bank.db.transaction() as session:
+        (told,) = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "lpr.stale")).all()
+        admins = set(session.scalars(select(User.id).where(User.username.in_(["ly_admin", "admin"]))))
+    assert told.payload["lpr_effective"] == "2025-05-20" and set(told.recipients) == admins

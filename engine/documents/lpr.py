@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+STALE_AFTER = timedelta(days=40)
 BENCHMARKS = {"LPR_1Y": "一年期贷款市场报价利率（LPR）", "LPR_5Y": "五年期以上贷款市场报价利率（LPR）"}
 
 
@@ -40,7 +41,16 @@ class LprTable:
         """The benchmark's rate (percent per year) in force on ``on``."""
         if benchmark not in BENCHMARKS:
             raise ValueError(f"unknown LPR benchmark {benchmark!r}")
+        return self.in_force(on).rates[benchmark]
+
+    def in_force(self, on: date) -> LprQuote:
+        """The latest quote effective on or before ``on``."""
         in_force = [q for q in self.quotes if q.effective <= on]
         if not in_force:
             raise ValueError(f"no LPR quote in force on {on.isoformat()}: the first is {self.quotes[0].effective}")
-        return in_force[-1].rates[benchmark]
+        return in_force[-1]
+
+    def stale_on(self, on: date) -> bool:
+        """Whether the table looks out of date on ``on``: the LPR is announced every month (on the 20th),
+        so a newest quote older than STALE_AFTER means a month's announcement was not entered."""
+        return on - self.quotes[-1].effective > STALE_AFTER

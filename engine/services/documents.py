@@ -13,7 +13,7 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -33,11 +33,13 @@ from engine.documents.templates import ContractTemplates
 from engine.documents.timestamps import timestamp_token, timestamper
 from engine.documents.verification import verify_pdf
 from engine.errors import InvalidInput, NotFound
+from engine.inbox.assignment import administrators
+from engine.notify.outbox import publish
 from engine.runtime.connectors import ConnectorError, ConnectorRegistry
 from engine.services.execution import Execution, current_execution
 from engine.services.instance_access import reads
 from engine.services.principal import Principal
-from engine.store.models import Document, ProcessInstance, Product, ProductVersion, Tenant
+from engine.store.models import Document, OutboxMessage, ProcessInstance, Product, ProductVersion, Tenant
 
 if TYPE_CHECKING:
     from SpiffWorkflow.task import Task
@@ -49,6 +51,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PDF = "application/pdf"
 CONTRACT_DOCX, CONTRACT_PDF, CONTRACT_SEALED = "contract_docx", "contract_pdf", "contract_sealed"
+LPR_STALE = "lpr.stale"  # the topic administrators hear when contracts are priced on an outdated LPR table
 KINDS = (CONTRACT_DOCX, CONTRACT_PDF, CONTRACT_SEALED)  # the order a step makes them in
 MAX_VERIFY_BYTES = 20 * 1024 * 1024
 
@@ -203,8 +206,36 @@ class DocumentService:
         title = f"借款合同-{contract_no}"
         word = self._store(execution, task, CONTRACT_DOCX, f"{title}.docx", DOCX, docx, contract_no, template, None)
         made = self._store(execution, task, CONTRACT_PDF, f"{title}.pdf", PDF, pdf, contract_no, template, word.id)
-        _journal(execution, task, "contract_generated", made, template=template)
+        quote = self.lpr.in_force(signed_on).effective.isoformat()
+        _journal(execution, task, "contract_generated", made, template=template, lpr_effective=quote)
+        if self.lpr.stale_on(signed_on):
+            self._lpr_stale(execution, signed_on, quote)
         return {"document_id": made.id, "contract_no": contract_no, "template": template, "sha256": made.sha256}
+
+    def _lpr_stale(self, execution: Execution, signed_on: date, quote: str) -> None:
+        """A contract priced on an LPR table nobody has updated for over a month: the contract states
+        the rate "in force on the signing day", so the administrators hear of it (once a day per bank)
+        and the audit trail says which quote was used."""
+        execution.journal.record("lpr_stale", actor=False, signed_on=signed_on.isoformat(), lpr_effective=quote)
+        instance, session = execution.instance, execution.session
+        today = datetime.combine(signed_on, time(), SHANGHAI)
+        told = session.scalar(
+            select(OutboxMessage.id).where(
+                OutboxMessage.topic == LPR_STALE,
+                OutboxMessage.tenant_id == instance.tenant_id,
+                OutboxMessage.created_at >= today,
+            )
+        )
+        if told is None:
+            message = f"product_configs/lpr.json's newest LPR quote is of {quote}: enter the announcements since"
+            publish(
+                session,
+                execution.now,
+                tenant_id=instance.tenant_id,
+                topic=LPR_STALE,
+                recipients=administrators(session, instance.tenant_id),
+                payload={"lpr_effective": quote, "instance_id": instance.id, "message": message},
+            )
 
     def seal(self, task: Task, document_id: str) -> dict[str, Any]:
         """``contract.seal``: the generated PDF sealed with the lending bank's electronic seal."""
