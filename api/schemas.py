@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
 from api.integers import Integer
 from engine.inbox.queries import LEVELS, SORTS, VIEWS
 from engine.inbox.queries import STATUSES as TASK_STATUSES
+from engine.masking import mask_text
 from engine.services.instances import STATUSES
 from engine.services.tasks import MAX_BULK
 
@@ -168,11 +171,20 @@ class ReturnSchema(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
 
 
+class MaskedText(fields.String):
+    """Free text shown in a list: ID and card numbers someone typed into it are masked on the way out
+    (the archived loan file keeps the text as written)."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        text = super()._serialize(value, attr, obj, **kwargs)
+        return None if text is None else mask_text(text)
+
+
 class CommentSchema(Schema):
     id = Integer(dump_only=True)
     task_id = fields.String(dump_only=True, allow_none=True)
     author_id = Integer(dump_only=True, allow_none=True)
-    body = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    body = MaskedText(required=True, validate=validate.Length(min=1, max=4000))
     created_at = fields.DateTime(dump_only=True)
 
 
