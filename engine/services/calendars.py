@@ -2,8 +2,9 @@
 
 Province-wide rows (no tenant) apply to every bank; a bank's own rows win over them. Calendars are
 cached per tenant, rebuilt when an admin changes a row through this service and read again after a
-minute, so a change made on another node or with the CLI reaches every server within a minute. Entering a year
-starts the clocks its absence left unset; other edits apply to clocks started afterwards.
+minute, so a change made on another node or with the CLI reaches every server within a minute.
+Entering a year starts the clocks its absence left unset; other edits apply to clocks started
+afterwards.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class CalendarService:
         self._lock = threading.Lock()
 
     def for_tenant(self, session: Session, tenant_id: int | None) -> BusinessCalendar:
-        """The tenant's calendar, cached; read again once it is CACHE_SECONDS old, since another node
+        """The tenant's calendar, cached; read again once it is CACHE_AGE old, since another node
         (or ``creditflow calendar`` run beside the server) may have changed it in the database."""
         now = self.platform.clock.now()
         cached = self._calendars.get(tenant_id)
@@ -127,10 +128,10 @@ class CalendarService:
                 raise InvalidInput(
                     f"{year} cannot be declared complete: {message}", [{"field": "year", "message": message}]
                 )
-            exists = session.scalars(
+            entered = session.scalars(
                 select(CalendarYear).where(_owned_by(CalendarYear.tenant_id, (owner,)), CalendarYear.year == year)
             ).first()
-            if exists is None:
+            if entered is None:
                 session.add(CalendarYear(tenant_id=owner, year=year))
         self._forget()
         self._start_unset_clocks(owner, year)
