@@ -185,6 +185,11 @@ def test_pkcs11_bank_that_cannot_be_opened_is_a_configuration_error(pki_dir: Pat
     pki = Pki.load(pki_dir, SealConfig.read(config_file))
     with pytest.raises(SealConfigError, match="PKCS#11"):
         pki.seal_signer("bank-hsm")
+    # a bank the production configuration leaves out has no seal: its contracts were sealed with the
+    # development key (TEST ONLY) and reported valid
+    assert "bank-lingyuan" in Pki.load(pki_dir).bank_codes  # it has a development key ...
+    with pytest.raises(UnknownSealIdentity, match="no seal key in the seal configuration"):
+        pki.seal_signer("bank-lingyuan")  # ... which does not seal once production keys are configured
 
 
 # ---------------------------------------------------------------------------------------------- seal image

@@ -447,7 +447,8 @@ class Pki:
         return roots + [c for c in _chain(self.config.tsa_roots) if c not in roots]
 
     def seal_signer(self, bank_code: str) -> Signer:
-        """The pyHanko signer for a bank's seal: configured source first, else the development key."""
+        """The pyHanko signer for a bank's seal: its configured source, or the development key when the
+        seal configuration names no bank at all (never a test key beside production ones)."""
         with self._lock:
             signer = self._signers.get(bank_code)
             if signer is None:
@@ -460,6 +461,11 @@ class Pki:
             return _file_signer(bank_code, source)
         if isinstance(source, Pkcs11Source):
             return _pkcs11_signer(bank_code, source)
+        if self.config.banks:  # production keys are configured: a bank left out must not seal with a test key
+            raise UnknownSealIdentity(
+                f"bank {bank_code!r} has no seal key in the seal configuration; the development key seals "
+                "only where no production keys are configured"
+            )
         entry = self._manifest.get("banks", {}).get(bank_code)
         if entry is None:
             raise UnknownSealIdentity(f"no seal key for bank {bank_code!r}")
