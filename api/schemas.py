@@ -265,8 +265,8 @@ class InstanceSchema(InstanceSummarySchema):
     outcome = fields.String(
         allow_none=True,
         metadata={
-            "description": "how it ended: approved, rejected, aborted (an application's end event), cancelled; "
-            "for another process, its status; null while it runs"
+            "description": "how it ended: approved, rejected, aborted, withdrawn (an application's end event), "
+            "cancelled; for another process, its status; null while it runs"
         },
     )
     data = fields.Dict()
@@ -333,6 +333,7 @@ class HistorySchema(Schema):
 class HealthSchema(Schema):
     status = fields.String()
     database = fields.String()
+    schema = fields.String(metadata={"description": "the migration the database is at (the code's newest)"})
 
 
 class ProductVersionSchema(Schema):

@@ -64,6 +64,13 @@ class Busy(CreditFlowError):
     title = "Busy"
 
 
+class Unavailable(CreditFlowError):
+    """This node cannot serve: its database does not answer, or its schema is not the code's."""
+
+    status = 503
+    title = "Service Unavailable"
+
+
 class Unauthorized(CreditFlowError):
     status = 401
     title = "Unauthorized"

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from engine.config import Settings
+from engine.container import CreditFlow
 from engine.services.auth import INVALID_LOGIN
 from engine.services.principal import Principal
+from engine.store.migrate import head_revision
 from tests.conftest import MODELS, ApiClient, login, resident_id
 
 FORMS = MODELS.parent.parent / "forms"
@@ -22,6 +27,27 @@ def upload(api: ApiClient, *names: str, content: dict[str, bytes] | None = None)
 
 
 # -- authentication ------------------------------------------------------------------------------
+
+
+def test_health_is_ready_only_on_a_reachable_database_at_the_codes_schema(
+    app: Any, settings: Settings, clock: Any, tmp_path: Path
+) -> None:
+    from api import create_app
+
+    ready = app.test_client().get("/api/v1/health")
+    assert ready.status_code == 200 and ready.get_json()["schema"] == head_revision()
+    # a node on a database nobody migrated, or one whose database is down, said "ok" to the load balancer
+    for url, detail in (
+        (f"sqlite:///{tmp_path / 'empty.db'}", "run creditflow db upgrade"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/creditflow", "the database does not answer"),
+    ):
+        node = CreditFlow(replace(settings, database_url=url), clock=clock)
+        try:
+            answer = create_app(node).test_client().get("/api/v1/health")
+        finally:
+            node.close()
+        assert answer.status_code == 503 and answer.mimetype == PROBLEM, answer.get_json()
+        assert detail in answer.get_json()["detail"]
 
 
 def test_every_endpoint_but_health_and_docs_needs_a_token(app: Any) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from engine.config import REPO_ROOT
 from engine.store.db import Database
@@ -39,3 +43,15 @@ def upgrade(database: Database, revision: str = "head") -> None:
         finally:
             if raw is not None:
                 raw.execute("PRAGMA foreign_keys=ON")
+
+
+@cache
+def head_revision() -> str | None:
+    """The newest migration this code ships (read from ``migrations/`` once per process)."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def current_revision(database: Database) -> str | None:
+    """The migration the database is at (None: never migrated)."""
+    with database.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
