@@ -20,7 +20,7 @@ from engine.jobs.queue import enqueue
 from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
 from engine.store.models import AuditEvent, Escalation, HumanTask, Incident, Job, OutboxMessage, ProcessInstance, User
-from tests.conftest import bank_card, deploy
+from tests.conftest import bank_card, deploy, resident_id
 from tests.test_product_runs import drive
 from tests.test_products import applicant, catalog, local_application, principal_of  # noqa: F401 - fixture
 
@@ -194,6 +194,31 @@ def test_a_lost_lease_never_commits_twice(platform: CreditFlow) -> None:
     assert events.count("timer_fired") == 1
 
 
+def test_a_job_taken_over_after_its_lease_ran_out_is_not_run_again(platform: CreditFlow) -> None:
+    """A batch outlived its five-minute lease: another node took its last jobs, and then the first node
+    ran them too (webhooks POSTed twice, a second seal); only the database commit was fenced."""
+    effects: list[tuple[int, str]] = []
+
+    def effect(p: CreditFlow, job: Any, _now: datetime) -> None:
+        effects.append((job.payload["n"], job.owner))  # a POST, a seal: outside the database
+        with p.db.transaction(write=True) as session:
+            p.jobs.finish(session, job)
+
+    platform.jobs.register("outside_effect", effect)
+    now = platform.clock.now()
+    with platform.db.transaction(write=True) as session:
+        for n in (1, 2):
+            enqueue(session, "outside_effect", now, now, payload={"n": n})
+    first, second = platform.jobs.acquire("node-a", now, 10)
+    platform.clock.advance(timedelta(minutes=3))  # past half its lease, still ours: renewed, then run
+    assert platform.jobs.run(first, platform.clock.now()) == "done"
+    platform.clock.advance(timedelta(minutes=6))  # the lease of the rest ran out: node b takes it over
+    (taken,) = platform.jobs.acquire("node-b", platform.clock.now(), 10)
+    assert platform.jobs.run(taken, platform.clock.now()) == "done"
+    assert platform.jobs.run(second, platform.clock.now()) == "lost"  # not run at all
+    assert effects == [(1, "node-a"), (2, "node-b")]
+
+
 def test_several_scheduler_processes_handle_every_due_job_exactly_once(
     catalog: CreditFlow,  # noqa: F811
     seeded: CreditFlow,
@@ -209,7 +234,7 @@ def test_several_scheduler_processes_handle_every_due_job_exactly_once(
         catalog.products.apply(
             principal_of(catalog, "ly_officer"),
             "LY-DAINONG",
-            applicant={**applicant(), "name": f"客户{n}"},
+            applicant={**applicant(), "name": f"客户{n}", "id_number": resident_id(f"3701021980020112{n}")},
             data={"amount": "800000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"},
         )
         for n in range(8)

@@ -81,6 +81,7 @@ class AcquiredJob:
     due_at: datetime
     attempts: int
     retries_left: int
+    lease_expires: datetime | None = None  # when this acquisition's lease runs out
 
 
 Handler = Callable[["CreditFlow", AcquiredJob, datetime], None]  # (platform, job, the pass's now)
@@ -183,7 +184,7 @@ class JobQueue:
                 )
                 .execution_options(synchronize_session=False)
             ).all()
-        jobs = [AcquiredJob(r.id, r.kind, r.version, owner, *r[3:]) for r in rows]
+        jobs = [AcquiredJob(r.id, r.kind, r.version, owner, *r[3:], lease_expires=now + LEASE) for r in rows]
         return sorted(jobs, key=lambda j: (j.due_at, j.id))
 
     def finish(self, session: Session, job: AcquiredJob) -> None:
@@ -196,6 +197,9 @@ class JobQueue:
         """Run one acquired job: DONE, BUSY (its instance is held elsewhere: still due, no retry
         spent), LOST (the lease went to another node) or FAILED (retried later with backoff)."""
         handler = self.handlers.get(job.kind)
+        if not self._still_ours(job):
+            log.warning("job %s (%s): its lease ran out before it ran and another node took it", job.id, job.kind)
+            return LOST
         try:
             if handler is None:
                 raise LookupError(f"no handler for jobs of kind {job.kind!r}")
@@ -213,6 +217,24 @@ class JobQueue:
             log.warning("job %s (%s) failed on attempt %s: %s", job.id, job.kind, job.attempts, message)
             self._give_back(job, now + BACKOFF[min(job.attempts, len(BACKOFF)) - 1], error=message, spend_retry=True)
             return FAILED
+
+    def _still_ours(self, job: AcquiredJob) -> bool:
+        """Renew the lease of a job that waited long in its batch, or find it taken over.
+
+        The fence stops a second commit, not a second webhook POST or seal: a batch that outlived its
+        lease had its last jobs taken over by another node and then ran them again itself.
+        """
+        now = self.platform.clock.now()
+        if job.lease_expires is None or now < job.lease_expires - LEASE / 2:
+            return True
+        with self.platform.db.transaction(write=True) as session:
+            renewed = session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.version == job.version, Job.lock_owner == job.owner)
+                .values(lock_expires_at=now + LEASE)
+                .execution_options(synchronize_session=False)
+            )
+        return renewed.rowcount == 1
 
     def _give_back(self, job: AcquiredJob, due_at: datetime, *, error: str | None, spend_retry: bool) -> None:
         now = self.platform.clock.now()
