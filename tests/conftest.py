@@ -6,16 +6,19 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from sqlalchemy import text
 
 from engine.clock import FrozenClock
 from engine.config import Settings
 from engine.container import CreditFlow
+from engine.jobs.scheduler import run_pass
 from engine.runtime.connectors import ConnectorError, ConnectorRegistry
 from engine.store.db import Database
 from engine.store.migrate import upgrade
@@ -79,9 +82,40 @@ def connectors() -> ConnectorRegistry:
     return registry
 
 
+CLOCK_START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
-    return FrozenClock(datetime(2026, 12, 1, 1, 0, tzinfo=UTC))
+    return FrozenClock(CLOCK_START)
+
+
+@dataclass
+class Clocks:
+    """The platform's clock and SpiffWorkflow's wall clock, moved together.
+
+    SpiffWorkflow fires a timer only once the wall clock is strictly past its due time; in production
+    the engine reads it just after the scheduler pass read its now, and ``run_pass`` does the same, a
+    microsecond later."""
+
+    platform: FrozenClock
+    wall: time_machine.Traveller
+
+    def at(self, moment: datetime) -> None:
+        self.platform.advance(moment - self.platform.now())
+        self.wall.move_to(moment)
+
+    def run_pass(self, platform: CreditFlow, moment: datetime) -> int:
+        """One scheduler pass at ``moment``; the number of jobs it did."""
+        self.at(moment)
+        self.wall.shift(timedelta(microseconds=1))
+        return run_pass(platform, moment).done
+
+
+@pytest.fixture
+def clocks(clock: FrozenClock) -> Iterator[Clocks]:
+    with time_machine.travel(CLOCK_START, tick=False) as wall:
+        yield Clocks(clock, wall)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,10 @@ with real connectors, real JDM rule decisions and form-validated task completion
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from engine.forms.formats import FORMAT_CHECKER
 from engine.runtime.connectors import ConnectorError, ConnectorRegistry
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
-from tests.conftest import resident_id
+from tests.conftest import CLOCK_START, Clocks, resident_id
 
 SYSTEM = Principal.system()
 BPMN_DIR = Path(__file__).resolve().parents[1] / "bpmn"
@@ -93,13 +96,14 @@ def connectors(ledger: dict[str, list[Any]]) -> ConnectorRegistry:
         return {"document_id": f"doc-{number}", "contract_no": number}
 
     def seal(task: Any, document_id: str) -> dict[str, Any]:
-        return {"document_id": f"{document_id}-sealed"}
+        return {"document_id": f"{document_id}-sealed", "sha256": hashlib.sha256(document_id.encode()).hexdigest()}
 
-    def disburse(amount: str, account: str) -> dict[str, Any]:
+    def disburse(amount: str, account: str, reference: str) -> dict[str, Any]:
         if account == FLAKY_ACCOUNT and account not in ledger["refused"]:
             ledger["refused"].append(account)
             raise ConnectorError("核心系统日终批处理中，暂停转账")
         Decimal(amount)  # a non-amount would be a modelling error: fail loudly
+        assert reference.startswith("HT-"), reference  # the contract's number: core banking's duplicate check
         ledger["disbursements"].append((amount, account))
         return {"disbursement_id": f"FK-{len(ledger['disbursements']):04d}"}
 
@@ -235,14 +239,41 @@ def complete(platform: CreditFlow, view: InstanceView, bpmn_id: str, data: dict[
     return platform.tasks.complete(SYSTEM, task.id, data)
 
 
-def drive(platform: CreditFlow, view: InstanceView, answers: dict[str, dict[str, Any]]) -> InstanceView:
-    """Complete READY tasks from ``answers`` until none of them is waiting; returns the last view."""
+Answer = dict[str, Any] | Callable[[InstanceView], dict[str, Any]]
+
+
+def drive(platform: CreditFlow, view: InstanceView, answers: dict[str, Answer]) -> InstanceView:
+    """Complete READY tasks from ``answers`` (data, or a function of the instance giving it) until none
+    of them is waiting; returns the last view."""
     while view.instance.status == "running" and view.tasks:
         waiting = [t for t in view.tasks if t.bpmn_id in answers]
         if not waiting:
             break
-        view = complete(platform, view, waiting[0].bpmn_id, answers[waiting[0].bpmn_id])
+        answer = answers[waiting[0].bpmn_id]
+        view = complete(platform, view, waiting[0].bpmn_id, answer(view) if callable(answer) else answer)
     return view
+
+
+def face_signed(view: InstanceView) -> dict[str, Any]:
+    """The officer's record of a face-to-face signing of this application's contract (a4–a6)."""
+    return {
+        "signing_result": "signed",
+        "contract_no": view.instance.data["contract"]["contract_no"],
+        "signed_on": "2026-12-08",
+        "witness": "王见证",
+        "recording_no": "SL-20261208-0001",
+    }
+
+
+def signed_online(platform: CreditFlow, view: InstanceView, **changes: Any) -> InstanceView:
+    """The channel reports the borrower's e-signature on this application's sealed contract (a1, a3, a7)."""
+    payload = {
+        "contract_sha256": view.instance.data["sealed_contract"]["sha256"],
+        "signed_at": "2026-12-08T10:15:00+08:00",
+        "channel": "mobile_banking",
+        "evidence_no": "ZJBQ-20261208-000123",
+    }
+    return platform.instances.send_message(SYSTEM, view.instance.id, "contract_signed", {**payload, **changes})
 
 
 def end_of(platform: CreditFlow, view: InstanceView) -> str:
@@ -309,7 +340,8 @@ def test_model_matches_manifest_and_has_a_complete_diagram(key: str) -> None:
     caught = {
         b.get("attachedToRef")
         for b in process.iterfind("bpmn:boundaryEvent", NS)
-        if errors[b.find("bpmn:errorEventDefinition", NS).get("errorRef")] == "CONNECTOR_ERROR"
+        if (definition := b.find("bpmn:errorEventDefinition", NS)) is not None
+        and errors[definition.get("errorRef")] == "CONNECTOR_ERROR"
         and b.get("cancelActivity") == "true"
     }
     assert caught == {t.get("id") for t in process.iterfind("bpmn:serviceTask", NS)}
@@ -348,14 +380,17 @@ def a1(platform: CreditFlow) -> CreditFlow:
 
 def test_a1_approves_and_disburses_without_any_human_task(a1: CreditFlow, ledger: dict[str, list[Any]]) -> None:
     view = start(a1, "a1_instant_online")
-    assert view.tasks == []
+    assert_waiting(a1, view, "contract_signed")  # sealed; no money before the borrower signs
+    assert ledger["disbursements"] == []
+    view = signed_online(a1, view)
     assert end_of(a1, view) == "end_approved"
     data = view.instance.data
     assert data["bureau"] == {"score": 720} and data["access"]["outcome"] == "approve"
     assert data["scorecard"] == {"score": 86} and data["pricing"] == {"limit": 200000, "rate_bp": 45}
     assert data["approved_amount"] == "50000.00"
     assert data["contract"]["contract_no"].startswith("HT-XEKD-001-")
-    assert data["sealed_contract"] == {"document_id": f"doc-{data['contract']['contract_no']}-sealed"}
+    assert data["sealed_contract"]["document_id"] == f"doc-{data['contract']['contract_no']}-sealed"
+    assert data["signature"]["evidence_no"] == "ZJBQ-20261208-000123"
     assert data["disbursement"]["disbursement_id"] == "FK-0001"
     assert ledger["disbursements"] == [("50000.00", "6222021234567890128")]
     assert events(a1, view, "task_created") == []
@@ -363,7 +398,7 @@ def test_a1_approves_and_disburses_without_any_human_task(a1: CreditFlow, ledger
 
 
 def test_a1_caps_the_amount_at_the_priced_limit(a1: CreditFlow, ledger: dict[str, list[Any]]) -> None:
-    view = start(a1, "a1_instant_online", amount="250000.00")
+    view = signed_online(a1, start(a1, "a1_instant_online", amount="250000.00"))
     assert end_of(a1, view) == "end_approved"
     assert view.instance.data["approved_amount"] == "200000.00"
     assert ledger["disbursements"] == [("200000.00", "6222021234567890128")]
@@ -381,6 +416,7 @@ def test_a1_grey_zone_goes_to_exactly_one_manual_review(
     assert task_ids(view) == ["manual_review"]
     assert view.instance.data["access"]["level"] == "orange"
     view = complete(a1, view, "manual_review", {"manual_decision": decision, "manual_comment": "已电话核实收入"})
+    view = signed_online(a1, view) if decision == "approve" else view
     assert view.tasks == [] and end_of(a1, view) == end
     assert len(ledger["disbursements"]) == disbursed
 
@@ -410,13 +446,42 @@ def test_a1_bureau_outage_goes_to_the_exception_task_and_can_be_aborted(a1: Cred
 def test_a1_failed_disbursement_is_retried_once_from_the_exception_task(
     a1: CreditFlow, ledger: dict[str, list[Any]]
 ) -> None:
-    view = start(a1, "a1_instant_online", account=FLAKY_ACCOUNT)
+    view = signed_online(a1, start(a1, "a1_instant_online", account=FLAKY_ACCOUNT))
     assert task_ids(view) == ["disburse_exception"]
     assert view.instance.data["disbursement_error"]["connector"] == "core_banking/disburse"
     assert ledger["disbursements"] == [] and len(ledger["contracts"]) == 1
     view = complete(a1, view, "disburse_exception", {"exception_action": "retry", "exception_note": "日终结束后重试"})
     assert end_of(a1, view) == "end_approved"
     assert ledger["disbursements"] == [("50000.00", FLAKY_ACCOUNT)] and len(ledger["contracts"]) == 1
+
+
+def test_a1_takes_only_a_signature_on_its_own_sealed_contract(a1: CreditFlow, ledger: dict[str, list[Any]]) -> None:
+    view = start(a1, "a1_instant_online")
+    for changes, field, code in (
+        ({"contract_sha256": "0" * 64}, "payload.contract_sha256", "matches"),  # another document
+        ({"signed_at": "2026-12-08T10:15:00"}, "payload.signed_at", "format"),  # no offset: which zone?
+        ({"channel": "email"}, "payload.channel", "enum"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            signed_online(a1, view, **changes)
+        assert [(p["field"], p["code"]) for p in refused.value.problems] == [(field, code)], refused.value.problems
+    assert_waiting(a1, view, "contract_signed")  # nothing was taken
+    assert ledger["disbursements"] == []
+    assert end_of(a1, signed_online(a1, view)) == "end_approved"
+
+
+def test_a1_unsigned_contract_lapses_after_seven_days_without_money(
+    a1: CreditFlow, ledger: dict[str, list[Any]], clocks: Clocks
+) -> None:
+    view = start(a1, "a1_instant_online")
+    assert clocks.run_pass(a1, CLOCK_START + timedelta(days=7) - timedelta(seconds=1)) == 0
+    assert_waiting(a1, view, "contract_signed")
+    assert clocks.run_pass(a1, CLOCK_START + timedelta(days=7)) == 1
+    view = a1.instances.get(SYSTEM, view.instance.id)
+    assert end_of(a1, view) == "end_signing_lapsed"
+    assert ledger["disbursements"] == [] and len(ledger["contracts"]) == 1
+    with pytest.raises(Conflict):  # a signature that comes too late changes nothing
+        signed_online(a1, view)
 
 
 # -- A2 整村授信 ---------------------------------------------------------------------------------------
@@ -492,6 +557,7 @@ def test_a3_runs_verification_review_and_approval_then_disburses(a3: CreditFlow,
         view,
         {"site_verification": VERIFY_OK, "review": REVIEW_OK, "approval": {**APPROVE, "approved_amount": "180000.00"}},
     )
+    view = signed_online(a3, view)
     assert end_of(a3, view) == "end_disbursed"
     assert ledger["contracts"] == [("XED-001", "180000.00")]
     assert ledger["disbursements"] == [("180000.00", "6222021234567890128")]
@@ -547,6 +613,8 @@ def test_a4_within_authority_goes_to_the_approver(
     assert task_ids(view) == ["approval"]
     assert view.instance.data["committee_threshold"] == (threshold or "1000000")
     view = complete(a4, view, "approval", {**APPROVE, "approved_amount": amount})
+    assert task_ids(view) == ["face_signing"] and ledger["disbursements"] == []
+    view = complete(a4, view, "face_signing", face_signed(view))
     assert end_of(a4, view) == "end_disbursed"
     assert ledger["disbursements"] == [(amount, "6222021234567890128")]
     assert "committee_vote" not in [e.bpmn_id for e in events(a4, view, "task_created")]
@@ -570,6 +638,7 @@ def test_a4_above_threshold_goes_to_the_committee_and_senior_sign_off(
     assert data["committee_approved"] is True and data["approvals"] == 2
     assert sorted((b["member"], b["vote"]) for b in data["votes"]) == sorted(ballots.items())
     view = complete(a4, view, "senior_approval", {**APPROVE, "approved_amount": "2800000.00"})
+    view = complete(a4, view, "face_signing", face_signed(view))
     assert end_of(a4, view) == "end_disbursed"
     assert ledger["disbursements"] == [("2800000.00", "6222021234567890128")]
 
@@ -600,7 +669,29 @@ def test_a4_return_sends_the_case_back_to_both_investigators(a4: CreditFlow) -> 
     view = complete(a4, view, "approval", RETURN)
     view = investigate_in_pairs(a4, view)
     view = complete(a4, view, "approval", {**APPROVE, "approved_amount": "500000.00"})
+    view = complete(a4, view, "face_signing", face_signed(view))
     assert end_of(a4, view) == "end_disbursed"
+
+
+def test_a4_face_signing_checks_the_contract_and_a_refusal_ends_without_money(
+    a4: CreditFlow, ledger: dict[str, list[Any]]
+) -> None:
+    view = investigate_in_pairs(a4, start(a4, "a4_standard_offline", amount="500000.00"))
+    view = complete(a4, view, "approval", {**APPROVE, "approved_amount": "500000.00"})
+    signed = face_signed(view)
+    for data, field, code in (
+        ({**signed, "contract_no": "HT-OTHER-0001"}, "contract_no", "matches"),  # an old or another contract
+        ({key: value for key, value in signed.items() if key != "recording_no"}, "recording_no", "required"),
+        ({"signing_result": "declined"}, "signing_note", "required"),  # why the borrower declined
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            complete(a4, view, "face_signing", data)
+        assert [(p["field"], p["code"]) for p in refused.value.problems] == [(field, code)], refused.value.problems
+    assert task_ids(a4.instances.get(SYSTEM, view.instance.id)) == ["face_signing"]
+    declined = {"signing_result": "declined", "signing_note": "借款人认为利率偏高，放弃借款"}
+    view = complete(a4, view, "face_signing", declined)
+    assert end_of(a4, view) == "end_signing_declined"
+    assert ledger["disbursements"] == [] and len(ledger["contracts"]) == 1
 
 
 # -- A5 第三方担保/政策性 -----------------------------------------------------------------------------
@@ -658,7 +749,7 @@ def test_a5_waits_for_the_guarantor_and_the_subsidy_filing(a5: CreditFlow, ledge
 
     view = a5.instances.send_message(SYSTEM, view.instance.id, "guarantee_confirmed", GUARANTEED)
     assert view.instance.data["guarantee"] == GUARANTEED
-    view = drive(a5, view, {"review": REVIEW_OK, "approval": APPROVE})
+    view = drive(a5, view, {"review": REVIEW_OK, "approval": APPROVE, "face_signing": face_signed})
     assert_waiting(a5, view, "subsidy_registered")
     assert ledger["disbursements"] == [("300000.00", "6222021234567890128")]
 
@@ -671,7 +762,7 @@ def test_a5_without_subsidy_ends_at_disbursement(a5: CreditFlow) -> None:
     view = start(a5, "a5_guaranteed_policy", without=("interest_subsidy",))
     view = complete(a5, view, "investigation", INVESTIGATE_OK)
     view = a5.instances.send_message(SYSTEM, view.instance.id, "guarantee_confirmed", GUARANTEED)
-    view = drive(a5, view, {"review": REVIEW_OK, "approval": APPROVE})
+    view = drive(a5, view, {"review": REVIEW_OK, "approval": APPROVE, "face_signing": face_signed})
     assert end_of(a5, view) == "end_disbursed"
     assert view.instance.data["interest_subsidy"] is False
 
@@ -714,7 +805,8 @@ def test_a6_disburses_only_after_the_mortgage_is_registered(platform: CreditFlow
     view = complete(platform, view, "investigation", INVESTIGATE_OK)
     view = complete(platform, view, "collateral_appraisal", APPRAISAL)
     assert view.instance.data["pricing"]["limit"] == 560000
-    view = drive(platform, view, {"review": REVIEW_OK, "approval": {**APPROVE, "approved_amount": "500000.00"}})
+    approve = {**APPROVE, "approved_amount": "500000.00"}
+    view = drive(platform, view, {"review": REVIEW_OK, "approval": approve, "face_signing": face_signed})
     assert_waiting(platform, view, "mortgage_registered")
     assert ledger["contracts"] == [("FDED-001", "500000.00")] and ledger["disbursements"] == []
 
@@ -761,6 +853,9 @@ def test_a7_renews_through_core_banking(platform: CreditFlow, ledger: dict[str, 
     deploy_archetype(platform, "a7_renewal")
     view = start(platform, "a7_renewal")
     view = drive(platform, view, {"renewal_check": RENEWAL_CHECK, "review": REVIEW_OK, "approval": APPROVE})
+    assert_waiting(platform, view, "contract_signed")
+    assert ledger["renewals"] == []
+    view = signed_online(platform, view)
     assert end_of(platform, view) == "end_renewed"
     assert view.instance.data["renewal"] == {"renewal_id": "XD-JJ2025000123"}
     assert ledger["renewals"] == ["JJ2025000123"]

@@ -73,18 +73,44 @@ def officer(bank: CreditFlow) -> ApiClient:
 
 
 def apply(officer: ApiClient, **changes: Any) -> dict[str, Any]:
+    """An application, signed by its borrower once its contract is sealed (the channel's message)."""
     applicant, data = application(CATALOG[PRODUCT], **changes)
     response = officer.post(f"/api/v1/products/{PRODUCT}/applications", json={"applicant": applicant, "data": data})
     assert response.status_code == 201, response.get_json()
-    return response.get_json()
+    body = response.get_json()
+    return sign(officer, body) if body["status"] == "running" and "sealed_contract" in body["data"] else body
+
+
+def sign(officer: ApiClient, body: dict[str, Any]) -> dict[str, Any]:
+    """The channel reports the borrower's e-signature (``instances.manage``: here the bank's administrator)."""
+    channel = login(officer.client.application, "ly_admin")
+    signature = {
+        "contract_sha256": body["data"]["sealed_contract"]["sha256"],
+        "signed_at": "2026-12-01T09:30:00+08:00",
+        "channel": "mobile_banking",
+        "evidence_no": f"ZJBQ-{body['id'][:8]}",
+    }
+    signed = channel.post(
+        f"/api/v1/process-instances/{body['id']}/messages", json={"name": "contract_signed", "payload": signature}
+    )
+    assert signed.status_code == 200, signed.get_json()
+    return signed.get_json()
 
 
 def test_the_readme_example_application_is_approved_and_signed(bank: CreditFlow, officer: ApiClient) -> None:
-    """The quick start posts docs/examples/xekd-xin-application.json: it must pass every check."""
+    """The quick start posts docs/examples/xekd-xin-application.json, and then the borrower's signature
+    on the sealed contract: it must pass every check."""
     example = json.loads((Path(__file__).parents[1] / "docs" / "examples" / "xekd-xin-application.json").read_text())
     response = officer.post(f"/api/v1/products/{PRODUCT}/applications", json=example)
     assert response.status_code == 201, response.get_json()
-    assert (response.get_json()["status"], response.get_json()["outcome"]) == ("completed", "approved")
+    body = response.get_json()
+    assert (body["status"], body["tasks"], body["outcome"]) == ("running", [], None)  # sealed, not yet signed
+    assert (
+        body["data"]["sealed_contract"]["sha256"]
+        == bank.documents.get(SYSTEM, body["data"]["sealed_contract"]["document_id"]).sha256
+    )
+    signed = sign(officer, body)
+    assert (signed["status"], signed["outcome"]) == ("completed", "approved")
 
 
 @pytest.fixture
@@ -476,7 +502,7 @@ def test_a_seal_that_fails_waits_in_the_exception_task_and_a_retry_signs(bank: C
     view = bank.tasks.complete(
         SYSTEM, body["tasks"][0]["id"], {"exception_action": "retry", "exception_note": "密钥已恢复"}
     )
-    assert view.instance.status == "completed"
+    assert view.instance.status == "running" and view.tasks == []  # sealed: the borrower signs next
     sealed = [d for d in bank.documents.list(SYSTEM, body["id"]) if d.kind == "contract_sealed"]
     assert len(sealed) == 1 and bank.documents.verify(SYSTEM, sealed[0].id)["status"] == "valid"
 

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from engine.container import CreditFlow
 from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
-from engine.store.models import HumanTask, OrgUnit, User, UserRole
+from engine.store.models import HumanTask, InstanceDuty, OrgUnit, User, UserRole
 from tests.conftest import ApiClient, bank_card, deploy, login
 from tests.test_products import applicant, catalog, local_application, principal_of  # noqa: F401 - fixture
 
@@ -323,6 +323,10 @@ def test_claim_unclaim_assign_delegate_resolve_each_checked_and_audited(inbox_ap
     # delegate and resolve back: the owner keeps the task and completes it; only to someone who works tasks
     to_pm = reviewer2.post(f"{url}/delegate", json={"user_id": user_id(platform, "ly_pm")})
     assert to_pm.status_code == 422 and to_pm.get_json()["errors"][0]["field"] == "user_id"
+    # ... and whom it is offered to: a delegated review went to a disburser, an investigation to a reviewer
+    to_disburser = reviewer2.post(f"{url}/delegate", json={"user_id": user_id(platform, "ly_disburser")})
+    assert to_disburser.status_code == 422
+    assert [e["message"] for e in to_disburser.get_json()["errors"]] == ["not a candidate for this task"]
     delegated = reviewer2.post(f"{url}/delegate", json={"user_id": user_id(platform, "ly_reviewer")}).get_json()
     assert (delegated["assignee_id"], delegated["owner_id"], delegated["delegation"]) == (
         user_id(platform, "ly_reviewer"),
@@ -336,6 +340,13 @@ def test_claim_unclaim_assign_delegate_resolve_each_checked_and_audited(inbox_ap
     assert reviewer2.post(f"{url}/resolve", json={}).status_code == 403
     resolved = reviewer.post(f"{url}/resolve", json={"comment": "已核实流水"}).get_json()
     assert (resolved["assignee_id"], resolved["delegation"]) == (user_id(platform, "ly_reviewer2"), "resolved")
+    with platform.db.transaction() as session:  # the delegate did the review: it bars them as the owner is barred
+        duties = set(
+            session.execute(
+                select(InstanceDuty.user_id, InstanceDuty.duty).where(InstanceDuty.instance_id == started["id"])
+            )
+        )
+    assert (user_id(platform, "ly_reviewer"), "review") in duties
     assert inbox(reviewer2, "delegated") == [] and review["id"] in inbox(reviewer2, "mine")
     notes = reviewer2.get(f"{url}/comments").get_json()["items"]
     assert [(c["body"], c["author_id"]) for c in notes] == [("已核实流水", user_id(platform, "ly_reviewer"))]

@@ -16,6 +16,7 @@ than publishing a product); each test publishes its own product, so no test depe
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -34,16 +35,17 @@ from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs
 from engine.clock import FrozenClock
 from engine.config import Settings
 from engine.container import CreditFlow
-from engine.errors import Conflict, InvalidInput
+from engine.errors import Conflict, Forbidden, InvalidInput
 from engine.forms.formats import FORMAT_CHECKER, age_on
 from engine.forms.validation import validate_form_data
 from engine.org.roles import ALL_PERMISSIONS
 from engine.runtime import demo_connectors
 from engine.runtime.connectors import ConnectorRegistry
+from engine.services.auth import load_principal
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
 from engine.store.db import Database
-from engine.store.models import Base, OutboxMessage, ProcessInstance, Tenant
+from engine.store.models import Base, OutboxMessage, ProcessInstance, Tenant, User
 from tests.conftest import PG_URL, bureau
 
 SYSTEM = Principal.system()
@@ -345,6 +347,19 @@ def application(product: dict[str, Any], **changes: Any) -> tuple[dict[str, Any]
 # -- driving an instance ----------------------------------------------------------------------------------
 
 
+def matched(schema: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The fields that must repeat what the instance holds (``x-creditflow-matches``), as it holds them:
+    the contract number signed, the hash of the sealed contract."""
+    found: dict[str, Any] = {}
+    for name, spec in schema.get("properties", {}).items():
+        if path := spec.get("x-creditflow-matches"):
+            value: Any = current
+            for part in path.split("."):
+                value = value[part]
+            found[name] = value
+    return found
+
+
 def drive(
     platform: CreditFlow, view: InstanceView, max_steps: int = 40, until: Callable[[Any], bool] | None = None
 ) -> tuple[InstanceView, list[str]]:
@@ -367,15 +382,16 @@ def drive(
             if amount and limit is not None:
                 amount = f"{min(Decimal(str(amount)), Decimal(str(limit))):.2f}"
             data = SchemaData(born=birth_date(CLEAN["age"]), amount=str(amount) if amount else None)(form.schema)
+            data |= matched(form.schema, current)
             assert validate_form_data(form, data) == [], (task.bpmn_id, data)
             view = platform.tasks.complete(SYSTEM, task.id, data)  # InvalidInput (422) would fail the test
             steps.append(task.bpmn_id)
             continue
         for message in archetype["messages"]:
             try:
-                view = platform.instances.send_message(
-                    SYSTEM, view.instance.id, message["message"], copy.deepcopy(message["payload"]["example"])
-                )
+                payload = copy.deepcopy(message["payload"]["example"])
+                payload |= matched(message["payload"]["schema"], view.instance.data)
+                view = platform.instances.send_message(SYSTEM, view.instance.id, message["message"], payload)
             except Conflict:  # not the message it is waiting for
                 continue
             steps.append(message["message"])
@@ -622,8 +638,20 @@ def apply_instant(platform: CreditFlow, key: str, **changes: Any) -> InstanceVie
 
 def test_instant_product_approves_and_disburses_without_a_human(instant: CreditFlow) -> None:
     view = apply_instant(instant, "XIN-OK")
+    assert view.tasks == [] and view.instance.status == "running" and "disbursement" not in view.instance.data
+    # the channel shows the borrower the sealed PDF and reports the signature on exactly those bytes
+    sealed, content = instant.documents.content(SYSTEM, view.instance.data["sealed_contract"]["document_id"])
+    assert sealed.kind == "contract_sealed"
+    signature = {
+        "contract_sha256": hashlib.sha256(content).hexdigest(),
+        "signed_at": "2026-12-01T09:30:00+08:00",
+        "channel": "mobile_banking",
+        "evidence_no": "ZJBQ-XIN-OK",
+    }
+    view = instant.instances.send_message(SYSTEM, view.instance.id, "contract_signed", signature)
     assert view.tasks == [] and end_of(instant, view) == "end_approved"
     data = view.instance.data
+    assert data["signature"] == signature
     assert data["access"] == {"outcome": "approve", "level": "none", "hits": []}
     assert data["score"] == data["scorecard"]["score"]  # the archetype hands the score to pricing
     limit, amount = Decimal(str(data["pricing"]["limit"])), Decimal(data["amount"])
@@ -637,13 +665,43 @@ def test_instant_product_approves_and_disburses_without_a_human(instant: CreditF
     assert data["contract"]["document_id"] == documents["contract_pdf"].id
     assert data["sealed_contract"]["document_id"] == documents["contract_sealed"].id
     assert instant.documents.verify(SYSTEM, documents["contract_sealed"].id)["status"] == "valid"
-    assert data["disbursement"] == demo_connectors.disburse(data["approved_amount"], data["account"])
+    paid = demo_connectors.disburse(data["approved_amount"], data["account"], data["contract"]["contract_no"])
+    assert data["disbursement"] == paid
     assert events(instant, view, "task_created") == []
     evaluated = [e.bpmn_id for e in events(instant, view, "rule_evaluated")]
     assert evaluated == ["access", "scorecard", "pricing"]
     # the channel learns the outcome from the answer, and later from the application's own event
     assert view.outcome == instant.instances.get(SYSTEM, view.instance.id).outcome == "approved"
     assert announced(instant, view) == [("application.approved", data["approved_amount"])]
+
+
+def test_a_borrower_has_one_open_application_per_product(instant: CreditFlow) -> None:
+    """Five parallel submissions by one borrower, each with its own Idempotency-Key, were five loans."""
+    first = apply_instant(instant, "XIN-ONE")
+    assert first.instance.status == "running"  # sealed, waiting for the borrower's signature
+    applicant, data = application(CATALOG[INSTANT])
+    with pytest.raises(Conflict) as refused:
+        instant.products.apply(lender(instant), INSTANT, applicant=applicant, data=data, business_key="XIN-TWO")
+    assert refused.value.problems == [
+        {"field": "applicant.id_number", "message": f"has an open application on {INSTANT}: {first.instance.id}"}
+    ]
+    # the race the check cannot see is the database's: a unique index on open applications
+    with instant.db.transaction() as session:
+        binding = instant.products.binding(session, first.instance.product_version_id)
+    started = {**data, "applicant": applicant, "product": {"code": INSTANT}}
+    with pytest.raises(Conflict):
+        instant.instances.start(lender(instant), binding=binding, business_key="XIN-RACE", data=started)
+    with instant.db.transaction() as session:
+        keys = set(
+            session.scalars(select(ProcessInstance.business_key).where(ProcessInstance.business_key.like("XIN-%")))
+        )
+    assert "XIN-ONE" in keys and not {"XIN-TWO", "XIN-RACE"} & keys
+    # once the first has ended, the borrower applies again
+    ended = instant.instances.cancel(SYSTEM, first.instance.id, reason="客户撤回")
+    assert ended.instance.status == "cancelled"
+    again = instant.products.apply(lender(instant), INSTANT, applicant=applicant, data=data, business_key="XIN-TWO")
+    assert again.instance.status == "running"
+    instant.instances.cancel(SYSTEM, again.instance.id, reason="测试结束")
 
 
 def test_an_instant_application_missing_a_rule_input_is_refused_before_anything_runs(instant: CreditFlow) -> None:
@@ -669,7 +727,7 @@ def test_instant_product_sends_a_manual_review_case_to_exactly_one_reviewer(inst
     assert [t.bpmn_id for t in view.tasks] == ["manual_review"]
     assert view.instance.data["access"] == {"outcome": "review", "level": related["level"], "hits": [related]}
     view, steps = drive(instant, view)
-    assert steps == ["manual_review"] and end_of(instant, view) == "end_approved"
+    assert steps == ["manual_review", "contract_signed"] and end_of(instant, view) == "end_approved"
     assert [e.bpmn_id for e in events(instant, view, "task_created")] == ["manual_review"]
 
 
@@ -704,3 +762,34 @@ def test_above_the_products_threshold_the_banks_own_credit_committee_votes(share
     voters = sorted(shared.tasks.get(SYSTEM, task.id).data["committee_member"] for task in view.tasks)
     assert voters == list(COMMITTEE)
     assert view.instance.data["committee_threshold"] == "1000000.00"
+
+    # each ballot is its member's own: assigned to them, offered to nobody else, cast by nobody else (a
+    # ballot offered to the whole committee was recorded under the loop's name, not the voter's)
+    with shared.db.transaction() as session:
+        members = {
+            user.username: load_principal(session, user)
+            for user in session.scalars(select(User).where(User.username.in_(COMMITTEE)))
+        }
+    ballots = {shared.tasks.get(SYSTEM, task.id).data["committee_member"]: task for task in view.tasks}
+    assert {name: task.assignee_id for name, task in ballots.items()} == {
+        name: members[name].user_id for name in COMMITTEE
+    }
+    someone_elses = (ballots["committee_a"].id, {"vote": "approve", "opinion": "同意"})
+    with pytest.raises(Conflict):
+        shared.tasks.complete(members["committee_b"], *someone_elses)
+    overriding = replace(members["committee_b"], permissions=ALL_PERMISSIONS)  # not even with tasks.override
+    with pytest.raises(Forbidden):
+        shared.tasks.complete(overriding, *someone_elses)
+    votes = {"committee_a": "approve", "committee_b": "reject", "committee_c": "approve"}
+    for name, task in ballots.items():
+        ballot = {"vote": votes[name], "opinion": f"{name}的意见"}
+        view = shared.tasks.complete(
+            members[name], task.id, ballot | ({"conditions": "追加配偶共同还款"} if name == "committee_c" else {})
+        )
+    recorded = {b["member"]: (b["vote"], b.get("conditions")) for b in view.instance.data["votes"]}
+    assert recorded == {
+        "committee_a": ("approve", None),
+        "committee_b": ("reject", None),
+        "committee_c": ("approve", "追加配偶共同还款"),
+    }
+    assert [t.bpmn_id for t in view.tasks] == ["senior_approval"]

@@ -20,7 +20,7 @@ from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFo
 from engine.services.auth import load_principal
 from engine.services.catalog import load_catalog
 from engine.services.principal import Principal
-from engine.store.models import OutboxMessage, ProcessInstance, Product, RuleDecision, User
+from engine.store.models import HumanTask, OutboxMessage, ProcessInstance, Product, RuleDecision, User
 from tests.conftest import ApiClient, bank_card, login, resident_id
 
 SYSTEM = Principal.system()
@@ -349,6 +349,9 @@ def test_a_product_maps_the_archetype_lanes_and_task_forms_to_its_own(catalog: C
     tasks = {t.bpmn_id: t for t in view.tasks}
     assert tasks["main_investigation"].lane == "loan_officer"  # the BPMN lane ...
     assert tasks["main_investigation"].role == "senior_approver"  # ... offered to the role the product maps it to
+    with catalog.db.transaction() as session:  # ... and still the investigation in segregation of duties
+        duty = session.scalar(select(HumanTask.duty).where(HumanTask.id == tasks["main_investigation"].id))
+    assert duty == "investigate"
     assert tasks["co_investigation"].role == "co_investigator"  # not mapped: the archetype's lane
     assert tasks["co_investigation"].form == "investigation"
     assert catalog.tasks.get(bank, tasks["co_investigation"].id).form.name == "investigation"
@@ -687,6 +690,32 @@ def test_publishing_refuses_bindings_the_process_or_the_bank_does_not_have(catal
     assert catalog.products.publish(bank, "LY-DAINONG").version == 1
 
 
+def test_a_product_never_hands_a_credit_decision_to_a_junior_role(catalog: CreditFlow, seeded: CreditFlow) -> None:
+    """A bank's product manager mapped the review, the committee and the senior sign-off to its loan
+    officers and the approval to the village helpers, published alone, and one officer took a loan from
+    investigation to disbursement."""
+    bank = principal_of(catalog, "ly_pm")
+    junior = {
+        "reviewer": "loan_officer",
+        "credit_committee": "loan_officer",
+        "senior_approver": "loan_officer",
+        "approver": "village_committee",
+    }
+    catalog.products.clone(bank, "FND-DAINONG", code="LY-DAINONG", name=None, overrides={"bindings": {"roles": junior}})
+    with pytest.raises(InvalidInput) as refused:
+        catalog.products.publish(bank, "LY-DAINONG")
+    messages = {p["field"]: p["message"] for p in refused.value.problems}
+    assert sorted(messages) == sorted(f"bindings.roles.{lane}" for lane in junior)
+    assert messages["bindings.roles.approver"] == (
+        "the approver lane takes a credit decision (审批岗); 村委会协办员 may not: map it to a role at least as senior"
+    )
+    assert "only a committee role may vote" in messages["bindings.roles.credit_committee"]
+    # a more senior decider, or another holder of the same duty, is the bank's choice
+    senior = {"approver": "senior_approver", "reviewer": "risk_manager"}
+    catalog.products.set_draft(bank, "LY-DAINONG", {"bindings": {"roles": senior}})
+    assert catalog.products.publish(bank, "LY-DAINONG").version == 1
+
+
 def test_a_template_binds_every_decision_slot_of_its_process_and_names_no_banks_people(catalog: CreditFlow) -> None:
     def break_template(draft: dict[str, Any]) -> None:
         del draft["bindings"]["decisions"]["scorecard"]  # A1 runs the scorecard slot
@@ -793,7 +822,9 @@ def test_a_retried_submission_with_its_idempotency_key_starts_one_application(ca
     assert changed.status_code == 422 and changed.get_json()["errors"][0]["field"] == "Idempotency-Key"
     bad = officer.post(url, json=body, headers={"Idempotency-Key": "has spaces"})
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "Idempotency-Key"
-    assert colleague.post(url, json=body, headers=key).get_json()["id"] != first.get_json()["id"]  # keys are per caller
+    other_borrower = {**body, "applicant": {**applicant(), "id_number": resident_id("37010219800101124")}}
+    answer = colleague.post(url, json=other_borrower, headers=key)  # keys are per caller
+    assert answer.status_code == 201 and answer.get_json()["id"] != first.get_json()["id"]
     with catalog.db.transaction() as session:
         started = session.scalars(select(ProcessInstance.business_key).where(ProcessInstance.business_key.is_not(None)))
         assert sorted(started) == ["MB-20261202-0001", "MB-20261202-0001"]  # the officer's and the colleague's

@@ -9,18 +9,14 @@ past its due time; in production the engine reads it just after the pass read it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import time_machine
 from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
 from sqlalchemy import select
 
-from engine.clock import FrozenClock
 from engine.container import CreditFlow
 from engine.errors import InvalidInput
 from engine.jobs.queue import enqueue
@@ -29,37 +25,13 @@ from engine.jobs.start_timers import START_TIMER
 from engine.services.execution import TIMER, Execution
 from engine.services.principal import Principal
 from engine.store.models import AuditEvent, Job, ProcessDefinition, ProcessInstance
-from tests.conftest import MODELS, deploy
+from tests.conftest import MODELS, Clocks, deploy
 
 SYSTEM = Principal.system()
 START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # the platform clock's start (conftest)
 HOUR, SECOND = timedelta(hours=1), timedelta(seconds=1)
 DONE = {"recommendation": "reject", "comment": "不符合条件"}
 CYCLE = "R3/2026-12-01T02:00:00Z/PT1H"
-
-
-@dataclass
-class Clocks:
-    """The platform's clock and SpiffWorkflow's wall clock, moved together."""
-
-    platform: FrozenClock
-    wall: time_machine.Traveller
-
-    def at(self, moment: datetime) -> None:
-        self.platform.advance(moment - self.platform.now())
-        self.wall.move_to(moment)
-
-    def run_pass(self, platform: CreditFlow, moment: datetime) -> int:
-        """One scheduler pass at ``moment``; the number of jobs it did."""
-        self.at(moment)
-        self.wall.shift(timedelta(microseconds=1))
-        return run_pass(platform, moment).done
-
-
-@pytest.fixture
-def clocks(clock: FrozenClock) -> Iterator[Clocks]:
-    with time_machine.travel(START, tick=False) as wall:
-        yield Clocks(clock, wall)
 
 
 def jobs(platform: CreditFlow, kind: str, instance_id: str | None = None) -> list[Job]:

@@ -51,7 +51,9 @@ class UploadSchema(Schema):
 
 class ArchiveSchema(Schema):
     instance_id = fields.String()
-    outcome = fields.String(metadata={"description": "approved | rejected | aborted | cancelled | completed"})
+    outcome = fields.String(
+        metadata={"description": "approved | rejected | aborted | withdrawn | cancelled | completed"}
+    )
     name = fields.String()
     size = Integer()
     sha256 = fields.String()

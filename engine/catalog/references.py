@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.org.roles import ROLES, TASKS_WORK
+from engine.org.roles import ROLES, TASKS_WORK, Role, role_for_lane
 
 Problem = dict[str, str]
 
@@ -104,20 +104,42 @@ def process_problems(config: Mapping[str, Any], process: ProcessOutline) -> list
     return problems
 
 
+# Credit decisions in order of authority: a product may move a decision to a more senior role (the
+# approval to the 分管行长), never to a junior one (the review to the loan officers, the approval to
+# the village helpers), and a committee vote only to committee members.
+_SENIORITY = ("review", "approve", "senior_approve")
+
+
 def role_problems(config: Mapping[str, Any]) -> list[Problem]:
-    """Each lane must map to a role of the role catalogue whose holders work on tasks."""
+    """Each lane must map to a role of the role catalogue whose holders work on tasks and who may take
+    the lane's credit decision."""
     problems: list[Problem] = []
     for lane, code in _section(_section(config, "bindings"), "roles").items():
         role = ROLES.get(code) if isinstance(code, str) else None
+        field = f"bindings.roles.{lane}"
         if role is None:
-            problems.append(
-                {"field": f"bindings.roles.{lane}", "message": f"no role {code!r} (roles: {_listed(sorted(ROLES))})"}
-            )
+            problems.append({"field": field, "message": f"no role {code!r} (roles: {_listed(sorted(ROLES))})"})
         elif TASKS_WORK not in role.permissions:
-            problems.append(
-                {"field": f"bindings.roles.{lane}", "message": f"role {code!r} ({role.name}) does not work on tasks"}
-            )
+            problems.append({"field": field, "message": f"role {code!r} ({role.name}) does not work on tasks"})
+        elif (message := _authority_problem(lane, role)) is not None:
+            problems.append({"field": field, "message": message})
     return problems
+
+
+def _authority_problem(lane: str, role: Role) -> str | None:
+    """Why ``role`` may not take the credit decision of ``lane`` (None: it may, or the lane decides nothing)."""
+    own = ROLES.get(role_for_lane(lane) or "")
+    decides = own.duty if own is not None else None
+    if decides == "vote" and role.duty != "vote":
+        return f"the {lane} lane is a credit committee vote: only a committee role may vote, not {role.name}"
+    if decides in _SENIORITY and (
+        role.duty not in _SENIORITY or _SENIORITY.index(role.duty) < _SENIORITY.index(decides)
+    ):
+        return (
+            f"the {lane} lane takes a credit decision ({own.name}); {role.name} may not: "
+            "map it to a role at least as senior"
+        )
+    return None
 
 
 def named_candidates(config: Mapping[str, Any]) -> tuple[set[str], set[str]]:

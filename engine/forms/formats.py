@@ -22,9 +22,11 @@ __all__ = [
     "age_on",
     "amount_problem",
     "bank_card_problem",
+    "date_time_problem",
     "format_problem",
     "is_amount",
     "is_bank_card",
+    "is_date_time",
     "is_mobile",
     "is_resident_id",
     "is_uscc",
@@ -219,7 +221,29 @@ def is_amount(value: object) -> bool:
     return True
 
 
+def date_time_problem(value: str) -> str | None:
+    """Why ``value`` is not an RFC 3339 date-time with its offset (``2026-12-08T10:15:00+08:00``), or None.
+
+    jsonschema checks ``date-time`` only with an optional package this project does not install; a
+    signing time without an offset would be read in whatever zone the reader assumes.
+    """
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return "is not a valid date-time (e.g. 2026-12-08T10:15:00+08:00)"
+    if "T" not in value.upper() or moment.tzinfo is None:
+        return "must be a date and time with its UTC offset (e.g. 2026-12-08T10:15:00+08:00)"
+    return None
+
+
+@FORMAT_CHECKER.checks("date-time")
+def is_date_time(value: object) -> bool:
+    """Format ``date-time``: applies to strings only."""
+    return not isinstance(value, str) or date_time_problem(value) is None
+
+
 _STRING_PROBLEMS: dict[str, Callable[[str], str | None]] = {
+    "date-time": date_time_problem,
     "cn-resident-id": resident_id_problem,
     "cn-uscc": uscc_problem,
     "cn-mobile": mobile_problem,

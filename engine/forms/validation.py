@@ -27,7 +27,15 @@ from engine.forms.formats import FORMAT_CHECKER, amount_problem, format_problem
 if TYPE_CHECKING:
     from engine.forms.catalog import FormDefinition
 
-__all__ = ["FormValidator", "Problem", "bound_problems", "payload_problems", "unknown_fields", "validate_form_data"]
+__all__ = [
+    "FormValidator",
+    "Problem",
+    "bound_problems",
+    "match_problems",
+    "payload_problems",
+    "unknown_fields",
+    "validate_form_data",
+]
 
 
 class Problem(TypedDict):
@@ -238,6 +246,29 @@ def bound_problems(
         elif decided is not None and amount > decided:
             message = f"must not exceed the {decided} limit the product's rule decided"
             problems.append({"field": name, "message": message, "code": "rule_limit"})
+    return problems
+
+
+MATCHES_KEYWORD = "x-creditflow-matches"
+
+
+def match_problems(
+    schema: Mapping[str, Any], data: Mapping[str, Any], current: Mapping[str, Any], prefix: str = ""
+) -> list[Problem]:
+    """A value that must be the one the process already holds: the contract number an officer signed,
+    the hash of the contract a borrower signed.
+
+    A field opts in with ``"x-creditflow-matches": "contract.contract_no"`` (a dotted path into the
+    instance's data); no check where the process holds nothing there. ``prefix`` names the field as
+    the request does (``payload.`` for a message).
+    """
+    problems: list[Problem] = []
+    for name, spec in schema.get("properties", {}).items():
+        path = spec.get(MATCHES_KEYWORD) if isinstance(spec, Mapping) else None
+        expected = _at_path(current, path) if isinstance(path, str) else None
+        if name in data and expected is not None and str(data[name]) != str(expected):
+            message = f"does not match {path} of this application"
+            problems.append({"field": f"{prefix}{name}", "message": message, "code": "matches"})
     return problems
 
 

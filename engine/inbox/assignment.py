@@ -43,6 +43,7 @@ class Offer:
     priority: int = DEFAULT_PRIORITY
     candidate_users: tuple[int, ...] = ()
     candidate_groups: tuple[int, ...] = ()
+    assignee: int | None = None  # a personal task (a committee member's ballot): only this user
 
 
 @dataclass
@@ -59,18 +60,28 @@ class Assignment:
     _exclusions: set[tuple[str, int]] = field(default_factory=set)
     _duties: list[dict[str, Any]] = field(default_factory=list)
 
-    def offer(self, lane: str | None, properties: dict[str, Any]) -> Offer:
+    def offer(self, lane: str | None, properties: dict[str, Any], data: dict[str, Any] | None = None) -> Offer:
+        """``properties`` may name an ``assigneeVariable``: the task data field holding the username the
+        task is personal to (each credit committee member votes on their own ballot)."""
         mapped = self.binding.roles.get(lane) if self.binding is not None and lane else None
         role = mapped or role_for_lane(lane) or properties.get("candidateRole")
-        config = (self.binding.assignment.get(lane) if self.binding is not None and lane else None) or {}
         known = ROLES.get(role or "")
+        # The duty is the lane's own, whoever the product maps it to: segregation of duties follows the
+        # work (a reviewer lane mapped to loan officers still bars the officer who investigated).
+        own = ROLES.get(role_for_lane(lane) or "")
+        duty = own.duty if own is not None and own.duty else (known.duty if known else None)
+        personal = personal_username(properties, data or {})
+        if personal is not None:  # offered to nobody else: not the role's pool, not a supervisor's pick
+            users = self._user_ids([personal])
+            return Offer(None, None, duty, candidate_users=users, assignee=users[0] if users else None)
+        config = (self.binding.assignment.get(lane) if self.binding is not None and lane else None) or {}
         scope = config.get("scope") or (known.scope if known else APPLICATION)
         users = [*config.get("candidate_users", ()), *_split(properties.get("candidateUsers"))]
         groups = [*config.get("candidate_groups", ()), *_split(properties.get("candidateGroups"))]
         return Offer(
             role=role,
             org_unit_id=self._offer_unit(role, scope),
-            duty=known.duty if known else None,
+            duty=duty,
             priority=int(config.get("priority", _priority(properties.get("priority")))),
             candidate_users=self._user_ids(users),
             candidate_groups=self._group_ids(groups),
@@ -86,7 +97,7 @@ class Assignment:
         barred = set(self._performers(conflicting(offer.duty)))
         self._exclusions |= {(row.id, user_id) for user_id in barred}
         if row.assignee_id is None:
-            row.assignee_id = self._returning_performer(offer, barred)
+            row.assignee_id = offer.assignee or self._returning_performer(offer, barred)
 
     def performed(
         self, duty: str | None, task_id: str, user_id: int | None, open_tasks: list[Any], now: datetime
@@ -170,6 +181,15 @@ class Assignment:
             select(UserGroup.id).where(UserGroup.code.in_(codes), UserGroup.tenant_id == self.instance.tenant_id)
         )
         return tuple(sorted(set(ids)))
+
+
+PERSONAL = "assigneeVariable"
+
+
+def personal_username(properties: dict[str, Any], data: dict[str, Any]) -> str | None:
+    """The user a personal task belongs to (None: an ordinary task offered to a role)."""
+    variable = properties.get(PERSONAL)
+    return str(data[variable]) if variable and data.get(variable) is not None else None
 
 
 def offer_unit(session: Session, role: str, unit_id: int, scope: str = APPLICATION) -> int:

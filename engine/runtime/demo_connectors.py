@@ -31,10 +31,14 @@ def bureau_score(id_number: str) -> dict[str, Any]:
     return {"score": score, "source": "demo"}
 
 
-def disburse(amount: str, account: str) -> dict[str, Any]:
+def disburse(amount: str, account: str, reference: str) -> dict[str, Any]:
+    """``reference`` (the loan contract's number) is core banking's duplicate check: a retry after a
+    timeout answers with the first payout instead of paying again."""
     if not account:
         raise ConnectorError("no disbursement account", code="ACCOUNT_MISSING")
-    return {"disbursement_id": _reference("FK", amount, account), "source": "demo"}
+    if not reference:
+        raise ConnectorError("no contract reference: core banking cannot tell a retry from a new loan")
+    return {"disbursement_id": _reference("FK", reference), "source": "demo"}
 
 
 def renew(loan_id: str) -> dict[str, Any]:

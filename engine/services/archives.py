@@ -302,7 +302,7 @@ class ArchiveService:
         return expires - margin + timedelta(seconds=spread)
 
     def outcome(self, session: Session, instance: ProcessInstance) -> str:
-        """approved / rejected / aborted from the end event the archetype names, else the status."""
+        """approved / rejected / aborted / withdrawn from the end event the archetype names, else the status."""
         if instance.status == CANCELLED:
             return CANCELLED
         end = session.scalars(

@@ -333,7 +333,7 @@ class Execution:
                 escalate_at=deadlines.escalate_at if deadlines else None,
                 assignee_id=self.reopen.get(task_id),
             )
-            self.assignment.open(row, self.assignment.offer(spec.lane, properties))
+            self.assignment.open(row, self.assignment.offer(spec.lane, properties, task.data))
             (self._reopened if task_id in self.reopen else self._created).append(row)
             self.open_tasks[task_id] = row
             self.journal.record(

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
-from engine.forms.validation import payload_problems
+from engine.forms.validation import match_problems, payload_problems
 from engine.inbox.applicant import applicant_columns
 from engine.org.roles import ROLES
 from engine.runtime.timer_events import starts_on_timer_only
@@ -89,6 +89,16 @@ def waiting_messages(workflow: Any) -> set[str]:
         combined = getattr(getattr(task.task_spec, "event_definition", None), "event_definitions", None) or []
         names |= {d.name for d in combined if isinstance(d, MessageEventDefinition)}
     return names
+
+
+def message_task_data(workflow: Any, name: str) -> dict[str, Any]:
+    """The data of the task waiting for message ``name``: what the message is checked against."""
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        definition = getattr(task.task_spec, "event_definition", None)
+        for candidate in getattr(definition, "event_definitions", None) or [definition]:
+            if isinstance(candidate, MessageEventDefinition) and candidate.name == name:
+                return task.data
+    return {}
 
 
 class Busy(Conflict):
@@ -220,7 +230,7 @@ class InstanceService:
             audit_seq=0,
             audit_head=GENESIS,
             org_unit_id=org_unit_id,
-            **applicant_columns(data or {}),
+            **applicant_columns(data or {}, binding.contract.get("code") if binding is not None else None),
         )
         journal = Journal(principal.user_id)
         journal.record(
@@ -309,7 +319,10 @@ class InstanceService:
                 )
             key = self.platform.specs.get(execution.session, execution.instance.definition_id).key
             schema = self.platform.products.message_schema(key, name)
-            if schema is not None and (problems := payload_problems(schema, payload or {})):
+            if schema is not None and (
+                problems := payload_problems(schema, payload or {})
+                or match_problems(schema, payload or {}, message_task_data(execution.workflow, name), "payload.")
+            ):
                 raise InvalidInput(f"the message {name!r} does not carry what the process needs", problems)
             execution.journal.record("message_received", message=name, payload=payload or {})
             event = BpmnEvent(MessageEventDefinition(name), payload=payload or {})

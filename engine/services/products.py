@@ -51,6 +51,7 @@ from engine.forms.catalog import FormDefinition, InvalidFormDefinition
 from engine.forms.formats import FORMAT_CHECKER, age_on, resident_id_problem
 from engine.forms.overrides import loosening_problems, unsafe_keywords
 from engine.forms.validation import FormValidator, unknown_fields, validate_form_data
+from engine.inbox.applicant import application_key
 from engine.inbox.assignment import holders
 from engine.rules.jdm import input_schema
 from engine.rules.lint import lint_decision
@@ -68,7 +69,9 @@ from engine.sla.deadlines import (
     thresholds,
 )
 from engine.store.models import (
+    OPEN_STATUSES,
     ProcessDefinition,
+    ProcessInstance,
     Product,
     ProductVersion,
     RuleDecision,
@@ -101,7 +104,8 @@ class Binding:
     time_limits: dict[str, Any] = field(default_factory=dict)  # the config's time_limits section
     assignment: dict[str, dict[str, Any]] = field(default_factory=dict)  # lane -> scope, priority, candidates
     contract: dict[str, Any] = field(default_factory=dict)  # code, name, contract_template, parameters
-    end_outcomes: dict[str, str] = field(default_factory=dict)  # end event id -> approved | rejected | aborted
+    # end event id -> approved | rejected | aborted | withdrawn
+    end_outcomes: dict[str, str] = field(default_factory=dict)
 
     def limit(self, step: str | None, hours: WorkingHours) -> TimeLimit | None:
         """A step's (or, for ``None``, the process's) limit; a working day lasts the tenant's hours."""
@@ -638,14 +642,43 @@ class ProductService:
                 f"the amount goes above the credit committee's threshold ({threshold}) and the bank has no "
                 "active credit committee member (贷审会委员): an administrator grants the role first"
             )
-        return self.platform.instances.start(
-            principal,
-            binding=binding,
-            business_key=business_key,
-            data={**start_data, **authority},
-            org_unit=org_unit,
-            idempotency=idempotency,
+        with self.platform.db.transaction() as session:
+            self._refuse_a_second_open_application(session, principal, code, applicant)
+        try:
+            return self.platform.instances.start(
+                principal,
+                binding=binding,
+                business_key=business_key,
+                data={**start_data, **authority},
+                org_unit=org_unit,
+                idempotency=idempotency,
+            )
+        except Conflict:  # a parallel submission by the same borrower won the unique index
+            with self.platform.db.transaction() as session:
+                self._refuse_a_second_open_application(session, principal, code, applicant)
+            raise
+
+    def _refuse_a_second_open_application(
+        self, session: Session, principal: Principal, code: str, applicant: dict[str, Any]
+    ) -> None:
+        """A borrower has one open (running or failed) application per product in a bank: five parallel
+        submissions of one borrower, each with its own Idempotency-Key, were five instant loans."""
+        number = applicant.get("id_number") or applicant.get("uscc") if isinstance(applicant, dict) else None
+        if not isinstance(number, str) or not number:
+            return
+        found = session.scalar(
+            select(ProcessInstance.id).where(
+                ProcessInstance.tenant_id == principal.tenant_id,
+                ProcessInstance.application_key == application_key(code, number),
+                ProcessInstance.status.in_(OPEN_STATUSES),
+            )
         )
+        if found is not None:
+            field = "applicant.id_number" if "id_number" in applicant else "applicant.uscc"
+            raise Conflict(
+                f"this borrower already has an open application on product {code} ({found}); it must end first",
+                [{"field": field, "message": f"has an open application on {code}: {found}"}],
+            )
 
     def _authority(
         self, session: Session, principal: Principal, config: dict[str, Any], binding: Binding
@@ -671,7 +704,7 @@ class ProductService:
         return next((a for a in self.manifest["archetypes"] if a["key"] == key), None)
 
     def end_outcomes(self, key: str) -> dict[str, str]:
-        """End event id -> approved | rejected | aborted, for an archetype (empty for other processes)."""
+        """End event id -> approved | rejected | aborted | withdrawn, for an archetype (empty for other processes)."""
         entry = self._archetype(key)
         return {e["id"]: e["outcome"] for e in entry["end_events"]} if entry else {}
 

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session, defer
 
 from engine.errors import Conflict, CreditFlowError, Forbidden, InvalidInput, NotFound
 from engine.forms.catalog import FormDefinition
-from engine.forms.validation import bound_problems, unknown_fields, validate_form_data
+from engine.forms.validation import bound_problems, match_problems, unknown_fields, validate_form_data
+from engine.inbox.assignment import Assignment, personal_username
 from engine.inbox.queries import (
     VIEWS,
     InboxQuery,
@@ -155,6 +156,12 @@ class TaskService:
             task = execution.workflow.get_task_from_id(uuid.UUID(task_id))
             if task is None or task.state != TaskState.READY:
                 raise Conflict(f"task {task_id} is no longer waiting for input")
+            properties = (getattr(task.task_spec, "extensions", None) or {}).get("properties") or {}
+            owner = personal_username(properties, task.data)
+            if owner is not None and not principal.is_system and owner != principal.username:
+                raise Forbidden(f"this task is {owner}'s own (a committee member's ballot); nobody else completes it")
+            if form is not None and (problems := match_problems(form.schema, data, task.data)):
+                raise InvalidInput("the submitted data does not match this application", problems)
             version_id = execution.instance.product_version_id
             if form is not None and version_id is not None:
                 parameters = self.platform.products.binding(execution.session, version_id).contract["parameters"]
@@ -262,11 +269,6 @@ class TaskService:
             if row.delegation == "pending":
                 raise Conflict("the task is delegated; the delegate resolves it back first")
             target = self._colleague(session, row, user_id)
-            if not self._offered(session, load_principal(session, target), row):
-                raise InvalidInput(
-                    f"{target.username} does not hold the role this task is offered to, or may not do it",
-                    [{"field": "user_id", "message": "not a candidate for this task"}],
-                )
             return {"assignee_id": target.id, "owner_id": None, "delegation": None}
 
         return self._act(principal, task_id, "task_assigned", assign, target=user_id)
@@ -290,6 +292,8 @@ class TaskService:
         def resolve(session: Session, row: HumanTask) -> dict[str, Any] | None:
             if row.delegation != "pending" or row.assignee_id != principal.user_id:
                 raise Forbidden("only the delegate of a delegated task can resolve it")
+            # the delegate did the step's work: segregation of duties bars them from conflicting steps
+            self._performed(session, row, principal.user_id)
             if comment and comment.strip():  # what the delegate found, for the owner and the steps after
                 session.add(
                     Comment(
@@ -586,7 +590,29 @@ class TaskService:
                 f"segregation of duties bars {user.username} from this task",
                 [{"field": "user_id", "message": "did a conflicting step of this application"}],
             )
+        if row.role is None and row.duty is not None:  # a committee member's own ballot
+            raise InvalidInput(
+                "this task is one person's own (a committee member's ballot); nobody else takes it",
+                [{"field": "user_id", "message": "a personal task"}],
+            )
+        # assigned or delegated, the work stays with those it is offered to: a reviewer or a village
+        # helper given an investigation would then review the application they investigated
+        if not self._offered(session, load_principal(session, user), row):
+            raise InvalidInput(
+                f"{user.username} does not hold the role this task is offered to, or may not do it",
+                [{"field": "user_id", "message": "not a candidate for this task"}],
+            )
         return user
+
+    def _performed(self, session: Session, row: HumanTask, user_id: int | None) -> None:
+        """Record that ``user_id`` did ``row``'s duty on its application, barring them from conflicting open steps."""
+        instance = session.get(ProcessInstance, row.instance_id)
+        rows = self.platform.db.rows
+        assignment = Assignment(session, rows, instance)
+        assignment.performed(
+            row.duty, row.id, user_id, rows.open_tasks(session, row.instance_id), self.platform.clock.now()
+        )
+        assignment.flush()
 
     def _row(self, session: Session, principal: Principal, task_id: str) -> HumanTask:
         """A task the caller may see: one of an application they read (need to know), or theirs or

@@ -238,9 +238,25 @@ class RuleDecision(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+OPEN_STATUSES = ("running", "error")  # an instance that has not ended: a failed one still waits for a fix
+_OPEN = text("status IN ('running', 'error')")
+
+
 class ProcessInstance(Base):
     __tablename__ = "process_instance"
-    __table_args__ = (Index("ix_process_instance_tenant_status", "tenant_id", "status"),)
+    __table_args__ = (
+        Index("ix_process_instance_tenant_status", "tenant_id", "status"),
+        # one open application per borrower and product in a bank: five parallel submissions by one
+        # borrower were five loans
+        Index(
+            "uq_process_instance_open_application",
+            "tenant_id",
+            "application_key",
+            unique=True,
+            postgresql_where=_OPEN,
+            sqlite_where=_OPEN,
+        ),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)
@@ -267,6 +283,8 @@ class ProcessInstance(Base):
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True)
     applicant_name: Mapped[str | None] = mapped_column(String(200), index=True)
     applicant_id_masked: Mapped[str | None] = mapped_column(String(32))  # never the full ID number
+    # an application's borrower and product, hashed (``engine.inbox.applicant``); None for other processes
+    application_key: Mapped[str | None] = mapped_column(String(64))
 
 
 class HumanTask(Base):

@@ -605,6 +605,7 @@ def test_bindings_must_name_the_archetypes_tasks_lanes_slots_and_real_roles(
         "bindings.decisions.scorecard",  # not in the process
         "bindings.forms.main_investigation",
         "bindings.roles.approver",
+        "bindings.roles.reviewer",  # a system administrator takes no credit decision
         "bindings.roles.system",  # the system lane holds no user task
         "time_limits.steps.committee_vote",
     ]
