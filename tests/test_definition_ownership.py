@@ -74,6 +74,9 @@ def test_a_banks_own_process_is_invisible_to_the_other_banks(app: Any) -> None:
     assert start.status_code == 422
     assert start.get_json()["errors"] == [{"field": "definition_key", "message": "no such deployed process definition"}]
     assert upload(other_pm, changed(changed(LINEAR, "ly_flow"))).status_code == 409
+    # the very same content too: it answered 200 with the other bank's private definition
+    same = upload(other_pm, changed(LINEAR, "ly_flow"))
+    assert same.status_code == 409 and "definitions" not in same.get_json()
     assert versions(platform, "ly_flow") == 1
     assert login(app, "pm").get(f"/api/v1/process-definitions/{definition_id}").status_code == 200  # the province reads
 
