@@ -26,10 +26,12 @@ The variant must be valid on its own (``validate_product_config``) before this r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from engine.catalog.config import committee_threshold
+from engine.sla.deadlines import DEFAULT_LADDER, parse_limit
 
 Problem = dict[str, str]
 
@@ -81,7 +83,40 @@ def widening_problems(
         if before != after:
             problems.append({"field": ".".join(path), "message": f"cannot change from the template's {before!r}"})
     problems.extend(_rule_parameter_problems(template, variant, rule_defaults))
+    problems.extend(_time_limit_problems(template, variant))
     return problems
+
+
+def _time_limit_problems(template: Mapping[str, Any], variant: Mapping[str, Any]) -> list[Problem]:
+    """A variant keeps its template's clocks or shortens them: a year-long limit on the natural
+    calendar with a ladder of 8/9/10 published as a narrowing, and nothing ever escalated."""
+    base, mine = _at(template, ("time_limits",)), _at(variant, ("time_limits",))
+    calendar = base.get("calendar", "working")
+    if mine.get("calendar", "working") != calendar:
+        return [{"field": "time_limits.calendar", "message": f"cannot change from the template's {calendar!r}"}]
+    problems: list[Problem] = []
+    limits = [("time_limits.process", base.get("process"), mine.get("process"))]
+    steps = _at(mine, ("steps",))
+    limits += [(f"time_limits.steps.{step}", limit, steps.get(step)) for step, limit in _at(base, ("steps",)).items()]
+    for field, before, after in limits:
+        longest, asked = _duration(before, calendar), _duration(after, calendar)
+        if longest is not None and (after is None or (asked is not None and asked > longest)):
+            problems.append({"field": field, "message": f"cannot be longer than the template's {before}"})
+    ladder, own = _at(base, ("ladder",)), _at(mine, ("ladder",))
+    for level in ("yellow", "orange", "red"):
+        before, after = _number(ladder.get(level, getattr(DEFAULT_LADDER, level))), _number(own.get(level))
+        if before is not None and after is not None and after > before:
+            message = f"cannot come later than the template's {ladder.get(level, getattr(DEFAULT_LADDER, level))}"
+            problems.append({"field": f"time_limits.ladder.{level}", "message": message})
+    return problems
+
+
+def _duration(text: Any, calendar: str) -> timedelta | None:
+    """A limit's length to compare (None: none set, or malformed, which the validator reports)."""
+    try:
+        return parse_limit(text, calendar).duration if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def _rule_parameter_problems(

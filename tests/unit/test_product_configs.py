@@ -592,6 +592,34 @@ def test_a_variant_may_narrow_but_not_widen(product: dict[str, Any]) -> None:
     ]
 
 
+def test_a_variant_keeps_or_shortens_its_templates_clocks(product: dict[str, Any]) -> None:
+    """A bank published P366D on the natural calendar with a ladder of 8/9/10 as a narrowing."""
+    template = copy.deepcopy(product)
+    template["time_limits"] = {"process": "P10D", "steps": {"review": "P2D"}}
+    shorter = copy.deepcopy(template)
+    shorter["time_limits"] = {
+        "process": "P5D",
+        "steps": {"review": "PT8H", "approval": "P1D"},
+        "ladder": {"yellow": 0.5},
+    }
+    assert widening_problems(template, shorter, rule_defaults) == []
+
+    longer = copy.deepcopy(template)
+    longer["time_limits"] = {"process": "P366D", "steps": {}, "ladder": {"yellow": 8, "orange": 9, "red": 10}}
+    assert widening_problems(template, longer, rule_defaults) == [
+        {"field": "time_limits.process", "message": "cannot be longer than the template's P10D"},
+        {"field": "time_limits.steps.review", "message": "cannot be longer than the template's P2D"},  # dropped
+        {"field": "time_limits.ladder.yellow", "message": "cannot come later than the template's 0.8"},
+        {"field": "time_limits.ladder.orange", "message": "cannot come later than the template's 1.0"},
+        {"field": "time_limits.ladder.red", "message": "cannot come later than the template's 1.5"},
+    ]
+    natural = copy.deepcopy(template)
+    natural["time_limits"]["calendar"] = "natural"
+    assert widening_problems(template, natural, rule_defaults) == [
+        {"field": "time_limits.calendar", "message": "cannot change from the template's 'working'"}
+    ]
+
+
 def test_bindings_must_name_the_archetypes_tasks_lanes_slots_and_real_roles(
     product: dict[str, Any], outlines: dict[str, ProcessOutline]
 ) -> None:
