@@ -12,14 +12,23 @@ from typing import Any
 
 import click
 
-from engine.config import Settings
+from engine.config import ConfigError, Settings
 from engine.errors import CreditFlowError, NotFound
+
+
+def _settings() -> Settings:
+    """The settings from the environment, or a one-line error naming the variable (exit 2)."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 def _platform() -> Any:
     from engine.container import CreditFlow
 
-    return CreditFlow(Settings.from_env())
+    return CreditFlow(_settings())
 
 
 def _fail(exc: CreditFlowError) -> None:
@@ -93,7 +102,7 @@ def products_validate(directory: Path | None) -> None:
     from engine.forms.catalog import FormCatalog
     from engine.services.products import RULES_DIR, archetype_keys, rule_files
 
-    settings = Settings.from_env()
+    settings = _settings()
     folder = directory or DEFAULT_STANDARD_DIR
     problems = validate_catalog(
         folder,

@@ -52,6 +52,11 @@ class Settings:
         data_dir = Path(os.environ.get("CREDITFLOW_DATA_DIR", REPO_ROOT / "var"))
         database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'creditflow.db'}"
         secret = os.environ.get("CREDITFLOW_SECRET_KEY") or _local_secret(data_dir)
+        if len(secret) < MIN_SECRET_LENGTH:  # HS256 tokens: one leaked token brute-forces a short key offline
+            raise ConfigError(
+                f"CREDITFLOW_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters of randomness, e.g. "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'; every node sets the same one"
+            )
         values: dict[str, object] = {"database_url": database_url, "data_dir": data_dir, "secret_key": secret}
         if os.environ.get("CREDITFLOW_SEAL_CONFIG"):
             values["seal_config"] = Path(os.environ["CREDITFLOW_SEAL_CONFIG"])
@@ -65,9 +70,26 @@ class Settings:
             )
         for name, variable in _INT_VARIABLES.items():
             if os.environ.get(variable):
-                values[name] = int(os.environ[variable])
+                values[name] = _positive(variable, os.environ[variable])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(ValueError):
+    """A setting in the environment that the platform cannot run with; the message names the variable."""
+
+
+def _positive(variable: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{variable} must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"{variable} must be at least 1, not {value}")
+    return value
 
 
 _INT_VARIABLES = {

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
-from engine.config import Settings
+from engine.cli import main as cli
+from engine.config import ConfigError, Settings
 from engine.masking import mask_sensitive, mask_text
 from engine.services.auth import INVALID_LOGIN, hash_password
 from engine.store.audit import Journal
@@ -137,6 +139,19 @@ def test_lockout_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CREDITFLOW_LOCKOUT_MINUTES", "60")
     settings = Settings.from_env()
     assert (settings.login_max_failures, settings.lockout_minutes) == (3, 60)
+    # a setting the platform cannot run with is named, not a traceback or a silent zero
+    for variable, value, message in (
+        ("CREDITFLOW_LOGIN_MAX_FAILURES", "five", "CREDITFLOW_LOGIN_MAX_FAILURES must be a whole number, not 'five'"),
+        ("CREDITFLOW_LOCKOUT_MINUTES", "0", "CREDITFLOW_LOCKOUT_MINUTES must be at least 1, not 0"),
+        ("CREDITFLOW_SECRET_KEY", "a", "CREDITFLOW_SECRET_KEY must be at least 32 characters"),
+    ):
+        with monkeypatch.context() as changed:
+            changed.setenv(variable, value)
+            with pytest.raises(ConfigError) as refused:
+                Settings.from_env()
+            assert str(refused.value).startswith(message)
+            cli_run = CliRunner().invoke(cli, ["db", "upgrade"])
+            assert cli_run.exit_code == 2 and cli_run.output.startswith(f"error: {message}"), cli_run.output
 
 
 def test_service_accounts_and_inactive_users_cannot_log_in(app: Any, seeded: Any, integration: str) -> None:
