@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, defer
 from engine.errors import Conflict, CreditFlowError, Forbidden, InvalidInput, NotFound
 from engine.forms.catalog import FormDefinition
 from engine.forms.validation import bound_problems, match_problems, unknown_fields, validate_form_data
-from engine.inbox.assignment import Assignment, personal_username
+from engine.inbox.assignment import Assignment, holders, personal_username
 from engine.inbox.queries import (
     VIEWS,
     InboxQuery,
@@ -279,7 +279,7 @@ class TaskService:
         def delegate(session: Session, row: HumanTask) -> dict[str, Any] | None:
             if row.assignee_id != principal.user_id or row.delegation == "pending":
                 raise Forbidden("only the assignee of a task that is not already delegated can delegate it")
-            target = self._colleague(session, row, user_id)
+            target = self._colleague(session, row, user_id, across_units=True)
             if target.id == principal.user_id:
                 raise InvalidInput("a task cannot be delegated to oneself", [{"field": "user_id", "message": "you"}])
             return {"assignee_id": target.id, "owner_id": principal.user_id, "delegation": "pending"}
@@ -575,9 +575,10 @@ class TaskService:
             return False
         return session.scalar(select(HumanTask.id).where(HumanTask.id == row.id, units)) is not None
 
-    def _colleague(self, session: Session, row: Any, user_id: int) -> User:
+    def _colleague(self, session: Session, row: Any, user_id: int, *, across_units: bool = False) -> User:
         """An active person of the task's bank who works tasks and is not barred from this one (a
-        task handed to a product manager or an integration account could never come back)."""
+        task handed to a product manager or an integration account could never come back), and whom
+        it is offered to; ``across_units`` (a delegation): or who holds its role in another unit."""
         user = session.get(User, user_id)
         if user is None or user.tenant_id != row.tenant_id or not user.is_active:
             raise InvalidInput(f"no active user {user_id} in this bank", [{"field": "user_id", "message": "unknown"}])
@@ -597,7 +598,10 @@ class TaskService:
             )
         # assigned or delegated, the work stays with those it is offered to: a reviewer or a village
         # helper given an investigation would then review the application they investigated
-        if not self._offered(session, load_principal(session, user), row):
+        holds_role = (
+            across_units and row.role is not None and user.id in holders(session, row.tenant_id, row.role, None)
+        )
+        if not holds_role and not self._offered(session, load_principal(session, user), row):
             raise InvalidInput(
                 f"{user.username} does not hold the role this task is offered to, or may not do it",
                 [{"field": "user_id", "message": "not a candidate for this task"}],
