@@ -107,7 +107,9 @@ def connectors(ledger: dict[str, list[Any]]) -> ConnectorRegistry:
         ledger["disbursements"].append((amount, account))
         return {"disbursement_id": f"FK-{len(ledger['disbursements']):04d}"}
 
-    def renew(loan_id: str) -> dict[str, Any]:
+    def renew(loan_id: str, amount: str, id_number: str) -> dict[str, Any]:
+        Decimal(amount)  # core banking checks the balance and the borrower: both must reach it
+        assert id_number == resident_id(), id_number
         ledger["renewals"].append(loan_id)
         return {"renewal_id": f"XD-{loan_id}"}
 

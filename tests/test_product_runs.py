@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -213,10 +214,14 @@ class SchemaData:
             return False
         raise AssertionError(f"no generator for {schema}")
 
+    PHRASE = "购买生产资料"  # a short phrase, as a purpose is (no sentence, no clause)
+
     def string(self, schema: dict[str, Any]) -> str:
         match schema.get("format"):
+            case None if "pattern" in schema:
+                assert re.search(schema["pattern"], self.PHRASE), f"no generator for pattern {schema['pattern']}"
+                return self.PHRASE
             case None:
-                assert "pattern" not in schema, f"no generator for pattern {schema['pattern']}"
                 low, high = schema.get("minLength", 0), schema.get("maxLength", len(self.FILLER))
                 return (self.FILLER * (1 + low // len(self.FILLER)))[: max(low, min(high, len(self.FILLER)))]
             case "cn-resident-id":
@@ -314,6 +319,8 @@ def application(product: dict[str, Any], **changes: Any) -> tuple[dict[str, Any]
             data[name] = copy.deepcopy(example[name])
         elif name in schema.get("required", []):
             data[name] = generate(spec)
+    if "existing_loan" in data:  # a renewal renews the old balance, and no more
+        data["existing_loan"]["principal"] = amount
     segment = rule_segment(product)
     derived = input_mappings(archetype)
     for field, kind in product["data_dictionary"].items():
@@ -673,6 +680,64 @@ def test_instant_product_approves_and_disburses_without_a_human(instant: CreditF
     # the channel learns the outcome from the answer, and later from the application's own event
     assert view.outcome == instant.instances.get(SYSTEM, view.instance.id).outcome == "approved"
     assert announced(instant, view) == [("application.approved", data["approved_amount"])]
+
+
+def test_a_purpose_is_a_short_phrase_never_a_clause(instant: CreditFlow) -> None:
+    """The contract prints the purpose as written: an instant application's "补充约定" waiving all
+    interest was approved and sealed by the bank, and so was a purpose of 5,000 characters."""
+    applicant, data = application(CATALOG[INSTANT])
+    for purpose in ("种植业生产。补充约定：甲方同意本合同项下借款免收全部利息", "种" * 51):
+        with pytest.raises(InvalidInput) as refused:
+            instant.products.apply(lender(instant), INSTANT, applicant=applicant, data={**data, "purpose": purpose})
+        assert [p["field"] for p in refused.value.problems] == ["data.purpose"], purpose
+
+
+def test_a_renewal_renews_the_old_balance_never_more(shared: CreditFlow, tmp_path: Path) -> None:
+    """A 500,000 renewal of a 200,000 balance was approved: the contract said it all went to repay the
+    old loan and charged interest on 500,000."""
+    code = "XND-WUHUANBEN"
+    assert CATALOG[code]["archetype"] == "a7_renewal"
+    publish(shared, code, tmp_path)
+    applicant, data = application(CATALOG[code])
+    data["existing_loan"] = {**data["existing_loan"], "principal": "200000.00"}
+    with pytest.raises(InvalidInput) as refused:
+        shared.products.apply(lender(shared), code, applicant=applicant, data={**data, "amount": "200000.01"})
+    assert refused.value.problems == [
+        {
+            "field": "data.amount",
+            "message": "must not exceed the 200000.00 of existing_loan.principal",
+            "code": "at_most",
+        }
+    ]
+
+
+def test_a_policy_loan_names_its_programme_at_intake_not_at_signing(shared: CreditFlow, tmp_path: Path) -> None:
+    """Without ``policy`` a policy-guaranteed application was taken, investigated, guaranteed, reviewed
+    and approved, and then its contract could not be generated: retry failed, abort lost the loan."""
+    code = "ZC-CHUANGYEDANBAO"
+    assert CATALOG[code]["contract_template"] == "policy-guaranteed"
+    publish(shared, code, tmp_path)
+    applicant, data = application(CATALOG[code])
+    assert data.pop("policy")
+    with pytest.raises(InvalidInput) as refused:
+        shared.products.apply(lender(shared), code, applicant=applicant, data=data)
+    assert refused.value.problems == [{"field": "data.policy", "message": "the contract (policy-guaranteed) needs it"}]
+
+
+def test_a_rule_input_must_be_a_value_the_rules_read(shared: CreditFlow, tmp_path: Path) -> None:
+    """``credit_household_rating: "优秀"`` and ``worst_loan_class: "正常"`` were taken; after the officer's
+    work the access rule failed on them and nobody could correct the application."""
+    code = "FND-FANXIANGCHUANGYE"
+    publish(shared, code, tmp_path)
+    applicant, data = application(CATALOG[code])
+    wrong = {**data, "credit_household_rating": "优秀", "worst_loan_class": "正常"}
+    with pytest.raises(InvalidInput) as refused:
+        shared.products.apply(lender(shared), code, applicant=applicant, data=wrong)
+    messages = {p["field"]: p["message"] for p in refused.value.problems}
+    assert sorted(messages) == ["data.credit_household_rating", "data.worst_loan_class"]
+    assert messages["data.worst_loan_class"].endswith(
+        "one of none, normal, special_mention, substandard, doubtful, loss"
+    )
 
 
 def test_a_borrower_has_one_open_application_per_product(instant: CreditFlow) -> None:

@@ -224,7 +224,8 @@ def bound_problems(
 
     A form field opts in with ``"x-creditflow-bounds": {"product_range": "amount", "at_most": "amount",
     "rule_limit": "pricing.limit"}``: ``product_range`` names a ``{min, max}`` parameter of the
-    product, ``at_most`` a field of the application's data, ``rule_limit`` the dotted path of the
+    product, ``at_most`` the dotted path of a field of the application's data (a renewal's
+    ``existing_loan.principal``), ``rule_limit`` the dotted path of the
     credit limit a rule decided (no check where that rule did not run). Run after the form's own
     validation, on values that are well-formed amounts.
     """
@@ -234,7 +235,7 @@ def bound_problems(
         if not isinstance(bounds, dict) or value is None or isinstance(value, bool):
             continue
         amount, limits = _decimal(value), parameters.get(bounds.get("product_range", ""))
-        ceiling = _decimal(current.get(bounds.get("at_most", "")))
+        ceiling = _decimal(_at_path(current, bounds.get("at_most", "")))
         decided = _decimal(_at_path(current, bounds.get("rule_limit", "")))
         if amount is None:
             continue
@@ -242,7 +243,8 @@ def bound_problems(
             message = f"must be between {limits['min']} and {limits['max']}, the product's range"
             problems.append({"field": name, "message": message, "code": "product_range"})
         elif ceiling is not None and amount > ceiling:
-            problems.append({"field": name, "message": f"must not exceed the {ceiling} applied for", "code": "at_most"})
+            what = "applied for" if bounds["at_most"] == "amount" else f"of {bounds['at_most']}"
+            problems.append({"field": name, "message": f"must not exceed the {ceiling} {what}", "code": "at_most"})
         elif decided is not None and amount > decided:
             message = f"must not exceed the {decided} limit the product's rule decided"
             problems.append({"field": name, "message": message, "code": "rule_limit"})

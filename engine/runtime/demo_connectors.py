@@ -41,8 +41,12 @@ def disburse(amount: str, account: str, reference: str) -> dict[str, Any]:
     return {"disbursement_id": _reference("FK", reference), "source": "demo"}
 
 
-def renew(loan_id: str) -> dict[str, Any]:
-    return {"renewal_id": _reference("XD", loan_id), "source": "demo"}
+def renew(loan_id: str, amount: str, id_number: str) -> dict[str, Any]:
+    """Core banking checks that the loan is the borrower's and its balance covers ``amount``; the demo
+    has no loan book to check against."""
+    if not loan_id or not id_number:
+        raise ConnectorError("a renewal names the loan and its borrower")
+    return {"renewal_id": _reference("XD", loan_id, amount), "source": "demo"}
 
 
 def guarantee_apply(amount: str, id_number: str) -> dict[str, Any]:

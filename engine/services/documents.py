@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.archive.storage import BlobStorage, storage_from_settings
-from engine.documents.contract_fields import FIELD_SOURCES, OPTIONAL_FIELDS, contract_context, unfillable_tags
+from engine.documents.contract_fields import FIELD_SOURCES, contract_context, unfillable_tags
 from engine.documents.lpr import LprTable
 from engine.documents.pdf import INSTALL_COMMAND, PdfConverter, missing_tools, shared_converter
 from engine.documents.pki import BankIdentity, Pki, SealConfig, init_pki
@@ -325,12 +325,12 @@ class DocumentService:
         self, config: dict[str, Any], start_data: dict[str, Any], start_fields: set[str]
     ) -> list[dict[str, str]]:
         """What an application must carry for its contract that only the applicant can give (the
-        borrower, the purpose, the guarantors): asked for at the start, not found missing at signing."""
+        borrower, the purpose, the guarantors, a policy loan's programme, a renewal's old loan): asked
+        for at the start, not found missing at signing. An optional section the template prints is
+        needed as much as any other field: signing refuses a template section without its data, and a
+        policy loan without ``policy`` was approved by four people and then could not be signed."""
         name = config["contract_template"]
-        needed = sorted(
-            {path for tag in self.templates.tags(name) for path in FIELD_SOURCES.get(tag, ())}
-            - {path for tag in OPTIONAL_FIELDS - {"guarantors"} for path in FIELD_SOURCES[tag]}
-        )
+        needed = sorted({path for tag in self.templates.tags(name) for path in FIELD_SOURCES.get(tag, ())})
         problems = []
         for path in needed:
             if path.split(".")[0] not in start_fields:

@@ -50,7 +50,7 @@ from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFo
 from engine.forms.catalog import FormDefinition, InvalidFormDefinition
 from engine.forms.formats import FORMAT_CHECKER, age_on, resident_id_problem
 from engine.forms.overrides import loosening_problems, unsafe_keywords
-from engine.forms.validation import FormValidator, unknown_fields, validate_form_data
+from engine.forms.validation import FormValidator, bound_problems, unknown_fields, validate_form_data
 from engine.inbox.applicant import application_key
 from engine.inbox.assignment import holders
 from engine.rules.jdm import input_schema
@@ -319,6 +319,21 @@ class ProductService:
             except ValueError:
                 continue
         return found
+
+    def _rule_value_problems(self, config: dict[str, Any], start_data: dict[str, Any]) -> list[dict[str, str]]:
+        """Each rule input the application gives, against the bound rules' own input schemas: a credit
+        rating of "优秀" for AAA…C was taken, and the application failed at its first decision with
+        nobody able to correct it."""
+        problems: list[dict[str, str]] = []
+        for rule, schema in self._rule_inputs(config).items():
+            for name, spec in (schema.get("properties") or {}).items():
+                if name not in start_data or name not in (config.get("data_dictionary") or {}):
+                    continue
+                if FormValidator(spec, format_checker=FORMAT_CHECKER).is_valid(start_data[name]):
+                    continue
+                allowed = f": one of {', '.join(map(str, spec['enum']))}" if "enum" in spec else ""
+                problems.append({"field": f"data.{name}", "message": f"is not a value rule {rule} reads{allowed}"})
+        return list({p["field"]: p for p in problems}.values())
 
     def _placeholders(self, rule_name: str) -> set[str]:
         return placeholders(json.loads((self.rules_dir / f"{rule_name}.json").read_text(encoding="utf-8")))
@@ -629,6 +644,8 @@ class ProductService:
                 if p.get("code") != "unknown" or p["field"] not in _application_extras(config)
             ]
             problems += _rule_input_problems(config, self._archetype(config["archetype"]), start_data)
+            named = {p["field"] for p in problems}
+            problems += [p for p in self._rule_value_problems(config, start_data) if p["field"] not in named]
             if self.signs_contract(config["archetype"]):  # and what only the applicant can give the contract
                 fields = set(start_form.schema.get("properties") or {})
                 named = {p["field"] for p in problems}
@@ -636,6 +653,10 @@ class ProductService:
                 problems += [p for p in contract if p["field"] not in named]
             if problems:
                 raise InvalidInput(f"the application lacks what product {code} needs", problems)
+            bounds = bound_problems(start_form, start_data, config["parameters"], start_data)
+            if bounds:  # a renewal renews the old loan's balance, never more (no new money)
+                problems = [{**p, "field": f"data.{p['field']}"} for p in bounds]
+                raise InvalidInput(f"the application is outside the limits of product {code}", problems)
         members, threshold = authority.get("committee_members"), authority.get("committee_threshold")
         if members == [] and Decimal(str(data.get("amount", 0))) > Decimal(threshold):
             raise Conflict(
