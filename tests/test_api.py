@@ -133,6 +133,23 @@ def test_invalid_models_are_refused_with_every_problem_listed(api: ApiClient) ->
     assert len(messages) >= 3
     assert api.get("/api/v1/process-definitions").get_json()["total"] == 0
 
+    # a product manager's slips that used to deploy and then failed or stalled applications
+    linear = (MODELS / "linear.bpmn").read_text(encoding="utf-8")
+    slips = linear.replace('name="approver">', 'name="compliance_oficer">').replace(
+        "</bpmn:process>",
+        '<bpmn:scriptTask id="orphan" name="未连线"><bpmn:script>a = 1</bpmn:script></bpmn:scriptTask></bpmn:process>',
+    )
+    timer = (MODELS / "timer_bare.bpmn").read_text(encoding="utf-8").replace(">PT4H<", ">PT4X<")
+    for name, content, expected in (
+        ("linear.bpmn", slips, ["lane 'compliance_oficer' is not a role", "unreachable: no sequence flow leads to it"]),
+        ("timer_bare.bpmn", timer, ["timer 'PT4X' looks like an ISO 8601 duration but is not one"]),
+    ):
+        refused = upload(api, name, content={name: content.encode()})
+        assert refused.status_code == 422, refused.get_json()
+        found = [f"{e.get('location')} {e['message']}" for e in refused.get_json()["errors"]]
+        assert all(any(text in f for f in found) for text in expected), found
+    assert api.get("/api/v1/process-definitions").get_json()["total"] == 0
+
 
 XXE = b"""<?xml version="1.0"?>
 <!DOCTYPE d [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>

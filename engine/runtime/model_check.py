@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -24,7 +25,9 @@ from SpiffWorkflow.specs.MultiChoice import MultiChoice
 from SpiffWorkflow.spiff.parser.process import VALIDATOR
 
 from engine.errors import InvalidInput, InvalidModel
-from engine.runtime.parser import CreditFlowParser
+from engine.inbox.assignment import PERSONAL
+from engine.org.roles import ROLES, role_for_lane
+from engine.runtime.parser import BPMN_NS, CreditFlowParser
 from engine.runtime.service_task import ConnectorServiceTask
 from engine.runtime.xml_safety import parse_xml
 
@@ -150,7 +153,39 @@ def lint(
             checked.add(id(process_spec))
             for task_spec in process_spec.task_specs.values():
                 problems.extend(_lint_task(task_spec, process_spec, forms, connectors, check_expression))
+            problems.extend(_unreachable(parser, process_spec))
     return resolved, problems
+
+
+# What a sequence flow must reach for it to run; start events and event subprocesses are triggered.
+_FLOW_NODES = frozenset(
+    f"{{{BPMN_NS}}}{tag}"
+    for tag in (
+        "task", "userTask", "manualTask", "scriptTask", "serviceTask", "businessRuleTask", "sendTask",
+        "receiveTask", "callActivity", "subProcess", "exclusiveGateway", "parallelGateway",
+        "inclusiveGateway", "eventBasedGateway", "intermediateCatchEvent", "intermediateThrowEvent",
+        "endEvent", "boundaryEvent",
+    )
+)  # fmt: skip
+
+
+def _unreachable(parser: CreditFlowParser, process_spec: Any) -> list[Problem]:
+    """Nodes no sequence flow leads to: SpiffWorkflow drops them without a word, so a step a product
+    manager added but did not connect would simply never run."""
+    process_parser = parser.process_parsers.get(process_spec.name)
+    node = getattr(process_parser, "node", None)
+    if node is None:
+        return []
+    known = {getattr(t, "bpmn_id", None) for t in process_spec.task_specs.values()}
+    where = getattr(process_spec, "file", None) or process_spec.name
+    return [
+        {
+            "location": f"{where}:{element.get('id')}",
+            "message": "unreachable: no sequence flow leads to it, so it never runs",
+        }
+        for element in node
+        if element.tag in _FLOW_NODES and element.get("triggeredByEvent") != "true" and element.get("id") not in known
+    ]
 
 
 def _lint_task(
@@ -170,8 +205,15 @@ def _lint_task(
     extensions = getattr(task_spec, "extensions", None) or {}
     properties = extensions.get("properties") or {}
     if getattr(task_spec, "manual", False) and getattr(task_spec, "bpmn_id", None):
+        named = any(properties.get(p) for p in ("candidateRole", "candidateUsers", "candidateGroups", PERSONAL))
         if not task_spec.lane and not properties.get("candidateRole"):
             found.append({"location": where, "message": "user task has no lane and no candidateRole property"})
+        elif task_spec.lane and role_for_lane(task_spec.lane) not in ROLES and not named:
+            message = (
+                f"lane {task_spec.lane!r} is not a role and the task names no candidates: it would be offered "
+                f"to nobody (roles: {', '.join(sorted(ROLES))})"
+            )
+            found.append({"location": where, "message": message})
         form = properties.get("formJsonSchemaFilename")
         if type(task_spec).__name__ == "UserTask" and not form:
             found.append({"location": where, "message": "user task has no formJsonSchemaFilename property"})
@@ -210,8 +252,19 @@ def _lint_timer(text: str, where: str, check: ExpressionCheck) -> list[Problem]:
         except Exception as exc:
             return [{"location": where, "message": f"timer {literal!r} is not ISO 8601: {exc}"}]
         return []
+    if _LOOKS_ISO.match(source):  # bare ISO text is quoted before parsing only when it is valid
+        return [
+            {
+                "location": where,
+                "message": f"timer {source!r} looks like an ISO 8601 duration but is not one "
+                "(e.g. PT4H, P2D, R3/PT1H, designators in capitals)",
+            }
+        ]
     error = check(source, "eval")
     return [{"location": where, "message": f"timer expression: {error}"}] if error else []
+
+
+_LOOKS_ISO = re.compile(r"(?i)^(?:R\d*/)?P(?:T?\d)")  # no credible variable name: PT4X, pt4h, P2DX
 
 
 def raise_if_problems(problems: list[Problem]) -> None:
