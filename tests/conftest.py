@@ -62,11 +62,23 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
     return f"sqlite:///{target}"
 
 
+def resident_id(base17: str = "37010219800101123") -> str:
+    """A resident ID with a correct GB 11643 check character."""
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    return base17 + "10X98765432"[sum(int(c) * w for c, w in zip(base17, weights, strict=True)) % 11]
+
+
+BLACKLISTED_ID = resident_id("37010219850505123")  # the bureau's risk lists name this borrower
+
+
 def bureau(id_number: str) -> dict[str, Any]:
-    """Test double of the credit bureau with a real failure mode: IDs starting with DOWN fail."""
+    """Test double of the credit bureau with real failure modes: IDs starting with DOWN fail, and
+    ``BLACKLISTED_ID`` is on the bank's blacklist; everyone else has a clean report."""
+    from engine.runtime.demo_connectors import CLEAN_REPORT
+
     if id_number.startswith("DOWN"):
         raise ConnectorError("bureau timed out after 5 s", code="CONNECTOR_ERROR")
-    return {"score": 720}
+    return {"score": 720, **CLEAN_REPORT, "blacklist_hit": id_number == BLACKLISTED_ID}
 
 
 @pytest.fixture
@@ -192,12 +204,6 @@ def login(app: Any, username: str = "admin", password: str = PASSWORD) -> ApiCli
 @pytest.fixture
 def api(app: Any) -> ApiClient:
     return login(app)
-
-
-def resident_id(base17: str = "37010219800101123") -> str:
-    """A resident ID with a correct GB 11643 check character."""
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    return base17 + "10X98765432"[sum(int(c) * w for c, w in zip(base17, weights, strict=True)) % 11]
 
 
 APPLICATION = {

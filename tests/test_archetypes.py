@@ -19,6 +19,7 @@ from engine.container import CreditFlow
 from engine.errors import Conflict, InvalidInput
 from engine.forms.formats import FORMAT_CHECKER
 from engine.runtime.connectors import ConnectorError, ConnectorRegistry
+from engine.runtime.demo_connectors import CLEAN_REPORT
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
 from tests.conftest import CLOCK_START, Clocks, resident_id
@@ -85,7 +86,7 @@ def connectors(ledger: dict[str, list[Any]]) -> ConnectorRegistry:
     def bureau(id_number: str) -> dict[str, Any]:
         if id_number == DOWN_ID:
             raise ConnectorError("征信系统 5 秒内未响应")
-        return {"score": SCORES.get(id_number, 700)}
+        return {"score": SCORES.get(id_number, 700), **CLEAN_REPORT}
 
     # The signing step's own connectors run for real in test_product_runs and test_contracts; here,
     # where archetypes run without a product (so without a template or a bank), they only record.
@@ -387,7 +388,8 @@ def test_a1_approves_and_disburses_without_any_human_task(a1: CreditFlow, ledger
     view = signed_online(a1, view)
     assert end_of(a1, view) == "end_approved"
     data = view.instance.data
-    assert data["bureau"] == {"score": 720} and data["access"]["outcome"] == "approve"
+    assert data["bureau"] == {"score": 720, **CLEAN_REPORT} and data["access"]["outcome"] == "approve"
+    assert {name: data[name] for name in CLEAN_REPORT} == CLEAN_REPORT  # the rules read the bureau's report
     assert data["scorecard"] == {"score": 86} and data["pricing"] == {"limit": 200000, "rate_bp": 45}
     assert data["approved_amount"] == "50000.00"
     assert data["contract"]["contract_no"].startswith("HT-XEKD-001-")

@@ -37,7 +37,7 @@ from engine.errors import InvalidInput
 from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
 from engine.store.models import ArchivePackage, Document, Incident, Job, OutboxMessage, User
-from tests.conftest import ApiClient, login, pdfsig
+from tests.conftest import BLACKLISTED_ID, ApiClient, login, pdfsig
 from tests.test_product_runs import CATALOG, application
 
 SYSTEM = Principal.system()
@@ -72,9 +72,10 @@ def officer(bank: CreditFlow) -> ApiClient:
     return login(api_app(bank), "ly_officer")
 
 
-def apply(officer: ApiClient, **changes: Any) -> dict[str, Any]:
+def apply(officer: ApiClient, *, id_number: str | None = None, **changes: Any) -> dict[str, Any]:
     """An application, signed by its borrower once its contract is sealed (the channel's message)."""
     applicant, data = application(CATALOG[PRODUCT], **changes)
+    applicant |= {"id_number": id_number} if id_number else {}
     response = officer.post(f"/api/v1/products/{PRODUCT}/applications", json={"applicant": applicant, "data": data})
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
@@ -395,7 +396,7 @@ def test_a_products_process_is_started_only_as_an_application_of_a_product(offic
 
 
 def test_a_rejected_application_is_archived_with_the_shorter_retention(bank: CreditFlow, officer: ApiClient) -> None:
-    body = apply(officer, blacklist_hit=True)
+    body = apply(officer, id_number=BLACKLISTED_ID)
     assert body["status"] == "completed" and "contract" not in body["data"]
     run_pass(bank)
     with bank.db.transaction() as session:

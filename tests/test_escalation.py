@@ -145,14 +145,14 @@ def test_a_paused_clock_neither_escalates_nor_ages_and_resumes_shifted(catalog: 
 
 def test_a_product_sets_its_own_ladder_and_natural_time(catalog: CreditFlow, seeded: CreditFlow) -> None:  # noqa: F811
     limits = {"steps": {"main_investigation": "PT10H"}, "calendar": "natural"}
-    limits["ladder"] = {"yellow": 0.5, "orange": 1.0, "red": 2.0}
+    limits["ladder"] = {"yellow": 0.5, "orange": 1.0, "red": 1.2}  # earlier than the template's (0.8, 1.0, 1.5)
     view = local_application(catalog, {"time_limits": limits})
     task = investigation(view)
     start = catalog.clock.now()
     assert (task.warn_at, task.due_at, task.escalate_at) == (
         start + timedelta(hours=5),
         start + timedelta(hours=10),
-        start + timedelta(hours=20),
+        start + timedelta(hours=12),
     )
     # the countdown is in natural time as well: ten hours, over the evening (it read 8.5 working hours)
     assert catalog.tasks.get(SYSTEM, task.id).remaining_minutes == 600

@@ -47,7 +47,7 @@ from engine.services.instances import InstanceView
 from engine.services.principal import Principal
 from engine.store.db import Database
 from engine.store.models import Base, OutboxMessage, ProcessInstance, Tenant, User
-from tests.conftest import PG_URL, bureau
+from tests.conftest import BLACKLISTED_ID, PG_URL, bureau
 
 SYSTEM = Principal.system()
 LENDER_CODE = "bank-lingyuan"
@@ -68,8 +68,9 @@ APPROVING = ("approve", "agree", "confirmed", "recommend_approve", "recommend", 
 
 # A clean applicant in the province's rule vocabulary: every field some rule's data dictionary names
 # (product_configs/rules/*.fields.json), with a value no access rule objects to. ``segment`` and
-# ``guarantee_type`` come from the product; ``applied_amount`` and (in A1) ``score`` are computed by
-# the archetype (the decision slots' ``inputs`` in the manifest), so the application leaves them out.
+# ``guarantee_type`` come from the product; ``applied_amount``, (in A1) ``score`` and (in A1 and A3)
+# the credit report are computed by the archetype (the decision slots' ``inputs`` in the manifest),
+# so the application leaves them out.
 CLEAN = {
     "age": 35,
     "province_code": "37",
@@ -638,8 +639,9 @@ def announced(platform: CreditFlow, view: InstanceView) -> list[tuple[str, Any]]
     return [(m.topic, m.payload["approved_amount"]) for m in sorted(found, key=lambda m: m.id)]
 
 
-def apply_instant(platform: CreditFlow, key: str, **changes: Any) -> InstanceView:
+def apply_instant(platform: CreditFlow, key: str, *, id_number: str | None = None, **changes: Any) -> InstanceView:
     applicant, data = application(CATALOG[INSTANT], **changes)
+    applicant |= {"id_number": id_number} if id_number else {}
     return platform.products.apply(lender(platform), INSTANT, applicant=applicant, data=data, business_key=key)
 
 
@@ -725,19 +727,17 @@ def test_a_policy_loan_names_its_programme_at_intake_not_at_signing(shared: Cred
 
 
 def test_a_rule_input_must_be_a_value_the_rules_read(shared: CreditFlow, tmp_path: Path) -> None:
-    """``credit_household_rating: "优秀"`` and ``worst_loan_class: "正常"`` were taken; after the officer's
-    work the access rule failed on them and nobody could correct the application."""
+    """``credit_household_rating: "优秀"`` and ``tax_grade: "优"`` were taken; after the officer's work the
+    access rule failed on them and nobody could correct the application."""
     code = "FND-FANXIANGCHUANGYE"
     publish(shared, code, tmp_path)
     applicant, data = application(CATALOG[code])
-    wrong = {**data, "credit_household_rating": "优秀", "worst_loan_class": "正常"}
+    wrong = {**data, "credit_household_rating": "优秀", "tax_grade": "优"}
     with pytest.raises(InvalidInput) as refused:
         shared.products.apply(lender(shared), code, applicant=applicant, data=wrong)
     messages = {p["field"]: p["message"] for p in refused.value.problems}
-    assert sorted(messages) == ["data.credit_household_rating", "data.worst_loan_class"]
-    assert messages["data.worst_loan_class"].endswith(
-        "one of none, normal, special_mention, substandard, doubtful, loss"
-    )
+    assert sorted(messages) == ["data.credit_household_rating", "data.tax_grade"]
+    assert messages["data.tax_grade"].endswith("one of A, B, M, C, D")
 
 
 def test_a_borrower_has_one_open_application_per_product(instant: CreditFlow) -> None:
@@ -774,15 +774,29 @@ def test_an_instant_application_missing_a_rule_input_is_refused_before_anything_
     queried, and the instance failed at its first decision."""
     applicant, data = application(CATALOG[INSTANT])
     assert isinstance(data.pop("segment"), str)
-    data["fraud_list_hit"] = 0
+    data["employment_years"] = "ten"
     with pytest.raises(InvalidInput) as refused:
         instant.products.apply(lender(instant), INSTANT, applicant=applicant, data=data, business_key="XIN-BAD")
     assert {p["field"]: p["message"] for p in refused.value.problems} == {
         "data.segment": "is required: a string the product's rules read",
-        "data.fraud_list_hit": "must be a boolean",
+        "data.employment_years": "must be a number",
     }
     with instant.db.transaction() as session:
         assert session.scalar(select(ProcessInstance.id).where(ProcessInstance.business_key == "XIN-BAD")) is None
+
+
+def test_an_instant_loan_is_decided_on_the_bureaus_report_never_on_the_channels(instant: CreditFlow) -> None:
+    """The channel sent ``blacklist_hit: false`` and its own overdue counts, and the rules read them:
+    whoever held a channel key chose their own credit history."""
+    applicant, data = application(CATALOG[INSTANT])
+    own_report = {"blacklist_hit": False, "overdue_count_24m": 0, "worst_loan_class": "normal"}
+    with pytest.raises(InvalidInput) as refused:
+        instant.products.apply(lender(instant), INSTANT, applicant=applicant, data={**data, **own_report})
+    assert {(p["field"], p.get("code")) for p in refused.value.problems} == {
+        (f"data.{name}", "computed") for name in own_report
+    }
+    view = apply_instant(instant, "XIN-LISTED", id_number=BLACKLISTED_ID)
+    assert view.instance.data["blacklist_hit"] is True and view.instance.data["access"]["outcome"] == "reject"
 
 
 def test_instant_product_sends_a_manual_review_case_to_exactly_one_reviewer(instant: CreditFlow) -> None:
@@ -799,7 +813,7 @@ def test_instant_product_sends_a_manual_review_case_to_exactly_one_reviewer(inst
 def test_instant_product_rejects_with_the_rule_hits_on_record(instant: CreditFlow) -> None:
     blacklisted = single_field_rule("blacklist_hit", "true")
     assert blacklisted["action"] == "reject"
-    view = apply_instant(instant, "XIN-NO", blacklist_hit=True)
+    view = apply_instant(instant, "XIN-NO", id_number=BLACKLISTED_ID)  # the bureau's lists say so, not the channel
     assert view.tasks == [] and end_of(instant, view) == "end_auto_rejected"
     access = view.instance.data["access"]
     assert access == {"outcome": "reject", "level": "red", "hits": [blacklisted]}

@@ -91,15 +91,17 @@ def _time_limit_problems(template: Mapping[str, Any], variant: Mapping[str, Any]
     """A variant keeps its template's clocks or shortens them: a year-long limit on the natural
     calendar with a ladder of 8/9/10 published as a narrowing, and nothing ever escalated."""
     base, mine = _at(template, ("time_limits",)), _at(variant, ("time_limits",))
-    calendar = base.get("calendar", "working")
-    if mine.get("calendar", "working") != calendar:
-        return [{"field": "time_limits.calendar", "message": f"cannot change from the template's {calendar!r}"}]
+    calendar, own = base.get("calendar", "working"), mine.get("calendar", "working")
+    if calendar == "natural" and own != "natural":  # working days stretch over evenings and holidays
+        return [{"field": "time_limits.calendar", "message": "cannot change from the template's 'natural'"}]
     problems: list[Problem] = []
     limits = [("time_limits.process", base.get("process"), mine.get("process"))]
     steps = _at(mine, ("steps",))
     limits += [(f"time_limits.steps.{step}", limit, steps.get(step)) for step, limit in _at(base, ("steps",)).items()]
     for field, before, after in limits:
-        longest, asked = _duration(before, calendar), _duration(after, calendar)
+        # on the natural calendar a limit runs out no later than the same text in working time, so a
+        # variant that moves to it compares the texts as natural durations
+        longest, asked = _duration(before, own), _duration(after, own)
         if longest is not None and (after is None or (asked is not None and asked > longest)):
             problems.append({"field": field, "message": f"cannot be longer than the template's {before}"})
     ladder, own = _at(base, ("ladder",)), _at(mine, ("ladder",))

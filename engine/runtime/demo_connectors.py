@@ -21,14 +21,39 @@ def _reference(prefix: str, *parts: object) -> str:
     return f"{prefix}-{digest}"
 
 
+# A clean credit report and risk-list answer (征信报告指标, 黑名单, 反欺诈名单, 失信被执行人, 法院执行):
+# what the online archetypes' access rules read from the bureau, never from the application.
+CLEAN_REPORT: dict[str, Any] = {
+    "credit_card_utilization": 0.2,
+    "credit_inquiries_3m": 0,
+    "credit_inquiries_6m": 1,
+    "current_overdue_amount": 0,
+    "current_overdue_count": 0,
+    "existing_loans_count": 1,
+    "guarantee_exposure": 0,
+    "guaranteed_overdue_count": 0,
+    "has_credit_history": True,
+    "lender_count": 1,
+    "max_consecutive_overdue_24m": 0,
+    "max_overdue_days_24m": 0,
+    "overdue_count_24m": 0,
+    "special_transactions_5y": 0,
+    "worst_loan_class": "normal",
+    "blacklist_hit": False,
+    "fraud_list_hit": False,
+    "dishonest_debtor": False,
+    "court_enforcement_records": 0,
+}
+
+
 def bureau_score(id_number: str) -> dict[str, Any]:
-    """A stable pseudo score in 550–849; IDs ending in 0000 simulate a bureau outage."""
+    """A stable pseudo score in 550–849 with a clean report; IDs ending in 0000 simulate an outage."""
     if not isinstance(id_number, str) or not id_number:
         raise ConnectorError("id_number is required")
     if id_number.endswith(UNAVAILABLE_SUFFIX):
         raise ConnectorError("credit bureau did not answer within 5 s")
     score = 550 + int(hashlib.sha256(id_number.encode()).hexdigest()[:8], 16) % 300
-    return {"score": score, "source": "demo"}
+    return {"score": score, **CLEAN_REPORT, "source": "demo"}
 
 
 def disburse(amount: str, account: str, reference: str) -> dict[str, Any]:

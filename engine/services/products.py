@@ -638,12 +638,18 @@ class ProductService:
         }
         start_form = self._start_forms().get(config["archetype"])
         if start_form is not None:
+            archetype = self._archetype(config["archetype"])
+            computed = _computed_inputs(archetype)
             problems = [
                 {**p, "field": p["field"] if p["field"].startswith("applicant") else f"data.{p['field']}"}
                 for p in [*validate_form_data(start_form, start_data), *unknown_fields(start_form, data)]
-                if p.get("code") != "unknown" or p["field"] not in _application_extras(config)
+                if p.get("code") != "unknown" or (p["field"] not in _application_extras(config) - computed)
             ]
-            problems += _rule_input_problems(config, self._archetype(config["archetype"]), start_data)
+            problems = [  # a credit report the channel writes itself decided instant loans
+                {**p, "message": COMPUTED, "code": "computed"} if p["field"].removeprefix("data.") in computed else p
+                for p in problems
+            ]
+            problems += _rule_input_problems(config, archetype, start_data)
             named = {p["field"] for p in problems}
             problems += [p for p in self._rule_value_problems(config, start_data) if p["field"] not in named]
             if self.signs_contract(config["archetype"]):  # and what only the applicant can give the contract
@@ -884,7 +890,7 @@ def _rule_input_problems(
     """The rule inputs of the product's data dictionary that the application gives (all but those the
     archetype computes before a decision), each of its kind: a missing or mistyped one failed the
     application after it was taken, with the credit bureau already queried."""
-    derived = {name for slot in (archetype or {}).get("decision_slots", []) for name in slot.get("inputs", {})}
+    derived = _computed_inputs(archetype)
     problems = []
     for name, kind in (config.get("data_dictionary") or {}).items():
         value, types = start_data.get(name), RULE_INPUT_TYPES.get(kind, (object,))
@@ -898,6 +904,12 @@ def _rule_input_problems(
 
 
 CHOICES = ("guarantee_type", "repayment_method", "segment")  # what an application picks among a product's offers
+COMPUTED = "is computed by the process (from the credit bureau, or an earlier step): an application does not give it"
+
+
+def _computed_inputs(archetype: dict[str, Any] | None) -> set[str]:
+    """The rule inputs the archetype computes before its decisions (the decision slots' ``inputs``)."""
+    return {name for slot in (archetype or {}).get("decision_slots", []) for name in slot.get("inputs", {})}
 
 
 def _application_extras(config: dict[str, Any]) -> set[str]:

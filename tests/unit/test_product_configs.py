@@ -613,10 +613,11 @@ def test_a_variant_keeps_or_shortens_its_templates_clocks(product: dict[str, Any
         {"field": "time_limits.ladder.orange", "message": "cannot come later than the template's 1.0"},
         {"field": "time_limits.ladder.red", "message": "cannot come later than the template's 1.5"},
     ]
-    natural = copy.deepcopy(template)
+    natural = copy.deepcopy(template)  # ten days of clock time end before ten working days do
     natural["time_limits"]["calendar"] = "natural"
-    assert widening_problems(template, natural, rule_defaults) == [
-        {"field": "time_limits.calendar", "message": "cannot change from the template's 'working'"}
+    assert widening_problems(template, natural, rule_defaults) == []
+    assert widening_problems(natural, template, rule_defaults) == [
+        {"field": "time_limits.calendar", "message": "cannot change from the template's 'natural'"}
     ]
 
 
