@@ -70,7 +70,7 @@ class Settings:
             )
         for name, variable in _INT_VARIABLES.items():
             if os.environ.get(variable):
-                values[name] = _positive(variable, os.environ[variable])
+                values[name] = _whole(variable, os.environ[variable], 0 if name == "pdf_workers" else 1)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -82,13 +82,13 @@ class ConfigError(ValueError):
     """A setting in the environment that the platform cannot run with; the message names the variable."""
 
 
-def _positive(variable: str, text: str) -> int:
+def _whole(variable: str, text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise ConfigError(f"{variable} must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"{variable} must be at least 1, not {value}")
+    if value < least:
+        raise ConfigError(f"{variable} must be at least {least}, not {value}")
     return value
 
 

@@ -409,11 +409,19 @@ def test_step_and_process_time_limits_are_computed_in_working_time_when_work_ope
     assert [t["level"] for t in listed] == ["orange"]
 
 
+def forty_day_application(catalog: CreditFlow) -> Any:
+    """An application whose process limit is 40 working days: the province's template sets it (a bank's
+    variant may only shorten the template's clocks)."""
+    edit_draft(catalog, "FND-DAINONG", lambda draft: draft["time_limits"].update(process="P40D"))
+    catalog.products.publish(SYSTEM, "FND-DAINONG")
+    return local_application(catalog, {})
+
+
 def test_a_limit_reaching_a_year_without_a_calendar_is_flagged_not_guessed(
     catalog: CreditFlow, seeded: CreditFlow
 ) -> None:
     bank = principal_of(catalog, "ly_officer")
-    view = local_application(catalog, {"time_limits": {"process": "P40D"}})
+    view = forty_day_application(catalog)
     assert view.instance.status == "running" and view.instance.due_at is None  # 40 working days reach 2027
     missing = [e for e in catalog.instances.history(bank, view.instance.id) if e.event_type == "calendar_missing"]
     assert missing and missing[0].payload["year"] == 2027
@@ -448,7 +456,7 @@ def test_entering_2027_in_the_calendar_lets_a_limit_reach_into_it(
     listed = admin.get("/api/v1/admin/calendar/days?year=2027").get_json()["items"]
     assert [(d["day"], d["workday"], d["note"]) for d in listed] == [("2027-01-01", False, "元旦")]
 
-    view = local_application(catalog, {"time_limits": {"process": "P40D"}})
+    view = forty_day_application(catalog)
     # 40 working days from Tue 2026-12-01 09:00 Beijing: 22 to 31 December, then 18 in 2027 with
     # 1 January off: Wednesday 2027-01-27 09:00
     assert view.instance.due_at == datetime(2027, 1, 27, 9, 0, tzinfo=UTC) - timedelta(hours=8)
