@@ -35,7 +35,7 @@ from engine.store.migrate import upgrade  # noqa: E402
 
 MODEL = ROOT / "tests" / "models" / "linear.bpmn"
 REVIEW = {"recommendation": "approve", "comment": "同意", "suggested_amount": "50000.00"}
-APPROVE = {"decision": "approve", "approved_amount": "50000.00"}
+APPROVE = {"decision": "approve", "approved_amount": "50000.00", "approved_rate_bp": 35}
 
 
 def raw_spiff() -> Callable[[int], None]:

@@ -66,7 +66,7 @@ INVESTIGATE_OK = {
 }
 CO_INVESTIGATE_OK = {"co_investigation_conclusion": "agree", "co_site_visit": True, "co_investigation_comment": "同意"}
 REVIEW_OK = {"recommendation": "approve", "comment": "资料齐全，风险可控", "suggested_amount": "300000.00"}
-APPROVE = {"decision": "approve", "approved_amount": "300000.00", "comment": "同意"}
+APPROVE = {"decision": "approve", "approved_amount": "300000.00", "approved_rate_bp": 45, "comment": "同意"}
 RETURN = {"decision": "return", "comment": "补充经营流水"}
 
 
@@ -528,7 +528,12 @@ def test_a2_village_credit_is_granted_after_a_return_for_more_verification(platf
     view = complete(platform, view, "credit_approval", RETURN)
     assert task_ids(view) == ["officer_verification"]
     view = complete(platform, view, "officer_verification", VERIFY_OK)
-    view = complete(platform, view, "credit_approval", {"decision": "approve", "approved_amount": "250000.00"})
+    view = complete(
+        platform,
+        view,
+        "credit_approval",
+        {"decision": "approve", "approved_amount": "250000.00", "approved_rate_bp": 0},
+    )
     assert end_of(platform, view) == "end_granted"
     assert view.instance.data["credit_line"] == {"limit": "250000.00", "pre_approved_limit": 300000, "rate_bp": 0}
 

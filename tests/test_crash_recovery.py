@@ -88,7 +88,7 @@ def test_sigkill_after_an_acknowledged_completion_loses_nothing(seeded: CreditFl
             base,
             "POST",
             f"/api/v1/tasks/{instance['tasks'][0]['id']}/complete",
-            {"data": {"decision": "approve", "approved_amount": "20000.00"}},
+            {"data": {"decision": "approve", "approved_amount": "20000.00", "approved_rate_bp": 35}},
             approver,
         )
         assert status == 200 and done["status"] == "completed"

@@ -391,6 +391,10 @@ def drive(
                 amount = f"{min(Decimal(str(amount)), Decimal(str(limit))):.2f}"
             data = SchemaData(born=birth_date(CLEAN["age"]), amount=str(amount) if amount else None)(form.schema)
             data |= matched(form.schema, current)
+            if "approved_rate_bp" in data:  # the approver confirms the rule's spread, or the product's floor
+                with platform.db.transaction() as session:
+                    rate = platform.products.binding(session, view.instance.product_version_id).contract["parameters"]
+                data["approved_rate_bp"] = int((current.get("pricing") or {}).get("rate_bp", rate["rate"]["min_bp"]))
             assert validate_form_data(form, data) == [], (task.bpmn_id, data)
             view = platform.tasks.complete(SYSTEM, task.id, data)  # InvalidInput (422) would fail the test
             steps.append(task.bpmn_id)
@@ -575,18 +579,21 @@ def test_a_step_cannot_grant_more_than_was_applied_for_or_the_product_allows(
     (task,) = view.tasks
     requested = Decimal(str(data["amount"]))
     highest = Decimal(CATALOG[code]["parameters"]["amount"]["max"])
+    rate = {"approved_rate_bp": CATALOG[code]["parameters"]["rate"]["min_bp"]}
     for amount, code_, words in (
         (requested + 1, "at_most", f"must not exceed the {requested} applied for"),
         (highest + 1, "product_range", "the product's range"),
     ):
         with pytest.raises(InvalidInput) as refused:
-            shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(amount)})
+            shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(amount), **rate})
         (problem,) = refused.value.problems
         assert problem["field"] == "approved_amount" and problem["code"] == code_ and words in problem["message"]
     # nor may a step rewrite what the applicant gave: the contract prints the term and pays to the account
     with pytest.raises(InvalidInput) as refused:
         rewrite = {"term_months": 120, "account": "6222029999999999999"}
-        shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(requested), **rewrite})
+        shared.tasks.complete(
+            SYSTEM, task.id, {"decision": "approve", "approved_amount": str(requested), **rate, **rewrite}
+        )
     assert [(p["field"], p["code"]) for p in refused.value.problems] == [
         ("account", "unknown"),
         ("term_months", "unknown"),
@@ -595,9 +602,14 @@ def test_a_step_cannot_grant_more_than_was_applied_for_or_the_product_allows(
     limit = Decimal(str(shared.tasks.get(SYSTEM, task.id).data["pricing"]["limit"]))
     assert limit < requested, (code, limit, requested)
     with pytest.raises(InvalidInput) as refused:
-        shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(requested)})
+        shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": str(requested), **rate})
     assert [(p["field"], p["code"]) for p in refused.value.problems] == [("approved_amount", "rule_limit")]
-    view = shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": f"{limit:.2f}"})
+    # and at a rate within the product's spread (offline loans were all signed at the floor: nobody set one)
+    above = {"approved_rate_bp": CATALOG[code]["parameters"]["rate"]["max_bp"] + 1}
+    with pytest.raises(InvalidInput) as refused:
+        shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": f"{limit:.2f}", **above})
+    assert [(p["field"], p["code"]) for p in refused.value.problems] == [("approved_rate_bp", "product_range")]
+    view = shared.tasks.complete(SYSTEM, task.id, {"decision": "approve", "approved_amount": f"{limit:.2f}", **rate})
     assert task.id not in {t.id for t in view.tasks}
     assert view.instance.data["term_months"] == data["term_months"] and view.instance.data["account"] == data["account"]
 

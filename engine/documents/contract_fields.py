@@ -265,16 +265,19 @@ def _guarantors(data: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def _spread(data: Mapping[str, Any], rate: Mapping[str, Any]) -> int:
-    """The priced spread in basis points, or the product's floor when the loan was not priced."""
-    pricing = data.get("pricing")
-    if pricing is None or "rate_bp" not in pricing:
+    """The spread in basis points the approver set, else the pricing rule's, else (a loan nobody
+    priced: an instant loan's rule did not run) the product's floor. Offline loans without a pricing
+    rule were all signed at the floor rate, whatever their risk."""
+    pricing = data.get("pricing") or {}
+    source = "approved_rate_bp" if "approved_rate_bp" in data else "pricing.rate_bp"
+    spread = data.get("approved_rate_bp", pricing.get("rate_bp"))
+    if spread is None:
         return int(rate["min_bp"])
-    spread = pricing["rate_bp"]
     # Decision tables answer in JSON numbers, so 85.0 is as good as 85.
     whole = isinstance(spread, int | float) and not isinstance(spread, bool) and float(spread).is_integer()
     low, high = rate["min_bp"], rate["max_bp"]
     if not whole or not low <= spread <= high:
-        raise ValueError(f"pricing.rate_bp {spread!r} is not whole basis points within the product's {low}–{high}")
+        raise ValueError(f"{source} {spread!r} is not whole basis points within the product's {low}–{high}")
     return int(spread)
 
 

@@ -226,13 +226,19 @@ def bound_problems(
     "rule_limit": "pricing.limit"}``: ``product_range`` names a ``{min, max}`` parameter of the
     product, ``at_most`` the dotted path of a field of the application's data (a renewal's
     ``existing_loan.principal``), ``rule_limit`` the dotted path of the
-    credit limit a rule decided (no check where that rule did not run). Run after the form's own
-    validation, on values that are well-formed amounts.
+    credit limit a rule decided (no check where that rule did not run); ``rate_range`` names a
+    ``{min_bp, max_bp}`` parameter a spread in basis points must lie in. Run after the form's own
+    validation, on values that are well-formed amounts or whole numbers.
     """
     problems: list[Problem] = []
     for name, spec in form.schema.get("properties", {}).items():
         bounds, value = spec.get(BOUNDS_KEYWORD), data.get(name)
         if not isinstance(bounds, dict) or value is None or isinstance(value, bool):
+            continue
+        rate = parameters.get(bounds.get("rate_range", ""))
+        if isinstance(rate, Mapping) and not rate["min_bp"] <= value <= rate["max_bp"]:
+            message = f"must be between {rate['min_bp']} and {rate['max_bp']} basis points, the product's range"
+            problems.append({"field": name, "message": message, "code": "product_range"})
             continue
         amount, limits = _decimal(value), parameters.get(bounds.get("product_range", ""))
         ceiling = _decimal(_at_path(current, bounds.get("at_most", "")))

@@ -355,6 +355,16 @@ def test_without_pricing_or_method_the_product_floor_and_first_method_apply() ->
     assert context["repayment_method"] == "等额本息"
 
 
+def test_the_approvers_spread_is_the_contracts_over_the_rules() -> None:
+    """Offline loans without a pricing rule were all signed at the product's floor, whatever their risk."""
+    context = context_for({**REQUIRED_DATA, "approved_rate_bp": 120})
+    assert (context["rate"]["spread_bp"], context["rate"]["annual"]) == (120, "4.20")
+    context = context_for({**REQUIRED_DATA, "pricing": {"rate_bp": 85}, "approved_rate_bp": 95})
+    assert context["rate"]["spread_bp"] == 95
+    with pytest.raises(ValueError, match="approved_rate_bp 300 is not whole basis points"):
+        context_for({**REQUIRED_DATA, "approved_rate_bp": 300})
+
+
 def test_a_whole_json_number_spread_is_accepted() -> None:
     context = context_for({**REQUIRED_DATA, "pricing": {"rate_bp": 85.0}})
     assert (context["rate"]["spread_bp"], context["rate"]["annual"]) == (85, "3.85")
