@@ -83,7 +83,7 @@ def test_yellow_orange_red_each_once_with_their_actions(catalog: CreditFlow, see
 
     assert run_pass(catalog, task.escalate_at + timedelta(days=3)).done >= 0
     assert [level for level, _ in escalations(catalog, task.id)] == ["yellow", "orange", "red"]
-    topics = [m.topic for m in messages(catalog, "escalation.task")]
+    topics = [m.topic for m in messages(catalog, "escalation.task") if m.payload.get("task_id") == task.id]
     assert topics == ["escalation.task.yellow", "escalation.task.orange", "escalation.task.red"]
     audit = [e for e in catalog.instances.history(SYSTEM, view.instance.id) if e.event_type == "escalated"]
     assert [e.payload["level"] for e in audit if e.task_id == task.id] == ["yellow", "orange", "red"]
@@ -258,7 +258,9 @@ def test_several_scheduler_processes_handle_every_due_job_exactly_once(
             .where(Escalation.scope == "task")
             .group_by(Escalation.subject_id)
         ).all()
-        assert sorted(levels) == sorted((investigation(a).id, 3) for a in applications)
+        # every open step has a clock (the co-investigation its archetype's default): each reaches red once
+        opened = [t.id for a in applications for t in a.tasks]
+        assert sorted(levels) == sorted((task_id, 3) for task_id in opened)
         assert session.scalar(select(func.count()).select_from(Incident)) == 0
         due = select(func.count()).select_from(Job).where(Job.due_at <= datetime.now(UTC), Job.retries_left > 0)
         assert session.scalar(due) == 0

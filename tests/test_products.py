@@ -398,7 +398,7 @@ def test_step_and_process_time_limits_are_computed_in_working_time_when_work_ope
     assert task.escalate_at == datetime(2026, 12, 1, 16, 30, tzinfo=UTC) - beijing
     assert view.instance.due_at == datetime(2026, 12, 15, 9, 0, tzinfo=UTC) - beijing  # 10 working days
     co = next(t for t in view.tasks if t.bpmn_id == "co_investigation")
-    assert co.due_at is None  # no limit for that step
+    assert co.due_at == datetime(2026, 12, 4, 9, 0, tzinfo=UTC) - beijing  # the archetype's default: 3 working days
 
     api = login(app, "ly_officer")
     assert api.get(f"/api/v1/tasks/{task.id}").get_json()["level"] == "none"

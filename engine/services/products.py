@@ -741,6 +741,14 @@ class ProductService:
         entry = self._archetype(key)
         return entry is not None and any(c["connector"] == "contract.generate" for c in entry["connectors"])
 
+    def _time_limits(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config's time limits, with the archetype's default limit for every step the config leaves
+        out: every step has a clock (no standard product set step limits, so no task was ever late)."""
+        limits = dict(config.get("time_limits") or {})
+        entry = self._archetype(config["archetype"]) or {"user_tasks": []}
+        defaults = {task["id"]: task["time_limit"] for task in entry["user_tasks"] if "time_limit" in task}
+        return {**limits, "steps": {**defaults, **(limits.get("steps") or {})}}
+
     def message_schema(self, key: str, message: str) -> dict[str, Any] | None:
         """The JSON Schema of what an outside party's message to an archetype carries (None: unknown)."""
         entry = self._archetype(key)
@@ -787,7 +795,7 @@ class ProductService:
                 dict(bindings.get("forms") or {}),
                 dict(bindings.get("roles") or {}),
                 self.derived_forms(version.config),
-                dict(version.config.get("time_limits") or {}),
+                self._time_limits(version.config),
                 dict(bindings.get("assignment") or {}),
                 {k: version.config[k] for k in ("code", "name", "contract_template", "parameters")},
                 self.end_outcomes(session.get(ProcessDefinition, version.definition_id).key),
