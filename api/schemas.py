@@ -358,7 +358,12 @@ class ProductSchema(Schema):
 
 class ProductDetailSchema(ProductSchema):
     config = fields.Dict(metadata={"description": "the config of the current published version"})
-    draft = fields.Dict(metadata={"description": "the editable config (a merge patch for local products)"})
+    draft = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "the editable config (a merge patch for local products); null unless you edit products"
+        },
+    )
 
 
 class ProductListSchema(Schema):

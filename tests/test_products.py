@@ -431,6 +431,22 @@ def test_a_limit_reaching_a_year_without_a_calendar_is_flagged_not_guessed(
     assert alert.payload["year"] == 2027 and set(alert.recipients) == admins
 
 
+def test_an_unpublished_draft_changes_nothing_the_catalog_lists(catalog: CreditFlow, app: Any) -> None:
+    """A province draft renamed FND-DAINONG and moved it to the instant archetype: loan officers saw both
+    at once, filtered on it and read the draft, though applications still ran the published version."""
+    from tests.conftest import login
+
+    province, officer = login(app, "pm"), login(app, "ly_officer")
+    draft = province.get("/api/v1/products/FND-DAINONG").get_json()["draft"]
+    changed = {**draft, "name": "富农贷·草稿改名未发布", "archetype": "a1_instant_online"}
+    assert province.put("/api/v1/products/FND-DAINONG/draft", json={"draft": changed}).status_code == 200
+    listed = officer.get("/api/v1/products?archetype=a1_instant_online").get_json()["items"]
+    assert "FND-DAINONG" not in [p["code"] for p in listed]
+    seen = officer.get("/api/v1/products/FND-DAINONG").get_json()
+    assert (seen["name"], seen["archetype"], seen["draft"]) == (draft["name"], "a4_standard_offline", None)
+    assert province.get("/api/v1/products/FND-DAINONG").get_json()["draft"]["name"] == "富农贷·草稿改名未发布"
+
+
 def test_a_local_product_names_its_template_over_http(catalog: CreditFlow, app: Any) -> None:
     from tests.conftest import login
 

@@ -35,7 +35,10 @@ def _service() -> Any:
 
 
 def product_body(view: ProductView) -> dict[str, Any]:
+    """A product as the catalog lists it; its unpublished draft only for those who edit products
+    (a loan officer saw a draft's new name and archetype before anyone had published it)."""
     p, current = view.product, view.current
+    editor = current_principal().can(PRODUCTS_WRITE)
     return {
         "code": p.code,
         "name": p.name,
@@ -46,7 +49,7 @@ def product_body(view: ProductView) -> dict[str, Any]:
         "template_id": p.template_id,
         "current_version": current.version if current else None,
         "config": current.config if current else None,
-        "draft": p.draft,
+        "draft": p.draft if editor else None,
     }
 
 

@@ -176,7 +176,7 @@ class ProductService:
             existing = {p.code: p for p in session.scalars(select(Product).where(Product.template_id.is_(None)))}
             for code, config in configs.items():
                 product = existing.get(code) or Product(code=code, tenant_id=None, created_at=now)
-                _describe(product, config)
+                _describe(product, config)  # published just below
                 product.draft, product.updated_at = config, now
                 session.add(product)
         versions = []
@@ -243,6 +243,7 @@ class ProductService:
                 published_by_id=principal.user_id,
             )
             session.add(version)
+            _describe(product, config)  # the catalog lists what applications get, not an unpublished draft
             session.flush()
             return version
 
@@ -444,9 +445,11 @@ class ProductService:
                 raise InvalidInput("the code of a product cannot change", [{"field": "code", "message": "must stay"}])
             base = session.get(ProductVersion, product.base_version_id) if product.base_version_id else None
             product.draft = {**draft, "code": code} if base is not None else draft
-            _describe(product, merge_patch(base.config, product.draft) if base is not None else product.draft)
+            latest = self._latest(session, product.id)
+            if latest is None:  # listed by its draft until it is first published, then by what it runs
+                _describe(product, merge_patch(base.config, product.draft) if base is not None else product.draft)
             product.updated_at = self.platform.clock.now()
-            return ProductView(product, self._latest(session, product.id))
+            return ProductView(product, latest)
 
     def diff(self, principal: Principal, code: str) -> dict[str, Any]:
         """A local product's overrides against its template base, and whether the template moved on."""
@@ -500,7 +503,8 @@ class ProductService:
                 and value_at(new.config, path) != value  # the province came round to the bank's value: no conflict
             ]
             product.base_version_id, product.updated_at = new.id, self.platform.clock.now()
-            _describe(product, merge_patch(new.config, product.draft))
+            if self._latest(session, product.id) is None:
+                _describe(product, merge_patch(new.config, product.draft))
             return {"code": code, "from_version": old.version, "to_version": new.version, "conflicts": conflicts}
 
     def _check_owner(self, session: Session, principal: Principal, product: Product) -> None:
