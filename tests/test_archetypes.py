@@ -761,6 +761,8 @@ def test_a5_waits_for_the_guarantor_and_the_subsidy_filing(a5: CreditFlow, ledge
     view = drive(a5, view, {"review": REVIEW_OK, "approval": APPROVE, "face_signing": face_signed})
     assert_waiting(a5, view, "subsidy_registered")
     assert ledger["disbursements"] == [("300000.00", "6222021234567890128")]
+    (paid,) = events(a5, view, "disbursed")  # the money moved: on record before the subsidy filing
+    assert (paid.payload["amount"], paid.payload["reference"]) == ("300000.00", {"disbursement_id": "FK-0001"})
 
     view = a5.instances.send_message(SYSTEM, view.instance.id, "subsidy_registered", {"filing_no": "TX-2026-0456"})
     assert end_of(a5, view) == "end_subsidy_registered"

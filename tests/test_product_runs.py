@@ -648,7 +648,9 @@ def announced(platform: CreditFlow, view: InstanceView) -> list[tuple[str, Any]]
     with platform.db.transaction() as session:
         messages = session.scalars(select(OutboxMessage).where(OutboxMessage.topic.startswith("application.")))
         found = [m for m in messages if m.payload["instance_id"] == view.instance.id]
-    return [(m.topic, m.payload["approved_amount"]) for m in sorted(found, key=lambda m: m.id)]
+    return [
+        (m.topic, m.payload.get("approved_amount", m.payload.get("amount"))) for m in sorted(found, key=lambda m: m.id)
+    ]
 
 
 def apply_instant(platform: CreditFlow, key: str, *, id_number: str | None = None, **changes: Any) -> InstanceView:
@@ -693,7 +695,11 @@ def test_instant_product_approves_and_disburses_without_a_human(instant: CreditF
     assert evaluated == ["access", "scorecard", "pricing"]
     # the channel learns the outcome from the answer, and later from the application's own event
     assert view.outcome == instant.instances.get(SYSTEM, view.instance.id).outcome == "approved"
-    assert announced(instant, view) == [("application.approved", data["approved_amount"])]
+    paid = data["approved_amount"]  # told the money moved, then how the application ended
+    assert announced(instant, view) == [("application.disbursed", paid), ("application.approved", paid)]
+    (disbursed,) = events(instant, view, "disbursed")
+    assert disbursed.payload["contract_no"] == data["contract"]["contract_no"]
+    assert disbursed.payload["reference"] == data["disbursement"]
 
 
 def test_a_purpose_is_a_short_phrase_never_a_clause(instant: CreditFlow) -> None:

@@ -48,6 +48,10 @@ _ROUND_COLUMNS = [column for column in _TASK.c if column.name != "id"]
 _RUNNING: ContextVar[Execution | None] = ContextVar("creditflow_execution", default=None)
 
 
+# Connectors that move money, and the audit event (and ``application.<event>`` message) each success is
+MONEY_MOVES = {"core_banking/disburse": "disbursed", "core_banking/renew": "renewed"}
+
+
 def current_execution() -> Execution:
     """The instance change the engine is running in this context: connectors that work on the
     instance itself (the contract steps) write their documents and journal entries through it."""
@@ -254,6 +258,34 @@ class Execution:
             },
         )
 
+    def _money_moved(self, event: str, task: Task, result: Any) -> None:
+        """Core banking paid out (or renewed) the loan: the audit trail says so, and whoever submitted
+        the application hears ``application.disbursed`` at once, before any later wait (a policy loan's
+        subsidy filing kept a paid loan "running" for the channel)."""
+        contract = task.data.get("contract") or {}
+        details = {
+            "amount": task.data.get("approved_amount"),
+            "contract_no": contract.get("contract_no") if isinstance(contract, dict) else None,
+            "reference": result if isinstance(result, dict) else None,
+        }
+        self.journal.record(event, task_id=str(task.id), bpmn_id=task.task_spec.bpmn_id, actor=False, **details)
+        binding, instance = getattr(self.workflow, "product_binding", None), self.instance
+        if binding is None:
+            return
+        publish(
+            self.session,
+            self.now,
+            tenant_id=instance.tenant_id,
+            topic=f"application.{event}",
+            recipients=[instance.started_by_id] if instance.started_by_id is not None else [],
+            payload={
+                "instance_id": instance.id,
+                "business_key": instance.business_key,
+                "product": binding.contract.get("code"),
+                **details,
+            },
+        )
+
     def _write_reopened(self) -> None:
         """A returned-to task keeps its id (SpiffWorkflow's) and opens again with a fresh offer and a
         fresh clock. The round it closed stays a completed task of its own, under a new id, with that
@@ -290,6 +322,9 @@ class Execution:
         evaluation = task.internal_data.pop(EVALUATION_KEY, None)
         if evaluation is not None:  # kept once, in the audit trail, not in the instance state
             self.journal.record("rule_evaluated", task_id=str(task.id), bpmn_id=spec.bpmn_id, actor=False, **evaluation)
+        moved = MONEY_MOVES.get(getattr(spec, "operation_name", ""))
+        if moved is not None and spec.result_variable in task.data:
+            self._money_moved(moved, task, task.data[spec.result_variable])
         if isinstance(spec, ExclusiveGateway | InclusiveGateway):
             taken = [c.task_spec.bpmn_id or c.task_spec.name for c in task.children]
             self.journal.record(
