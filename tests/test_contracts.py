@@ -114,6 +114,29 @@ def test_the_readme_example_application_is_approved_and_signed(bank: CreditFlow,
     assert (signed["status"], signed["outcome"]) == ("completed", "approved")
 
 
+def test_a_channel_reads_where_its_application_stands_not_the_banks_reasoning(
+    bank: CreditFlow, officer: ApiClient
+) -> None:
+    """The channel's key read the raw rule hits (which list named a suspected fraudster), the thresholds
+    to stay under, the credit report and a risk manager's "勿告知客户"."""
+    from tests.test_accounts import KEYS, add_user, with_key
+
+    add_user(bank, "ly_mbank", "bank-lingyuan", "loan_officer", "ly-chengguan", service=True)
+    app = officer.client.application
+    key = login(app, "ly_admin").post(KEYS, json={"username": "ly_mbank", "name": "手机银行"}).get_json()["key"]
+    channel = with_key(app, key, "X-API-Key")
+    applicant, data = application(CATALOG[PRODUCT])
+    started = channel.post(f"/api/v1/products/{PRODUCT}/applications", json={"applicant": applicant, "data": data})
+    assert started.status_code == 201, started.get_json()
+    body = channel.get(f"/api/v1/process-instances/{started.get_json()['id']}").get_json()
+    staff = officer.get(f"/api/v1/process-instances/{body['id']}").get_json()
+    internal = {"access", "scorecard", "pricing", "bureau", "blacklist_hit", "score"}
+    assert internal <= set(staff["data"]) and not internal & set(body["data"])
+    assert {"applicant", "amount", "approved_amount", "contract", "sealed_contract"} <= set(body["data"])
+    assert channel.get(f"/api/v1/process-instances/{body['id']}/history").status_code == 403
+    assert officer.get(f"/api/v1/process-instances/{body['id']}/history").status_code == 200
+
+
 @pytest.fixture
 def signed(bank: CreditFlow, officer: ApiClient) -> Iterator[dict[str, Any]]:
     body = apply(officer)

@@ -22,6 +22,7 @@ from api.schemas import (
 )
 from api.security import current_principal, requires
 from engine.org.roles import AUDIT_READ, INSTANCES_MANAGE, INSTANCES_READ, INSTANCES_START
+from engine.services.channel_view import channel_data, channel_error
 from engine.services.instances import InstanceView
 from engine.sla.deadlines import stored_level
 
@@ -33,8 +34,10 @@ def _service() -> Any:
 
 
 def instance_body(view: InstanceView) -> dict[str, Any]:
+    """An instance as the API shows it; to an integration account, its channel view (``channel_view``)."""
     i = view.instance
     now = current_app.extensions["creditflow"].clock.now()
+    channel = current_principal().is_service
     return {
         "id": i.id,
         "definition_key": view.definition.key,
@@ -43,8 +46,8 @@ def instance_body(view: InstanceView) -> dict[str, Any]:
         "status": i.status,
         "outcome": view.outcome,
         "version": i.version,
-        "data": i.data,
-        "error": i.error,
+        "data": channel_data(i.data) if channel else i.data,
+        "error": channel_error(i.error) if channel else i.error,
         "tasks": [task_row(t, stored_level(t, now)) for t in view.tasks],
         "created_at": i.created_at,
         "updated_at": i.updated_at,

@@ -471,6 +471,9 @@ class InstanceService:
             return views, total, keyset.cursor_of("newest", NEWEST_FIRST, rows[-1]) if more else None
 
     def history(self, principal: Principal, instance_id: str) -> list[AuditEvent]:
+        """The audit trail, for the bank's staff: rule hits, scores and opinions are not a channel's."""
+        if principal.is_service:
+            raise Forbidden("an integration account reads an application's channel view, not its audit trail")
         with self.platform.db.transaction() as session:
             self._load(session, principal, instance_id)
             return list(
