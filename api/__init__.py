@@ -9,6 +9,7 @@ from flask import Flask, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from api import request_ids
 from api.integers import PathInteger
 from api.json_provider import JsonProvider, JsonRequest
 from api.problems import from_domain_error, from_http_exception, problem
@@ -82,6 +83,8 @@ def create_app(platform: Any) -> Flask:
     api.register_blueprint(tasks.files)
     api.register_blueprint(monitor.escalations_blp)
 
+    request_ids.install(app)  # first: every answer below, errors included, carries the id
+
     @app.before_request
     def _limits_and_auth() -> None:
         if request.is_json:  # application/json and every +json type the parser reads alike
@@ -97,7 +100,10 @@ def create_app(platform: Any) -> Flask:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        detail = "the error was logged; read the resource back before retrying a change"  # it may have committed
+        detail = (  # it may have committed
+            f"the error was logged under request id {request_ids.current_request_id()}; "
+            "read the resource back before retrying a change"
+        )
         return problem(500, "Internal server error", detail)
 
     return app

@@ -680,8 +680,12 @@ def serve(host: str, port: int, threads: int, with_scheduler: bool) -> None:
     from waitress import create_server
 
     from api import create_app
+    from api.request_ids import RequestIdFilter
     from engine.jobs.scheduler import start_background
 
+    for handler in logging.getLogger().handlers:  # "-" outside a request: the scheduler's lines
+        handler.addFilter(RequestIdFilter())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
     platform = _platform()
     server = create_server(create_app(platform), host=host, port=port, threads=threads, ident="creditflow")
     if with_scheduler:

@@ -50,6 +50,16 @@ def test_health_is_ready_only_on_a_reachable_database_at_the_codes_schema(
         assert detail in answer.get_json()["detail"]
 
 
+def test_every_answer_carries_a_request_id_an_operator_can_find_in_the_logs(app: Any) -> None:
+    client = app.test_client()
+    given = client.get("/api/v1/health", headers={"X-Request-Id": "lb-7f3a9c.01"})
+    assert given.headers["X-Request-Id"] == "lb-7f3a9c.01"  # the load balancer's, kept
+    for headers in ({}, {"X-Request-Id": "has spaces; and <tags>"}):  # made up when missing or not a token
+        answer = client.get("/api/v1/tasks", headers=headers)
+        assert answer.status_code == 401 and len(answer.headers["X-Request-Id"]) == 32
+    assert len({client.get("/api/v1/health").headers["X-Request-Id"] for _ in range(3)}) == 3
+
+
 def test_every_endpoint_but_health_and_docs_needs_a_token(app: Any) -> None:
     client = app.test_client()
     assert client.get("/api/v1/health").status_code == 200
