@@ -50,6 +50,16 @@ def test_health_is_ready_only_on_a_reachable_database_at_the_codes_schema(
         assert detail in answer.get_json()["detail"]
 
 
+def test_a_query_parameter_no_endpoint_defines_is_refused_not_ignored(api: ApiClient) -> None:
+    """``?applicant=王`` and ``?id_number=…`` listed every application as if they had matched."""
+    for url in ("/api/v1/process-instances?id_number=37010219820315202X", "/api/v1/tasks?q=王秀英"):
+        refused = api.get(url)
+        assert refused.status_code == 422 and refused.mimetype == PROBLEM, refused.get_json()
+        parameter = url.split("?")[1].split("=")[0]
+        assert refused.get_json()["errors"] == [{"field": parameter, "message": "Unknown field."}]
+    assert api.get("/api/v1/process-instances?status=running&limit=5").status_code == 200
+
+
 def test_every_answer_carries_a_request_id_an_operator_can_find_in_the_logs(app: Any) -> None:
     client = app.test_client()
     given = client.get("/api/v1/health", headers={"X-Request-Id": "lb-7f3a9c.01"})

@@ -6,9 +6,9 @@ from datetime import date
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.blueprint import Blueprint
 from api.integers import Integer
 from api.schemas import CalendarDayListSchema, CalendarDaySchema, CalendarQuerySchema
 from api.security import current_principal, requires

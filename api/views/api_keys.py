@@ -7,9 +7,9 @@ from datetime import UTC
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.blueprint import Blueprint
 from api.integers import Integer
 from api.security import current_principal, requires
 from engine.org.roles import ORG_ADMIN

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.blueprint import Blueprint
 from api.integers import Integer
 from api.schemas import TokenRequestSchema, TokenSchema
 from api.security import AUTHENTICATED, current_bearer_token, current_principal, requires

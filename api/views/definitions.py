@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 
+from api.blueprint import Blueprint
 from api.schemas import (
     DefinitionListSchema,
     DefinitionQuerySchema,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from api.blueprint import Blueprint
 from api.files import file_response
 from api.integers import Integer
 from api.security import current_principal, requires

@@ -5,9 +5,9 @@ it requests that could only fail."""
 from __future__ import annotations
 
 from flask import current_app
-from flask_smorest import Blueprint
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.blueprint import Blueprint
 from api.schemas import HealthSchema
 from engine.errors import Unavailable
 from engine.store.migrate import current_revision, head_revision

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.blueprint import Blueprint
 from api.integers import Integer
 from api.security import current_principal, requires
 from engine.inbox.queries import LEVELS

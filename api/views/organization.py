@@ -10,9 +10,9 @@ from dataclasses import asdict
 from typing import Any
 
 from flask import current_app, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from api.blueprint import Blueprint
 from api.integers import Integer
 from api.schemas import PageQuerySchema
 from api.security import current_principal, requires

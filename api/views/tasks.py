@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 
+from api.blueprint import Blueprint
 from api.files import file_response
 from api.rows import inbox_row, task_row
 from api.schemas import (

@@ -9,9 +9,9 @@ from dataclasses import asdict
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.blueprint import Blueprint
 from api.integers import Integer
 from api.schemas import PageQuerySchema
 from api.security import current_principal, requires

@@ -246,6 +246,8 @@ class ProcessInstance(Base):
     __tablename__ = "process_instance"
     __table_args__ = (
         Index("ix_process_instance_tenant_status", "tenant_id", "status"),
+        # the application list, newest first (a sort of the whole table per page at 300,000 rows)
+        Index("ix_process_instance_tenant_created", "tenant_id", "created_at", "id"),
         # one open application per borrower and product in a bank: five parallel submissions by one
         # borrower were five loans
         Index(

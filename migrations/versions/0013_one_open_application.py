@@ -1,4 +1,4 @@
-"""one open application per borrower and product in a bank
+"""one open application per borrower and product in a bank; the application list's index
 
 Revision ID: 0013
 Revises: 0012
@@ -28,9 +28,11 @@ def upgrade() -> None:
             postgresql_where=sa.text(OPEN),
             sqlite_where=sa.text(OPEN),
         )
+        batch_op.create_index("ix_process_instance_tenant_created", ["tenant_id", "created_at", "id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("process_instance", schema=None) as batch_op:
+        batch_op.drop_index("ix_process_instance_tenant_created")
         batch_op.drop_index("uq_process_instance_open_application")
         batch_op.drop_column("application_key")
