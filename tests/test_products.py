@@ -293,6 +293,24 @@ def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: Cr
         assert any(problem in p["message"] for p in refused.value.problems), (override, refused.value.problems)
 
 
+def test_every_problem_of_an_application_comes_in_one_answer(catalog: CreditFlow) -> None:
+    """An officer fixed the amount and the ID number, and only then learnt of the mobile and the card."""
+    with pytest.raises(InvalidInput) as caught:
+        catalog.products.apply(
+            SYSTEM,
+            "FND-DAINONG",
+            applicant={**applicant(), "id_number": "370102198001011230", "mobile": "123"},
+            data={
+                "amount": "99999999.00",
+                "term_months": 12,
+                "account": "6222021234567890120",
+                "purpose": "购买生产资料",
+            },
+        )
+    fields = sorted(p["field"] for p in caught.value.problems)
+    assert fields == ["applicant.id_number", "applicant.mobile", "data.account", "data.amount"]
+
+
 def test_the_age_rules_read_comes_from_the_id_number_and_bad_ids_are_refused(catalog: CreditFlow) -> None:
     view = catalog.products.apply(
         SYSTEM,

@@ -622,25 +622,28 @@ class ProductService:
             binding = self.binding(session, version.id)
             config = version.config
             authority = self._authority(session, principal, config, binding)
-        problems = (
+        # every problem in one answer: an officer fixed the amount and the ID number, only to be told then
+        # about the mobile number and the card
+        limits = (
             _limit_problems(config["parameters"], data)
             + _choice_problems(config, data, self._segment_mapping)
             + _applicant_problems(applicant)
         )
-        if problems:  # the age below needs a valid ID number
-            raise InvalidInput(f"the application is outside the limits of product {code}", problems)
+        valid_id = "id_number" in applicant and not any(p["field"] == "applicant.id_number" for p in limits)
         start_data = {
             **data,
             # the age the rules read is derived from the ID number, never taken from the client
             **(
                 {"age": age_on(applicant["id_number"], self.platform.clock.now().astimezone(CHINA).date())}
-                if "id_number" in applicant
+                if valid_id
                 else {}
             ),
             "applicant": applicant,
             "product": {"code": code, "version": version.version, "name": config["name"]},
         }
         start_form = self._start_forms().get(config["archetype"])
+        if start_form is None and limits:
+            raise InvalidInput(f"the application is outside the limits of product {code}", limits)
         if start_form is not None:
             archetype = self._archetype(config["archetype"])
             computed = _computed_inputs(archetype)
@@ -661,8 +664,10 @@ class ProductService:
                 named = {p["field"] for p in problems}
                 contract = self.platform.documents.application_problems(config, start_data, fields)
                 problems += [p for p in contract if p["field"] not in named]
+            taken = {q["field"] for q in limits} | ({"data.age"} if not valid_id else set())  # age comes from the ID
+            problems = [*limits, *(p for p in problems if p["field"] not in taken)]
             if problems:
-                raise InvalidInput(f"the application lacks what product {code} needs", problems)
+                raise InvalidInput(f"the application does not meet what product {code} needs", problems)
             bounds = bound_problems(start_form, start_data, config["parameters"], start_data)
             if bounds:  # a renewal renews the old loan's balance, never more (no new money)
                 problems = [{**p, "field": f"data.{p['field']}"} for p in bounds]
