@@ -424,9 +424,12 @@ def test_review_needs_an_amount_when_approving(catalog: FormCatalog) -> None:
 
 def test_approval_rules(catalog: FormCatalog) -> None:
     form = catalog.get("approval")
-    assert validate_form_data(form, {"decision": "approve", "approved_amount": "30000.00"}) == []
+    assert (
+        validate_form_data(form, {"decision": "approve", "approved_amount": "30000.00", "approved_rate_bp": 45}) == []
+    )
     assert validate_form_data(form, {"decision": "approve"}) == [
-        {"field": "approved_amount", "message": "is required", "code": "required"}
+        {"field": "approved_amount", "message": "is required", "code": "required"},
+        {"field": "approved_rate_bp", "message": "is required", "code": "required"},
     ]
     assert validate_form_data(form, {"decision": "return"}) == [
         {"field": "comment", "message": "is required", "code": "required"}
