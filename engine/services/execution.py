@@ -31,6 +31,7 @@ from engine.jobs.queue import cancel, enqueue
 from engine.notify.outbox import publish
 from engine.runtime.decision_task import EVALUATION_KEY
 from engine.runtime.workflow_state import dump_state, plain_json
+from engine.services.channel_view import channel_error
 from engine.sla.calendar import UnknownCalendarYear
 from engine.sla.escalation import PROCESS, TASK, THRESHOLDS, schedule, unschedule_process, unschedule_tasks
 from engine.store.audit import Journal
@@ -241,20 +242,29 @@ class Execution:
         else:
             return
         data = instance.data or {}
+        self._tell_submitter(
+            binding,
+            self.outcome,
+            outcome=self.outcome,
+            end_event=_end_event(self.workflow) if status == COMPLETED else None,
+            approved_amount=data.get("approved_amount") if self.outcome == "approved" else None,
+            error=(channel_error(instance.error) or {}).get("message") if status == ERROR else None,
+        )
+
+    def _tell_submitter(self, binding: Any, event: str, **details: Any) -> None:
+        """``application.<event>`` to whoever submitted the application (and so to the bank's webhooks)."""
+        instance = self.instance
         publish(
             self.session,
             self.now,
             tenant_id=instance.tenant_id,
-            topic=f"application.{self.outcome}",
+            topic=f"application.{event}",
             recipients=[instance.started_by_id] if instance.started_by_id is not None else [],
             payload={
                 "instance_id": instance.id,
                 "business_key": instance.business_key,
                 "product": binding.contract.get("code"),
-                "outcome": self.outcome,
-                "end_event": _end_event(self.workflow) if status == COMPLETED else None,
-                "approved_amount": data.get("approved_amount") if self.outcome == "approved" else None,
-                "error": (instance.error or {}).get("message") if status == ERROR else None,
+                **details,
             },
         )
 
@@ -269,22 +279,9 @@ class Execution:
             "reference": result if isinstance(result, dict) else None,
         }
         self.journal.record(event, task_id=str(task.id), bpmn_id=task.task_spec.bpmn_id, actor=False, **details)
-        binding, instance = getattr(self.workflow, "product_binding", None), self.instance
-        if binding is None:
-            return
-        publish(
-            self.session,
-            self.now,
-            tenant_id=instance.tenant_id,
-            topic=f"application.{event}",
-            recipients=[instance.started_by_id] if instance.started_by_id is not None else [],
-            payload={
-                "instance_id": instance.id,
-                "business_key": instance.business_key,
-                "product": binding.contract.get("code"),
-                **details,
-            },
-        )
+        binding = getattr(self.workflow, "product_binding", None)
+        if binding is not None:
+            self._tell_submitter(binding, event, **details)
 
     def _write_reopened(self) -> None:
         """A returned-to task keeps its id (SpiffWorkflow's) and opens again with a fresh offer and a
