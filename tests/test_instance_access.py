@@ -76,7 +76,11 @@ def test_an_application_is_read_by_its_branch_the_head_office_and_whoever_works_
     platform = bank_app.extensions["creditflow"]
     xg = platform.organization.get_user(SYSTEM, "xg_officer").id
     assert officer.post(f"/api/v1/tasks/{task['id']}/delegate", json={"user_id": xg}).status_code == 200
-    assert login(bank_app, "xg_officer").get(paths[0]).status_code == 200
+    delegate = login(bank_app, "xg_officer")
+    assert delegate.get(paths[0]).status_code == 200
+    # ... and still reads it once the task went back: the work they did is theirs to look at (a 404 before)
+    assert delegate.post(f"/api/v1/tasks/{task['id']}/resolve", json={"comment": "已实地核实"}).status_code == 200
+    assert delegate.get(paths[0]).status_code == 200
 
 
 def test_a_branch_heads_all_view_holds_only_the_tasks_of_applications_they_read(bank_app: Any) -> None:

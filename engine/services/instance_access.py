@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from engine.org.units import unit_ids
 from engine.services.principal import Principal
-from engine.store.models import HumanTask, OrgUnit, ProcessInstance
+from engine.store.models import HumanTask, InstanceDuty, OrgUnit, ProcessInstance
 
 
 def readable(principal: Principal) -> ColumnElement[bool]:
@@ -36,6 +36,8 @@ def readable(principal: Principal) -> ColumnElement[bool]:
         me = principal.user_id
         worked = or_(HumanTask.assignee_id == me, HumanTask.owner_id == me, HumanTask.completed_by_id == me)
         conditions.append(exists().where(HumanTask.instance_id == ProcessInstance.id, worked))
+        # a duty done on it: a delegate who resolved a task back is no assignee any more, yet did its work
+        conditions.append(exists().where(InstanceDuty.instance_id == ProcessInstance.id, InstanceDuty.user_id == me))
         conditions.append(ProcessInstance.started_by_id == me)
     return or_(*conditions)
 
