@@ -492,11 +492,23 @@ def test_a_guaranteed_loan_application_must_name_its_guarantors(
     assert config["contract_template"] == "personal-guaranteed"
     publish(bank, tmp_path, config)
     applicant, data = application(config)
-    del data["guarantors"]
+    guarantor = data.pop("guarantors")[0]
     response = officer.post(f"/api/v1/products/{code}/applications", json={"applicant": applicant, "data": data})
     assert response.status_code == 422
     assert response.get_json()["errors"] == [
         {"field": "data.guarantors", "message": "the contract (personal-guaranteed) needs it"}
+    ]
+    # someone else, each once: the borrower as their own guarantor was taken
+    themselves = {**guarantor, "name": applicant["name"], "id_number": applicant["id_number"]}
+    data["guarantors"] = [themselves, guarantor, guarantor]
+    response = officer.post(f"/api/v1/products/{code}/applications", json={"applicant": applicant, "data": data})
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [
+        {
+            "field": "data.guarantors[0].id_number",
+            "message": "is the borrower's: a borrower cannot guarantee their own loan",
+        },
+        {"field": "data.guarantors[2].id_number", "message": "names the same person as guarantors[1]"},
     ]
 
 

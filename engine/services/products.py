@@ -628,6 +628,7 @@ class ProductService:
             _limit_problems(config["parameters"], data)
             + _choice_problems(config, data, self._segment_mapping)
             + _applicant_problems(applicant)
+            + _guarantor_problems(applicant, data)
         )
         valid_id = "id_number" in applicant and not any(p["field"] == "applicant.id_number" for p in limits)
         start_data = {
@@ -870,6 +871,29 @@ def _applicant_problems(applicant: dict[str, Any]) -> list[dict[str, str]]:
         return []
     problem = resident_id_problem(number) if isinstance(number, str) else "must be text"
     return [{"field": "applicant.id_number", "message": problem}] if problem else []
+
+
+def _guarantor_problems(applicant: dict[str, Any], data: dict[str, Any]) -> list[dict[str, str]]:
+    """A guarantor is someone else, each once: a borrower listed as their own guarantor was taken, and
+    the contract would have bound them twice to the same debt."""
+    guarantors = data.get("guarantors")
+    if not isinstance(guarantors, list):
+        return []
+    borrower = str(applicant.get("id_number") or "").upper()
+    seen: dict[str, int] = {}
+    problems = []
+    for index, guarantor in enumerate(guarantors):
+        number = str(guarantor.get("id_number") or "").upper() if isinstance(guarantor, dict) else ""
+        field = f"data.guarantors[{index}].id_number"
+        if number and number == borrower:
+            problems.append(
+                {"field": field, "message": "is the borrower's: a borrower cannot guarantee their own loan"}
+            )
+        elif number in seen:
+            problems.append({"field": field, "message": f"names the same person as guarantors[{seen[number]}]"})
+        if number:
+            seen.setdefault(number, index)
+    return problems
 
 
 def _limit_problems(parameters: dict[str, Any], data: dict[str, Any]) -> list[dict[str, str]]:
