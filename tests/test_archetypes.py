@@ -99,12 +99,13 @@ def connectors(ledger: dict[str, list[Any]]) -> ConnectorRegistry:
     def seal(task: Any, document_id: str) -> dict[str, Any]:
         return {"document_id": f"{document_id}-sealed", "sha256": hashlib.sha256(document_id.encode()).hexdigest()}
 
-    def disburse(amount: str, account: str, reference: str) -> dict[str, Any]:
+    def disburse(amount: str, account: str, reference: str, id_number: str) -> dict[str, Any]:
         if account == FLAKY_ACCOUNT and account not in ledger["refused"]:
             ledger["refused"].append(account)
             raise ConnectorError("核心系统日终批处理中，暂停转账")
         Decimal(amount)  # a non-amount would be a modelling error: fail loudly
         assert reference.startswith("HT-"), reference  # the contract's number: core banking's duplicate check
+        assert len(id_number) == 18, id_number  # the borrower: core banking checks whose account it pays
         ledger["disbursements"].append((amount, account))
         return {"disbursement_id": f"FK-{len(ledger['disbursements']):04d}"}
 

@@ -688,7 +688,8 @@ def test_instant_product_approves_and_disburses_without_a_human(instant: CreditF
     assert data["contract"]["document_id"] == documents["contract_pdf"].id
     assert data["sealed_contract"]["document_id"] == documents["contract_sealed"].id
     assert instant.documents.verify(SYSTEM, documents["contract_sealed"].id)["status"] == "valid"
-    paid = demo_connectors.disburse(data["approved_amount"], data["account"], data["contract"]["contract_no"])
+    reference, borrower = data["contract"]["contract_no"], data["applicant"]["id_number"]
+    paid = demo_connectors.disburse(data["approved_amount"], data["account"], reference, borrower)
     assert data["disbursement"] == paid
     assert events(instant, view, "task_created") == []
     evaluated = [e.bpmn_id for e in events(instant, view, "rule_evaluated")]

@@ -56,9 +56,12 @@ def bureau_score(id_number: str) -> dict[str, Any]:
     return {"score": score, **CLEAN_REPORT, "source": "demo"}
 
 
-def disburse(amount: str, account: str, reference: str) -> dict[str, Any]:
+def disburse(amount: str, account: str, reference: str, id_number: str) -> dict[str, Any]:
     """``reference`` (the loan contract's number) is core banking's duplicate check: a retry after a
-    timeout answers with the first payout instead of paying again."""
+    timeout answers with the first payout instead of paying again. ``id_number`` lets core banking
+    check that the account is the borrower's (the demo keeps no accounts to check against)."""
+    if not id_number:
+        raise ConnectorError("no borrower: core banking cannot check whose account it pays", code="ACCOUNT_OWNER")
     if not account:
         raise ConnectorError("no disbursement account", code="ACCOUNT_MISSING")
     if not reference:
