@@ -215,6 +215,9 @@ def test_a_changed_byte_is_reported_as_tampered_by_the_api_and_the_cli(
         result = invoke("documents", "verify", str(path))
         assert result.exit_code == code, result.output
     assert "tampered" in result.output.lower()
+    monkeypatch.setenv("CREDITFLOW_PKI_DIR", str(tmp_path / "no-pki-here"))  # a contract checked elsewhere
+    lost = invoke("documents", "verify", str(tmp_path / "check-0.pdf"))
+    assert lost.exit_code == 2 and lost.output.startswith("error: no seal PKI in"), lost.output
 
 
 def test_the_seal_verifies_with_poppler_pdfsig_given_the_ca(
