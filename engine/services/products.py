@@ -159,6 +159,7 @@ class ProductService:
         self._bindings: dict[int, Binding] = {}
         self._lint_results: dict[str, list[dict[str, Any]]] = {}
         self._start: dict[str, FormDefinition] | None = None
+        self._input_schemas: dict[str, tuple[int, dict[str, Any] | None]] = {}  # rule -> (file mtime, schema)
         self._lock = threading.Lock()
 
     # -- the standard catalog ------------------------------------------------------------------
@@ -312,13 +313,23 @@ class ProductService:
         return self.manifest["conventions"]["rule_segments"]["mapping"]
 
     def _rule_inputs(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """The input schema of each bound rule (a rule without one is reported by the rule lint)."""
+        """The input schema of each bound rule (a rule without one is reported by the rule lint).
+
+        Read again only when its file changes: every application is checked against them, and the
+        access rule's file is some 380 KB of JSON."""
         found: dict[str, dict[str, Any]] = {}
         for rule in sorted(set(config["bindings"].get("decisions", {}).values())):
-            try:
-                found[rule] = input_schema(json.loads((self.rules_dir / f"{rule}.json").read_text(encoding="utf-8")))
-            except ValueError:
-                continue
+            path = self.rules_dir / f"{rule}.json"
+            changed = path.stat().st_mtime_ns
+            cached = self._input_schemas.get(rule)
+            if cached is None or cached[0] != changed:
+                try:
+                    schema: dict[str, Any] | None = input_schema(json.loads(path.read_text(encoding="utf-8")))
+                except ValueError:
+                    schema = None
+                cached = self._input_schemas[rule] = (changed, schema)
+            if cached[1] is not None:
+                found[rule] = cached[1]
         return found
 
     def _rule_value_problems(self, config: dict[str, Any], start_data: dict[str, Any]) -> list[dict[str, str]]:
