@@ -633,6 +633,7 @@ class ProductService:
             binding = self.binding(session, version.id)
             config = version.config
             authority = self._authority(session, principal, config, binding)
+            second = self._second_application(session, principal, code, applicant)
         # every problem in one answer: an officer fixed the amount and the ID number, only to be told then
         # about the mobile number and the card
         limits = (
@@ -690,8 +691,8 @@ class ProductService:
                 f"the amount goes above the credit committee's threshold ({threshold}) and the bank has no "
                 "active credit committee member (贷审会委员): an administrator grants the role first"
             )
-        with self.platform.db.transaction() as session:
-            self._refuse_a_second_open_application(session, principal, code, applicant)
+        if second is not None:  # looked up with the product; told after the input's own problems
+            raise second
         try:
             return self.platform.instances.start(
                 principal,
@@ -701,19 +702,22 @@ class ProductService:
                 org_unit=org_unit,
                 idempotency=idempotency,
             )
-        except Conflict:  # a parallel submission by the same borrower won the unique index
+        except Conflict as raced:  # a parallel submission by the same borrower won the unique index
             with self.platform.db.transaction() as session:
-                self._refuse_a_second_open_application(session, principal, code, applicant)
+                second = self._second_application(session, principal, code, applicant)
+            if second is not None:
+                raise second from raced
             raise
 
-    def _refuse_a_second_open_application(
+    def _second_application(
         self, session: Session, principal: Principal, code: str, applicant: dict[str, Any]
-    ) -> None:
-        """A borrower has one open (running or failed) application per product in a bank: five parallel
-        submissions of one borrower, each with its own Idempotency-Key, were five instant loans."""
+    ) -> Conflict | None:
+        """The 409 for a borrower who already has an open (running or failed) application on the product
+        in this bank: five parallel submissions of one borrower, each with its own Idempotency-Key, were
+        five instant loans. None when there is none."""
         number = applicant.get("id_number") or applicant.get("uscc") if isinstance(applicant, dict) else None
         if not isinstance(number, str) or not number:
-            return
+            return None
         found = session.scalar(
             select(ProcessInstance.id).where(
                 ProcessInstance.tenant_id == principal.tenant_id,
@@ -721,12 +725,13 @@ class ProductService:
                 ProcessInstance.status.in_(OPEN_STATUSES),
             )
         )
-        if found is not None:
-            field = "applicant.id_number" if "id_number" in applicant else "applicant.uscc"
-            raise Conflict(
-                f"this borrower already has an open application on product {code} ({found}); it must end first",
-                [{"field": field, "message": f"has an open application on {code}: {found}"}],
-            )
+        if found is None:
+            return None
+        field = "applicant.id_number" if "id_number" in applicant else "applicant.uscc"
+        return Conflict(
+            f"this borrower already has an open application on product {code} ({found}); it must end first",
+            [{"field": field, "message": f"has an open application on {code}: {found}"}],
+        )
 
     def _authority(
         self, session: Session, principal: Principal, config: dict[str, Any], binding: Binding
