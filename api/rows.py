@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
+
 from api.schemas import TaskSchema
+from engine.inbox.applicant import yuan
 
 _TASK_FIELDS = [name for name in TaskSchema().fields if name != "level"]
 
@@ -23,4 +26,12 @@ def inbox_row(view: Any) -> dict[str, Any]:
         "applicant_name": instance.applicant_name,
         "applicant_id_masked": instance.applicant_id_masked,
         "application_org_unit_id": instance.org_unit_id,
+        **application_label(instance),
     }
+
+
+def application_label(instance: Any) -> dict[str, Any]:
+    """The product and requested amount of the application an instance (or a task's instance) is."""
+    label = current_app.extensions["creditflow"].products.label(instance.product_version_id)
+    code, name = label or (None, None)
+    return {"product_code": code, "product_name": name, "amount": yuan(instance.amount_fen)}

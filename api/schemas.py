@@ -97,9 +97,22 @@ class TaskSchema(Schema):
     due_at = fields.DateTime(allow_none=True, metadata={"description": "the step's time limit, in working time"})
     escalate_at = fields.DateTime(allow_none=True, metadata={"description": "turns red (150 %)"})
     level = fields.String(metadata={"description": "SLA colour now: none, yellow, orange or red"})
+    returned_by_id = Integer(
+        allow_none=True, metadata={"description": "this round was reopened by a return (退回) from this user"}
+    )
+    returned_from = fields.String(allow_none=True, metadata={"description": "the step (BPMN id) that returned it"})
+    return_reason = fields.String(allow_none=True, metadata={"description": "why it was returned"})
 
 
-class InboxRowSchema(TaskSchema):
+class ApplicationLabelSchema(Schema):
+    """What a list shows of the application behind a row: product and requested amount."""
+
+    product_code = fields.String(allow_none=True)
+    product_name = fields.String(allow_none=True)
+    amount = fields.String(allow_none=True, metadata={"description": 'requested amount in yuan, e.g. "50000.00"'})
+
+
+class InboxRowSchema(TaskSchema, ApplicationLabelSchema):
     business_key = fields.String(allow_none=True)
     applicant_name = fields.String(allow_none=True)
     applicant_id_masked = fields.String(allow_none=True, metadata={"description": "the ID number, masked"})
@@ -126,6 +139,7 @@ class TaskFilterSchema(Schema):
     applicant = fields.String(validate=validate.Length(max=200), metadata={"description": "name, prefix match"})
     org_unit = fields.String(validate=validate.Length(max=64), metadata={"description": "unit code, with its subtree"})
     instance_id = fields.String(validate=validate.Length(max=36))
+    returned = fields.Boolean(metadata={"description": "only steps reopened by a return (true), or none of them"})
     sort = fields.String(validate=validate.OneOf(SORTS), metadata={"description": "due (default), priority, created"})
 
 
@@ -227,19 +241,33 @@ class FormSchema(Schema):
     ui_schema = fields.Dict(allow_none=True)
 
 
+class ReturnStepSchema(Schema):
+    bpmn_id = fields.String(metadata={"description": "pass as `step` to return here"})
+    name = fields.String(allow_none=True)
+    completed_by_id = Integer(allow_none=True, metadata={"description": "who did it, and gets it back"})
+    ended_at = fields.DateTime()
+
+
 class TaskDetailSchema(InboxRowSchema):
     remaining_working_minutes = Integer(
         allow_none=True, metadata={"description": "working time left until the step is due; negative once overdue"}
     )
-    data = fields.Dict(allow_none=True, metadata={"description": "the data the form opens with"})
+    data = fields.Dict(
+        allow_none=True,
+        metadata={"description": "the data the form opens with; a returned step's with what was entered before"},
+    )
     form_definition = fields.Nested(FormSchema, allow_none=True)
+    return_steps = fields.List(
+        fields.Nested(ReturnStepSchema),
+        metadata={"description": "the completed earlier steps this task may be returned to (退回), latest first"},
+    )
 
 
 class CompleteTaskSchema(Schema):
     data = fields.Dict(load_default=dict, metadata={"description": "the form data"})
 
 
-class InstanceSummarySchema(Schema):
+class InstanceSummarySchema(ApplicationLabelSchema):
     id = fields.String()
     definition_key = fields.String()
     definition_version = Integer()

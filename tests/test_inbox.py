@@ -12,11 +12,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from engine.clock import FrozenClock
 from engine.container import CreditFlow
+from engine.inbox.queries import InboxQuery
 from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
-from engine.store.models import HumanTask, InstanceDuty, OrgUnit, User, UserRole
+from engine.store.models import HumanTask, InstanceDuty, OrgUnit, Product, User, UserRole
 from tests.conftest import ApiClient, bank_card, deploy, login
+from tests.test_product_runs import form_data
 from tests.test_products import applicant, catalog, local_application, principal_of  # noqa: F401 - fixture
 
 SYSTEM = Principal.system()
@@ -179,8 +182,6 @@ def test_a_product_can_send_a_lane_to_the_head_office_with_candidate_groups_and_
     co = next(t for t in view.tasks if t.bpmn_id == "co_investigation")
     assert (co.role, co.org_unit_id, co.priority) == ("co_investigator", unit_id(catalog, "ly-hq"), 90)
     member = principal_of(catalog, "ly_committee1")
-    from engine.inbox.queries import InboxQuery
-
     assert [v.task.id for v in catalog.tasks.list(member, InboxQuery(view="candidate")).items] == [co.id]
     officer = principal_of(catalog, "ly_officer")
     by_product = catalog.tasks.list(officer, InboxQuery(view="mine", product="LY-DAINONG-HQ")).items
@@ -391,6 +392,66 @@ def test_return_to_an_earlier_step_goes_back_to_whoever_did_it(inbox_app: Any) -
     complete(reviewer, again)
     complete(approver, open_task(inbox_app, started, "approve"))
     assert platform.instances.verify_audit(SYSTEM, started["id"]).ok
+
+
+def test_a_returned_step_opens_with_what_was_entered_says_why_and_comes_back_to_whoever_returned_it(
+    app: Any,
+    catalog: CreditFlow,  # noqa: F811 - the fixture
+    clock: FrozenClock,
+) -> None:
+    view = local_application(catalog, {})
+    version = view.instance.product_version_id
+    officer, co, reviewer, approver = (
+        login(app, u) for u in ("ly_officer", "ly_officer2", "ly_reviewer", "ly_approver")
+    )
+    for client, step in ((officer, "main_investigation"), (co, "co_investigation"), (reviewer, "review")):
+        clock.advance(timedelta(hours=1))  # the steps listed to return to, latest first
+        task = next(t for t in catalog.tasks.list(SYSTEM, InboxQuery(view="all")).items if t.task.bpmn_id == step)
+        entered = form_data(catalog, version, task.task)
+        done = client.post(f"/api/v1/tasks/{task.task.id}/complete", json={"data": entered})
+        assert done.status_code == 200, done.get_json()
+    (approval,) = done.get_json()["tasks"]
+    assert approval["assignee_id"] is None  # offered to the approvers' pool
+    detail = approver.get(f"/api/v1/tasks/{approval['id']}").get_json()
+    assert [s["bpmn_id"] for s in detail["return_steps"]] == ["review", "co_investigation", "main_investigation"]
+    assert detail["return_steps"][0]["completed_by_id"] == user_id(catalog, "ly_reviewer")
+    url = f"/api/v1/tasks/{approval['id']}/return"
+    assert approver.post(url, json={"step": "approval", "reason": "x"}).status_code == 422  # not done yet
+
+    returned = approver.post(url, json={"step": "review", "reason": "补充近六个月经营流水"})
+    assert returned.status_code == 200, returned.get_json()
+    (again,) = returned.get_json()["tasks"]
+    # the reviewer's inbox shows it as a return, with the product and amount of the application
+    rows = reviewer.get("/api/v1/tasks?view=mine&returned=true").get_json()["items"]
+    assert [r["id"] for r in rows] == [again["id"]]
+    (row,) = rows
+    assert (row["returned_by_id"], row["returned_from"], row["return_reason"]) == (
+        user_id(catalog, "ly_approver"),
+        "approval",
+        "补充近六个月经营流水",
+    )
+    with catalog.db.transaction() as session:
+        name = session.scalars(select(Product.name).where(Product.code == "LY-DAINONG")).one()
+    assert (row["product_code"], row["product_name"], row["amount"]) == ("LY-DAINONG", name, "800000.00")
+    assert inbox(reviewer, "mine", returned="false") == []
+    # it opens with what the reviewer entered the first time
+    reopened = reviewer.get(f"/api/v1/tasks/{again['id']}").get_json()
+    fields_ = reopened["form_definition"]["schema"]["properties"]
+    assert {k: v for k, v in reopened["data"].items() if k in fields_} == entered
+    # done again, it comes straight back to the approver who returned it, not to the pool
+    redone = reviewer.post(
+        f"/api/v1/tasks/{again['id']}/complete", json={"data": {**entered, "comment": "已补充流水，经营稳定。"}}
+    )
+    assert redone.status_code == 200, redone.get_json()
+    (back,) = redone.get_json()["tasks"]
+    assert back["bpmn_id"] == "approval" and back["assignee_id"] == user_id(catalog, "ly_approver")
+    assert back["returned_by_id"] is None  # a new round, not a return
+    assert back["id"] in inbox(approver, "mine")
+    # the application list shows the product and amount too
+    (listed,) = [
+        i for i in officer.get("/api/v1/process-instances").get_json()["items"] if i["id"] == again["instance_id"]
+    ]
+    assert (listed["product_code"], listed["amount"]) == ("LY-DAINONG", "800000.00")
 
 
 def test_comments_and_attachments_are_kept_on_the_application(inbox_app: Any) -> None:

@@ -382,20 +382,7 @@ def drive(
             task = view.tasks[0]
             if until is not None and until(task):
                 break
-            detail = platform.tasks.get(SYSTEM, task.id)
-            form = platform.forms.get(task.form)
-            current = detail.data or {}
-            amount = current.get("amount")
-            limit = (current.get("pricing") or {}).get("limit")  # an approver stays within the rule's limit
-            if amount and limit is not None:
-                amount = f"{min(Decimal(str(amount)), Decimal(str(limit))):.2f}"
-            data = SchemaData(born=birth_date(CLEAN["age"]), amount=str(amount) if amount else None)(form.schema)
-            data |= matched(form.schema, current)
-            if "approved_rate_bp" in data:  # the approver confirms the rule's spread, or the product's floor
-                with platform.db.transaction() as session:
-                    rate = platform.products.binding(session, view.instance.product_version_id).contract["parameters"]
-                data["approved_rate_bp"] = int((current.get("pricing") or {}).get("rate_bp", rate["rate"]["min_bp"]))
-            assert validate_form_data(form, data) == [], (task.bpmn_id, data)
+            data = form_data(platform, view.instance.product_version_id, task)
             view = platform.tasks.complete(SYSTEM, task.id, data)  # InvalidInput (422) would fail the test
             steps.append(task.bpmn_id)
             continue
@@ -411,6 +398,26 @@ def drive(
         else:
             raise AssertionError(f"running, no task and no awaited manifest message: {steps}")
     return view, steps
+
+
+def form_data(platform: CreditFlow, product_version_id: int, task: Any) -> dict[str, Any]:
+    """What a person enters in ``task``'s form: generated from the form's schema, agreeing with the
+    application (its amount within the pricing rule's limit, the rate the rule or the product gives)."""
+    detail = platform.tasks.get(SYSTEM, task.id)
+    form = platform.forms.get(task.form)
+    current = detail.data or {}
+    amount = current.get("amount")
+    limit = (current.get("pricing") or {}).get("limit")  # an approver stays within the rule's limit
+    if amount and limit is not None:
+        amount = f"{min(Decimal(str(amount)), Decimal(str(limit))):.2f}"
+    data = SchemaData(born=birth_date(CLEAN["age"]), amount=str(amount) if amount else None)(form.schema)
+    data |= matched(form.schema, current)
+    if "approved_rate_bp" in data:  # the approver confirms the rule's spread, or the product's floor
+        with platform.db.transaction() as session:
+            rate = platform.products.binding(session, product_version_id).contract["parameters"]
+        data["approved_rate_bp"] = int((current.get("pricing") or {}).get("rate_bp", rate["rate"]["min_bp"]))
+    assert validate_form_data(form, data) == [], (task.bpmn_id, data)
+    return data
 
 
 def events(platform: CreditFlow, view: InstanceView, event_type: str) -> list[Any]:

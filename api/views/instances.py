@@ -9,7 +9,7 @@ from flask import current_app
 from api.blueprint import Blueprint
 from api.idempotency import DOC as IDEMPOTENCY_DOC
 from api.idempotency import idempotency, replay_headers
-from api.rows import task_row
+from api.rows import application_label, task_row
 from api.schemas import (
     CancelSchema,
     HistorySchema,
@@ -60,6 +60,7 @@ def instance_body(view: InstanceView) -> dict[str, Any]:
         "org_unit_id": i.org_unit_id,
         "applicant_name": i.applicant_name,
         "applicant_id_masked": i.applicant_id_masked,
+        **application_label(i),
     }
 
 

@@ -124,6 +124,7 @@ def get_task(task_id: str) -> dict[str, Any]:
         "remaining_working_minutes": view.remaining_minutes,
         "data": view.data,
         "form_definition": form,
+        "return_steps": view.return_steps,
     }
 
 

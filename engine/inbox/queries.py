@@ -62,6 +62,7 @@ class InboxQuery:
     applicant: str | None = None  # applicant name, prefix match
     org_unit: str | None = None  # unit code: applications of this unit and the units below it
     instance_id: str | None = None
+    returned: bool | None = None  # only rounds reopened by a return (退回), or none of them
     sort: str = "due"
     limit: int = 50
     cursor: str | None = None
@@ -206,6 +207,9 @@ def filtered(principal: Principal, query: InboxQuery, now: datetime) -> Select[A
         stmt = stmt.where(HumanTask.due_at < query.due_before)
     if query.level:
         stmt = stmt.where(level_clause(query.level, now))
+    if query.returned is not None:
+        returned = HumanTask.returned_by_id
+        stmt = stmt.where(returned.is_not(None) if query.returned else returned.is_(None))
     instance_filters: list[ColumnElement[bool]] = []
     if query.business_key:
         instance_filters.append(ProcessInstance.business_key == query.business_key)

@@ -79,6 +79,8 @@ class Execution:
     is_new: bool = False
     # tasks a return sends the application back to: SpiffWorkflow reopens them under their old id
     reopen: dict[str, int | None] = field(default_factory=dict)
+    # the return that reopens them: returned_by_id, returned_from, return_reason (their rows show it)
+    returned: dict[str, Any] = field(default_factory=dict)
     _open: dict[str, Any] | None = field(default=None, repr=False)
     _created: list[Any] = field(default_factory=list, repr=False)
     _reopened: list[Any] = field(default_factory=list, repr=False)
@@ -119,7 +121,9 @@ class Execution:
         if any(r is row for r in (*self._created, *self._reopened)):  # opened and closed in one step
             return row
         self._closed.append(row)
-        if status == "completed":
+        # returning is an act of the step's duty too: segregation of duties counts it, and the step
+        # comes back to whoever returned it once the earlier step is done again (sticky work)
+        if status in ("completed", "returned"):
             self.assignment.performed(row.duty, task_id, user_id, list(self.open_tasks.values()), self.now)
         return row
 
@@ -302,6 +306,7 @@ class Execution:
             fields |= {c: getattr(row, c) for c in ("role", "org_unit_id", "duty", "priority", "warn_at", "due_at")}
             fields |= {"escalate_at": row.escalate_at, "owner_id": None, "delegation": None}
             fields |= {"paused_at": None, "pause_reason": None, "pauses": None}
+            fields |= {c: getattr(row, c) for c in ("returned_by_id", "returned_from", "return_reason")}
             self.session.execute(update(HumanTask).where(HumanTask.id == row.id).values(**fields))
             self.session.execute(delete(TaskCandidate).where(TaskCandidate.task_id == row.id))
 
@@ -364,6 +369,7 @@ class Execution:
                 due_at=deadlines.overdue_at if deadlines else None,
                 escalate_at=deadlines.escalate_at if deadlines else None,
                 assignee_id=self.reopen.get(task_id),
+                **(self.returned if task_id in self.reopen else {}),
             )
             self.assignment.open(row, self.assignment.offer(spec.lane, properties, task.data))
             (self._reopened if task_id in self.reopen else self._created).append(row)

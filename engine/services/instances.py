@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from engine.forms.validation import match_problems, payload_problems
-from engine.inbox.applicant import applicant_columns
+from engine.inbox.applicant import application_columns
 from engine.org.roles import ROLES
 from engine.runtime.timer_events import starts_on_timer_only
 from engine.runtime.workflow_state import SERIALIZER_VERSION, load_state, new_workflow
@@ -230,7 +230,7 @@ class InstanceService:
             audit_seq=0,
             audit_head=GENESIS,
             org_unit_id=org_unit_id,
-            **applicant_columns(data or {}, binding.contract.get("code") if binding is not None else None),
+            **application_columns(data or {}, binding.contract.get("code") if binding is not None else None),
         )
         journal = Journal(principal.user_id)
         journal.record(

@@ -808,6 +808,17 @@ class ProductService:
             }
         return self._start
 
+    def label(self, version_id: int | None) -> tuple[str, str] | None:
+        """A product version's code and name, for list rows: from the binding cache, which the
+        application's own steps have filled (a version never changes once published)."""
+        if version_id is None:
+            return None
+        found = self._bindings.get(version_id)
+        if found is None:
+            with self.platform.db.transaction() as session:
+                found = self.binding(session, version_id)
+        return found.contract["code"], found.contract["name"]
+
     def binding(self, session: Session, version_id: int) -> Binding:
         """The (immutable) binding of a product version; its decisions are registered with the rule engine."""
         found = self._bindings.get(version_id)

@@ -12,14 +12,14 @@ import hashlib
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session, defer, load_only
 
 from engine.errors import Conflict, CreditFlowError, Forbidden, InvalidInput, NotFound
 from engine.forms.catalog import FormDefinition
@@ -61,6 +61,13 @@ if TYPE_CHECKING:
     from engine.container import CreditFlow
 
 MAX_BULK = 100
+# what an inbox row shows of its application (``api.rows.inbox_row``)
+_ROW_COLUMNS = (
+    *(ProcessInstance.business_key, ProcessInstance.applicant_name, ProcessInstance.applicant_id_masked),
+    *(ProcessInstance.org_unit_id, ProcessInstance.product_version_id, ProcessInstance.amount_fen),
+)
+# a returned-to task's internal data: its form's values from the round it was returned from
+ENTERED = "creditflow.entered"
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class TaskView:
     data: dict[str, Any] | None = None
     form: FormDefinition | None = None
     remaining_minutes: int | None = None  # working time left until due (negative once overdue)
+    return_steps: list[Any] = field(default_factory=list)  # completed earlier steps it may be returned to
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,9 @@ class TaskService:
             instances = {
                 i.id: i
                 for i in session.scalars(
-                    select(ProcessInstance).where(ProcessInstance.id.in_({t.instance_id for t in tasks}))
+                    select(ProcessInstance)
+                    .options(load_only(*_ROW_COLUMNS))  # not the state: an application's is tens of KB
+                    .where(ProcessInstance.id.in_({t.instance_id for t in tasks}))
                 )
             }
             items = [TaskView(t, instances[t.instance_id], stored_level(t, now)) for t in tasks]
@@ -125,14 +135,19 @@ class TaskService:
         with self.platform.db.transaction() as session:
             row = self._row(session, principal, task_id)
             instance = session.get(ProcessInstance, row.instance_id)
-            data = None
+            data, steps = None, []
             if row.status == "ready":
                 definition = self.platform.specs.get(session, instance.definition_id)
                 workflow = load_state(
                     instance.state, definition.spec, definition.subprocess_specs, self.platform.script_engine
                 )
                 task = workflow.get_task_from_id(uuid.UUID(row.id))
-                data = plain_json(task.data) if task is not None else None
+                if task is not None:  # a returned-to step opens with what was entered in its last round
+                    data = plain_json({**task.data, **task.internal_data.get(ENTERED, {})})
+                latest: dict[str, HumanTask] = {}
+                for done in self._done_rows(session, row.instance_id):
+                    latest.setdefault(done.bpmn_id, done)
+                steps = [r for r in latest.values() if r.bpmn_id != row.bpmn_id and _returnable(workflow, r)]
             version = instance.product_version_id
             form = self._form(row.form, version, session)
             now = self.platform.clock.now()
@@ -140,7 +155,7 @@ class TaskService:
             if row.due_at is not None and row.status == "ready":
                 since = row.paused_at or now
                 remaining = self.platform.calendars.remaining_minutes(session, instance, since, row.due_at)
-            return TaskView(row, instance, stored_level(row, now), data, form, remaining)
+            return TaskView(row, instance, stored_level(row, now), data, form, remaining, steps)
 
     # -- completing ----------------------------------------------------------------------------
 
@@ -176,6 +191,7 @@ class TaskService:
             )
 
             def run_task() -> None:
+                task.internal_data.pop(ENTERED, None)
                 task.data.update(data)
                 task.run()
 
@@ -184,25 +200,19 @@ class TaskService:
         return self.platform.instances.change(principal, self._locate(principal, task_id), complete)
 
     def return_to(self, principal: Principal, task_id: str, step: str, reason: str) -> InstanceView:
-        """Send the application back to an earlier step (退回); it goes back to whoever did that step, and
-        the reason becomes a comment on the application, which that step reads with the others."""
+        """Send the application back to an earlier step (退回). It goes back to whoever did that step,
+        opens with what they entered then, and shows who returned it and why; the reason is also a
+        comment on the application. Once the step is done again, the application comes back to whoever
+        returned it (the return counts as their duty: ``Execution.close_task``)."""
         reason = _said(reason, "reason")
 
         def send_back(execution: Execution) -> None:
             row = self._open_row(execution, task_id)
             self._check_may_work(execution.session, principal, row)
-            target = execution.session.scalars(
-                select(HumanTask)
-                .where(
-                    HumanTask.instance_id == row.instance_id,
-                    HumanTask.bpmn_id == step,
-                    HumanTask.status == "completed",
-                )
-                .order_by(HumanTask.ended_at.desc())
-                .limit(1)
-            ).first()
-            earlier = execution.workflow.get_task_from_id(uuid.UUID(target.id)) if target is not None else None
-            if earlier is None or earlier.state != TaskState.COMPLETED or earlier.workflow is not execution.workflow:
+            done = {r.id: r for r in self._done_rows(execution.session, row.instance_id)}
+            target = next((r for r in done.values() if r.bpmn_id == step), None)
+            earlier = _returnable(execution.workflow, target)
+            if earlier is None:
                 raise InvalidInput(
                     f"the application cannot be returned to {step!r}",
                     [{"field": "step", "message": "not a completed earlier step of this application"}],
@@ -210,10 +220,9 @@ class TaskService:
             execution.close_task(task_id, "returned", principal.user_id)
             # SpiffWorkflow reopens the tasks it resets under their old ids, the step returned to and, in a
             # parallel split, a sibling completed after it: each goes back to whoever did it
-            done = select(HumanTask.id, HumanTask.completed_by_id).where(
-                HumanTask.instance_id == row.instance_id, HumanTask.status == "completed"
-            )
-            execution.reopen.update({done_id: user_id for done_id, user_id in execution.session.execute(done)})
+            execution.reopen.update({done_id: r.completed_by_id for done_id, r in done.items()})
+            execution.returned = {"returned_by_id": principal.user_id, "returned_from": row.bpmn_id}
+            execution.returned["return_reason"] = reason
             execution.journal.record(
                 "task_returned", task_id=task_id, bpmn_id=row.bpmn_id, to_task_id=target.id, to=step, reason=reason
             )
@@ -226,14 +235,33 @@ class TaskService:
             )
             execution.session.add(note)
             points = _reset_points(earlier, execution.workflow.get_task_from_id(uuid.UUID(task_id)))
+            version_id = execution.instance.product_version_id
+            entered: dict[str, dict[str, Any]] = {}
+            for point in points:
+                point_id = str(point.id)
+                form = self._form(done[point_id].form, version_id, execution.session) if point_id in done else None
+                entered[point_id] = _entered(point.data, form)
 
             def reset() -> None:
                 for point in points:
                     execution.workflow.reset_from_task_id(point.id)
+                    if entered[str(point.id)]:
+                        point.internal_data[ENTERED] = entered[str(point.id)]
 
             execution.run(reset)
 
         return self.platform.instances.change(principal, self._locate(principal, task_id), send_back)
+
+    @staticmethod
+    def _done_rows(session: Session, instance_id: str) -> list[HumanTask]:
+        """The application's completed steps, latest first: what it may be returned to."""
+        return list(
+            session.scalars(
+                select(HumanTask)
+                .where(HumanTask.instance_id == instance_id, HumanTask.status == "completed")
+                .order_by(HumanTask.ended_at.desc(), HumanTask.id)
+            )
+        )
 
     # -- inbox actions -------------------------------------------------------------------------
 
@@ -641,6 +669,23 @@ class TaskService:
         if product_version_id is None:
             return form
         return self.platform.products.binding(session, product_version_id).derived_forms.get(form.name, form)
+
+
+def _returnable(workflow: Any, row: HumanTask | None) -> Any:
+    """The workflow task of a completed step an application may go back to, or None: a step of this
+    workflow (not of a subprocess) that is still completed in it."""
+    earlier = workflow.tasks.get(uuid.UUID(row.id)) if row is not None else None  # this workflow's own
+    if earlier is None or earlier.state != TaskState.COMPLETED:
+        return None
+    return earlier
+
+
+def _entered(data: dict[str, Any], form: FormDefinition | None) -> dict[str, Any]:
+    """What a step's form held when it was completed: its fields' values in the task's data."""
+    if form is None:
+        return {}
+    fields_ = (form.schema.get("properties") or {}).keys()
+    return plain_json({name: data[name] for name in fields_ if name in data})
 
 
 def _reset_points(earlier: Any, current: Any) -> list[Any]:

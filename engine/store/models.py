@@ -287,6 +287,8 @@ class ProcessInstance(Base):
     applicant_id_masked: Mapped[str | None] = mapped_column(String(32))  # never the full ID number
     # an application's borrower and product, hashed (``engine.inbox.applicant``); None for other processes
     application_key: Mapped[str | None] = mapped_column(String(64))
+    # the requested amount in fen (分): what an inbox row shows and a supervisor sorts by
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class HumanTask(Base):
@@ -322,7 +324,7 @@ class HumanTask(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     lane: Mapped[str | None] = mapped_column(String(255))  # the BPMN lane
     form: Mapped[str | None] = mapped_column(String(255))  # its UI schema comes with the form
-    status: Mapped[str] = mapped_column(String(16))  # ready | completed | cancelled
+    status: Mapped[str] = mapped_column(String(16))  # ready | completed | cancelled | returned
     # who is offered the task: a role in an org unit (no unit: anywhere in the tenant), plus any
     # explicit candidates in task_candidate
     role: Mapped[str | None] = mapped_column(String(64))
@@ -343,6 +345,10 @@ class HumanTask(Base):
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # a round reopened by a return (退回): who sent it back, from which step, and why
+    returned_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    returned_from: Mapped[str | None] = mapped_column(String(255))
+    return_reason: Mapped[str | None] = mapped_column(String(2000))
 
 
 class TaskCandidate(Base):
