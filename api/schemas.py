@@ -316,6 +316,11 @@ class InstanceQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     definition_key = fields.String(validate=validate.Length(max=255))
     business_key = fields.String(validate=validate.Length(max=255))
+    product = fields.String(validate=validate.Length(max=64), metadata={"description": "product code"})
+    level = fields.String(
+        validate=validate.OneOf(LEVELS),
+        metadata={"description": "the process clock's SLA colour now (the application monitor's drill-down)"},
+    )
 
 
 class StartInstanceSchema(Schema):

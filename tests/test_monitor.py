@@ -17,13 +17,17 @@ import pytest
 from sqlalchemy import update
 
 from engine.container import CreditFlow
-from engine.store.models import HumanTask, OrgUnit
-from tests.conftest import ApiClient, deploy, login
+from engine.services.principal import Principal
+from engine.store.models import HumanTask, OrgUnit, ProcessInstance
+from tests.conftest import ApiClient, bank_card, deploy, login, resident_id
 from tests.test_inbox import complete, open_task, start
-from tests.test_products import catalog, local_application  # noqa: F401 - fixture
+from tests.test_products import applicant, catalog, local_application, principal_of  # noqa: F401 - fixture
+
+SYSTEM = Principal.system()
 
 OVERDUE = "/api/v1/monitor/overdue"
 ON_TIME = "/api/v1/monitor/on-time"
+APPLICATIONS = "/api/v1/monitor/applications"
 HOUR = timedelta(hours=1)
 NO_LEVELS = {"none": 0, "yellow": 0, "orange": 0, "red": 0}
 LATER = timedelta(hours=3, minutes=30)  # when the open work below shows every colour
@@ -221,6 +225,57 @@ def test_on_time_rates_per_step_over_a_period_of_shanghai_days(monitor_app: Any)
     ]
 
 
+def test_open_applications_are_counted_by_the_level_of_their_process_clock(
+    monitor_app: Any,
+    catalog: CreditFlow,  # noqa: F811 - the fixture
+) -> None:
+    """An application's clock runs on while no step of it is late (it waits for the customer's signature,
+    say): the task counts miss it, the application counts do not."""
+    t0 = catalog.clock.now()
+    late = local_application(catalog, {})  # 城关; its two investigation steps have no step limits set
+    officer = principal_of(catalog, "ly_officer")
+    data = {"amount": "600000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"}
+    borrowers = [{**applicant(), "id_number": resident_id(f"3701021980010{n}123")} for n in (2, 3)]
+    due = catalog.products.apply(officer, "LY-DAINONG", applicant=borrowers[0], data=data, org_unit="ly-dongjie")
+    ended = catalog.products.apply(officer, "LY-DAINONG", applicant=borrowers[1], data=data)
+    catalog.instances.cancel(SYSTEM, ended.instance.id, "客户撤回申请")
+    for view, limit in ((late, 2 * HOUR), (due, 3 * HOUR), (ended, 2 * HOUR)):
+        with catalog.db.transaction(write=True) as session:
+            session.execute(
+                update(ProcessInstance)
+                .where(ProcessInstance.id == view.instance.id)
+                .values(warn_at=t0 + limit - HOUR, due_at=t0 + limit, escalate_at=t0 + limit + HOUR)
+            )
+    catalog.clock.advance(LATER)
+    bank_admin = login(monitor_app, "ly_admin")
+    assert rows(bank_admin, "level")[0] == counts("none", "正常", none=4)  # every step within its limit
+    applications = get(bank_admin, APPLICATIONS)
+    assert applications["as_of"] == catalog.clock.now().isoformat()
+    assert [(row["key"], row["total"]) for row in applications["items"]] == [
+        ("none", 0),
+        ("yellow", 0),
+        ("orange", 1),
+        ("red", 1),
+    ]
+    by_branch = get(bank_admin, APPLICATIONS, group_by="branch")["items"]
+    assert by_branch == [{**counts("ly-chengguan", "城关支行", orange=1, red=1), "bank": "bank-lingyuan"}]
+    by_product = get(login(monitor_app, "admin"), APPLICATIONS, group_by="product", level="red")["items"]
+    assert by_product == [{**counts("LY-DAINONG", "富农贷·带农增收企业贷", red=1), "bank": None}]
+    assert get(bank_admin, APPLICATIONS, branch="ly-dongjie", level="orange")["items"][2]["orange"] == 1
+    assert get(login(monitor_app, "qh_admin"), APPLICATIONS, group_by="bank")["items"] == []
+    assert get(login(monitor_app, "ly_branch_head"), APPLICATIONS)["items"][3]["red"] == 1
+    # the list of applications drills down to the late ones
+    listed = get(bank_admin, "/api/v1/process-instances", level="red", product="LY-DAINONG")["items"]
+    assert [(i["id"], i["level"]) for i in listed] == [(late.instance.id, "red")]
+    assert get(bank_admin, "/api/v1/process-instances", product="LY-DAINONG-X")["items"] == []
+    # a closed application's clock stopped when it closed: the cancelled one is not red now
+    assert get(bank_admin, f"/api/v1/process-instances/{ended.instance.id}")["level"] == "none"
+    spreadsheet = csv_rows(bank_admin.get(f"{APPLICATIONS}?group_by=bank&format=csv"))
+    assert spreadsheet[1] == ["bank-lingyuan", "陵源农商银行", "0", "0", "1", "1", "2"]
+    refused = login(monitor_app, "ly_officer").get(APPLICATIONS)
+    assert refused.status_code == 403 and refused.content_type == "application/problem+json"
+
+
 def test_the_overdue_counts_export_as_csv_for_excel(monitor_app: Any, open_work: None) -> None:
     platform = monitor_app.extensions["creditflow"]
     platform.clock.advance(LATER)
@@ -254,6 +309,8 @@ def test_bad_query_values_are_a_422_naming_the_field(monitor_app: Any) -> None:
         (f"{OVERDUE}?group_by=colour", "group_by"),
         (f"{OVERDUE}?level=purple", "level"),
         (f"{OVERDUE}?format=xlsx", "format"),
+        (f"{APPLICATIONS}?group_by=step", "group_by"),  # an application waits at no one step
+        (f"{APPLICATIONS}?step=review", "step"),
         (f"{ON_TIME}?to=2026-12-01", "from"),
         (f"{ON_TIME}?from=2026-13-01&to=2026-12-01", "from"),
         (f"{ON_TIME}?from=2026-12-02&to=2026-12-01", "to"),

@@ -93,6 +93,8 @@ def list_instances(query: dict[str, Any]) -> dict[str, Any]:
         status=query.get("status"),
         definition_key=query.get("definition_key"),
         business_key=query.get("business_key"),
+        product=query.get("product"),
+        level=query.get("level"),
         limit=query["limit"],
         offset=query["offset"],
         cursor=query.get("cursor"),

@@ -21,7 +21,7 @@ from api.integers import Integer
 from api.security import current_principal, requires
 from engine.inbox.queries import LEVELS
 from engine.org.roles import MONITOR_READ
-from engine.services.monitor import GROUPS, ZONE
+from engine.services.monitor import APPLICATION_GROUPS, GROUPS, ZONE
 
 ESCALATION_LEVELS = LEVELS[1:]  # a clock below yellow has not escalated
 
@@ -53,10 +53,14 @@ class MonitorQuerySchema(Schema):
     )
 
 
-class OverdueQuerySchema(MonitorQuerySchema):
+class ApplicationsQuerySchema(MonitorQuerySchema):
+    group_by = fields.String(load_default="level", validate=validate.OneOf(APPLICATION_GROUPS))
+    level = fields.String(validate=validate.OneOf(LEVELS))
+
+
+class OverdueQuerySchema(ApplicationsQuerySchema):
     group_by = fields.String(load_default="level", validate=validate.OneOf(GROUPS))
     step = fields.String(validate=validate.Length(max=255), metadata={"description": "BPMN id of the step"})
-    level = fields.String(validate=validate.OneOf(LEVELS))
 
 
 class OnTimeQuerySchema(MonitorQuerySchema):
@@ -187,11 +191,28 @@ def _csv(
 def overdue(query: dict[str, Any]) -> Any:
     """Open tasks by SLA level now, per level, bank, branch (the application's), product or step."""
     filters = {name: query.get(name) for name in ("bank", "branch", "product", "step", "level")}
-    report = _service().overdue(current_principal(), query["group_by"], **filters)
+    return _level_answer(_service().overdue(current_principal(), query["group_by"], **filters), query, "overdue")
+
+
+@blp.route("/applications", methods=["GET"])
+@blp.arguments(ApplicationsQuerySchema, location="query")
+@blp.response(200, OverdueSchema)
+@blp.alt_response(200, **CSV_RESPONSE)
+@requires(MONITOR_READ)
+def applications(query: dict[str, Any]) -> Any:
+    """Open applications by the SLA level of their process clock now, per level, bank, branch or
+    product, those waiting outside the bank (for a signature, a guarantee) included."""
+    filters = {name: query.get(name) for name in ("bank", "branch", "product", "level")}
+    report = _service().applications(current_principal(), query["group_by"], **filters)
+    return _level_answer(report, query, "applications")
+
+
+def _level_answer(report: Any, query: dict[str, Any], subject: str) -> Any:
+    """A level report as JSON, or as a spreadsheet named after it and its moment."""
     if not _wants_csv(query):
         return report
     columns = [name for name in LevelCountsSchema().fields if name != "bank" or report.group_by == "branch"]
-    filename = f"overdue-by-{report.group_by}-{report.as_of:%Y%m%dT%H%M%SZ}.csv"
+    filename = f"{subject}-by-{report.group_by}-{report.as_of:%Y%m%dT%H%M%SZ}.csv"
     return _csv(LevelCountsSchema(many=True).dump(report.items), columns, filename)
 
 

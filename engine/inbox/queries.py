@@ -41,6 +41,7 @@ from engine.store.models import (
     ProductVersion,
     TaskCandidate,
     TaskExclusion,
+    Tenant,
 )
 
 VIEWS = ("inbox", "mine", "candidate", "delegated", "team", "all")
@@ -177,15 +178,25 @@ def view_clause(principal: Principal, view: str) -> ColumnElement[bool]:
 
 def level_clause(level: str, now: datetime) -> ColumnElement[bool]:
     """The SLA colour of a task at ``now`` from its stored thresholds (as ``stored_level``); a paused
-    clock shows the colour it had when it stopped."""
-    at: Any = func.coalesce(HumanTask.paused_at, now)
+    clock shows the colour it had when it stopped, an ended one the colour it ended at."""
+    return clock_level_clause(HumanTask, level, func.coalesce(HumanTask.paused_at, HumanTask.ended_at, now))
+
+
+def instance_level_clause(level: str, now: datetime) -> ColumnElement[bool]:
+    """The SLA colour of an application's process clock at ``now``; an ended one's, when it ended."""
+    return clock_level_clause(ProcessInstance, level, func.coalesce(ProcessInstance.ended_at, now))
+
+
+def clock_level_clause(row: Any, level: str, at: Any) -> ColumnElement[bool]:
+    """The SLA colour at ``at`` of a clock stored as ``warn_at``/``due_at``/``escalate_at`` on ``row``'s
+    table: a step's (``HumanTask``) or an application's (``ProcessInstance``)."""
     if level == "red":
-        return HumanTask.escalate_at <= at
+        return row.escalate_at <= at
     if level == "orange":
-        return and_(HumanTask.due_at <= at, or_(HumanTask.escalate_at.is_(None), HumanTask.escalate_at > at))
+        return and_(row.due_at <= at, or_(row.escalate_at.is_(None), row.escalate_at > at))
     if level == "yellow":
-        return and_(HumanTask.warn_at <= at, or_(HumanTask.due_at.is_(None), HumanTask.due_at > at))
-    return or_(HumanTask.warn_at.is_(None), HumanTask.warn_at > at)
+        return and_(row.warn_at <= at, or_(row.due_at.is_(None), row.due_at > at))
+    return or_(row.warn_at.is_(None), row.warn_at > at)
 
 
 def filtered(principal: Principal, query: InboxQuery, now: datetime) -> Select[Any]:
@@ -210,18 +221,29 @@ def filtered(principal: Principal, query: InboxQuery, now: datetime) -> Select[A
     if query.returned is not None:
         returned = HumanTask.returned_by_id
         stmt = stmt.where(returned.is_not(None) if query.returned else returned.is_(None))
-    instance_filters: list[ColumnElement[bool]] = []
+    instance_filters = application_filters(principal, org_unit=query.org_unit, product=query.product)
     if query.business_key:
         instance_filters.append(ProcessInstance.business_key == query.business_key)
     if query.applicant:
         instance_filters.append(ProcessInstance.applicant_name.startswith(query.applicant, autoescape=True))
-    if query.product:
-        instance_filters.append(ProcessInstance.product_version_id.in_(product_versions(query.product)))
-    if query.org_unit:
-        instance_filters.append(ProcessInstance.org_unit_id.in_(unit_subtree(principal, query.org_unit)))
     if instance_filters:
         stmt = stmt.where(HumanTask.instance_id.in_(select(ProcessInstance.id).where(*instance_filters)))
     return stmt
+
+
+def application_filters(
+    principal: Principal, *, bank: str | None = None, org_unit: str | None = None, product: str | None = None
+) -> list[ColumnElement[bool]]:
+    """Conditions on applications (``ProcessInstance``): of the bank ``bank`` (a tenant code), in the unit
+    ``org_unit`` or below it, of any version of the product ``product``."""
+    found: list[ColumnElement[bool]] = []
+    if bank:
+        found.append(ProcessInstance.tenant_id.in_(select(Tenant.id).where(Tenant.code == bank)))
+    if org_unit:
+        found.append(ProcessInstance.org_unit_id.in_(unit_subtree(principal, org_unit)))
+    if product:
+        found.append(ProcessInstance.product_version_id.in_(product_versions(product)))
+    return found
 
 
 def product_versions(code: str) -> Select[Any]:

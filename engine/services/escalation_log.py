@@ -17,7 +17,7 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden, InvalidInput
-from engine.inbox.queries import product_versions, supervised_units, unit_subtree
+from engine.inbox.queries import application_filters, supervised_units
 from engine.org.roles import MONITOR_READ
 from engine.services.monitor import LEVEL_NAMES, ZONE, period_bounds
 from engine.services.principal import Principal
@@ -96,12 +96,7 @@ class EscalationLog:
         lower, upper = period_bounds(start, end)
         with self.platform.db.transaction() as session:
             stmt = self._visible(session, principal).where(Escalation.due_at >= lower, Escalation.due_at < upper)
-            if bank is not None:
-                stmt = stmt.where(ProcessInstance.tenant_id.in_(select(Tenant.id).where(Tenant.code == bank)))
-            if unit is not None:
-                stmt = stmt.where(ProcessInstance.org_unit_id.in_(unit_subtree(principal, unit)))
-            if product is not None:
-                stmt = stmt.where(ProcessInstance.product_version_id.in_(product_versions(product)))
+            stmt = stmt.where(*application_filters(principal, bank=bank, org_unit=unit, product=product))
             if level is not None:
                 stmt = stmt.where(Escalation.level == level)
             if scope is not None:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from engine.forms.validation import match_problems, payload_problems
 from engine.inbox.applicant import application_columns
+from engine.inbox.queries import instance_level_clause, product_versions
 from engine.org.roles import ROLES
 from engine.runtime.timer_events import starts_on_timer_only
 from engine.runtime.workflow_state import SERIALIZER_VERSION, load_state, new_workflow
@@ -443,6 +444,8 @@ class InstanceService:
         status: str | None = None,
         definition_key: str | None = None,
         business_key: str | None = None,
+        product: str | None = None,
+        level: str | None = None,
         limit: int = 50,
         offset: int = 0,
         cursor: str | None = None,
@@ -459,6 +462,10 @@ class InstanceService:
                 stmt = stmt.where(ProcessDefinition.key == definition_key)
             if business_key:
                 stmt = stmt.where(ProcessInstance.business_key == business_key)
+            if product:
+                stmt = stmt.where(ProcessInstance.product_version_id.in_(product_versions(product)))
+            if level:
+                stmt = stmt.where(instance_level_clause(level, self.platform.clock.now()))
             stmt = principal.scope(stmt, ProcessInstance.tenant_id).where(readable(principal))
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             if cursor is not None:

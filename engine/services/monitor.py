@@ -17,17 +17,28 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Subquery
 
-from engine.errors import InvalidInput
-from engine.inbox.queries import LEVELS, InboxQuery, filtered, level_clause
+from engine.errors import Forbidden, InvalidInput
+from engine.inbox.queries import (
+    LEVELS,
+    InboxQuery,
+    application_filters,
+    filtered,
+    instance_level_clause,
+    level_clause,
+    supervised_units,
+)
+from engine.services.instance_access import readable
 from engine.services.principal import Principal
-from engine.store.models import HumanTask, OrgUnit, ProcessInstance, Product, ProductVersion, Tenant
+from engine.store.models import OPEN_STATUSES, HumanTask, OrgUnit, ProcessInstance, Product, ProductVersion, Tenant
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
 
 GROUPS = ("level", "bank", "branch", "product", "step")
+APPLICATION_GROUPS = GROUPS[:-1]  # an application waits at no one step: outside the bank, or at several
 COUNTS = (*LEVELS, "total")
 LEVEL_NAMES = {"none": "正常", "yellow": "提醒", "orange": "超时", "red": "严重超时"}
 MAX_PERIOD_DAYS = 366  # a leap year: longer periods are split by the caller, so one query stays bounded
@@ -94,33 +105,45 @@ class MonitorService:
         if group_by not in GROUPS:
             raise InvalidInput(f"cannot group by {group_by!r}", [{"field": "group_by", "message": ", ".join(GROUPS)}])
         now = self.platform.clock.now()
-        counts = [
-            *(func.count(case((level_clause(name, now), 1))).label(name) for name in LEVELS),
-            func.count().label("total"),
-        ]
         with self.platform.db.transaction() as session:
             tasks = self._tasks(
                 session, principal, now, "ready", bank, org_unit=branch, product=product, step=step, level=level
             )
-            if group_by == "level":
-                totals = session.execute(_aggregate(tasks, *counts)).one()._mapping
-                groups = [
-                    LevelCounts(name, LEVEL_NAMES[name], **_only(name, totals[name]), total=totals[name])
-                    for name in LEVELS
-                ]
-                return OverdueReport(group_by, now, groups)
-            grouping = _GROUPINGS[group_by]
-            per_grain = _aggregate(tasks, grouping.grain.label("grain"), *grouping.carried, *counts)
-            if grouping.of_instance:
-                per_grain = per_grain.join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
-            per = per_grain.group_by(grouping.grain).subquery()
-            stmt = grouping.label(per).add_columns(*(func.sum(per.c[name]).label(name) for name in COUNTS))
-            groups = [
-                LevelCounts(**{k: int(v) if k in COUNTS else v for k, v in row._mapping.items()})
-                for row in session.execute(stmt)
-            ]
-        worst_first = sorted(groups, key=lambda g: (-g.red, -g.orange, -g.yellow, -g.total, g.bank or "", g.key or ""))
-        return OverdueReport(group_by, now, worst_first)
+            return _level_report(session, _TASKS, tasks, group_by, now)
+
+    def applications(
+        self,
+        principal: Principal,
+        group_by: str = "level",
+        *,
+        bank: str | None = None,
+        branch: str | None = None,
+        product: str | None = None,
+        level: str | None = None,
+    ) -> OverdueReport:
+        """Open applications per group and level of their process clock: the bank's promise to the
+        customer, which runs on while an application waits outside the bank (for a signature, a
+        guarantee) with no task to show it."""
+        if group_by not in APPLICATION_GROUPS:
+            message = ", ".join(APPLICATION_GROUPS)
+            raise InvalidInput(f"cannot group by {group_by!r}", [{"field": "group_by", "message": message}])
+        now = self.platform.clock.now()
+        with self.platform.db.transaction() as session:
+            stmt = select(ProcessInstance).where(
+                ProcessInstance.status.in_(OPEN_STATUSES), ProcessInstance.product_version_id.is_not(None)
+            )
+            stmt = principal.scope(stmt, ProcessInstance.tenant_id)
+            if self.platform.products.is_province(principal, session):
+                stmt = stmt.where(readable(principal))
+            else:
+                units = supervised_units(principal, ProcessInstance.org_unit_id)
+                if units is None:
+                    raise Forbidden("the application monitor is for supervisors (支行行长, 风险经理, administrators)")
+                stmt = stmt.where(units)
+            stmt = stmt.where(*application_filters(principal, bank=bank, org_unit=branch, product=product))
+            if level is not None:
+                stmt = stmt.where(_APPLICATIONS.level(level, now))
+            return _level_report(session, _APPLICATIONS, stmt, group_by, now)
 
     def on_time(
         self,
@@ -172,6 +195,35 @@ class MonitorService:
 def _aggregate(tasks: Select[Any], *columns: Any) -> Select[Any]:
     """The filtered task query reduced to aggregates (joins start from human_task)."""
     return tasks.with_only_columns(*columns).select_from(HumanTask)
+
+
+def _level_report(
+    session: Session, counted: _Counted, rows: Select[Any], group_by: str, now: datetime
+) -> OverdueReport:
+    """``rows`` (filtered tasks or applications) counted per level, per group, worst groups first."""
+    counts = [
+        *(func.count(case((counted.level(name, now), 1))).label(name) for name in LEVELS),
+        func.count().label("total"),
+    ]
+    if group_by == "level":
+        totals = session.execute(rows.with_only_columns(*counts).select_from(counted.table)).one()._mapping
+        groups = [
+            LevelCounts(name, LEVEL_NAMES[name], **_only(name, totals[name]), total=totals[name]) for name in LEVELS
+        ]
+        return OverdueReport(group_by, now, groups)
+    grouping = counted.groupings[group_by]
+    per_grain = rows.with_only_columns(grouping.grain.label("grain"), *grouping.carried, *counts)
+    per_grain = per_grain.select_from(counted.table)
+    if grouping.of_instance:
+        per_grain = per_grain.join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+    per = per_grain.group_by(grouping.grain).subquery()
+    stmt = grouping.label(per).add_columns(*(func.sum(per.c[name]).label(name) for name in COUNTS))
+    groups = [
+        LevelCounts(**{k: int(v) if k in COUNTS else v for k, v in row._mapping.items()})
+        for row in session.execute(stmt)
+    ]
+    worst_first = sorted(groups, key=lambda g: (-g.red, -g.orange, -g.yellow, -g.total, g.bank or "", g.key or ""))
+    return OverdueReport(group_by, now, worst_first)
 
 
 def _only(level: str, count: int) -> dict[str, int]:
@@ -256,9 +308,31 @@ def _by_step(per: Subquery) -> Select[Any]:
     )
 
 
-_GROUPINGS = {
-    "bank": _Grouping(HumanTask.tenant_id, _by_bank),
-    "branch": _Grouping(ProcessInstance.org_unit_id, _by_branch, of_instance=True),
-    "product": _Grouping(ProcessInstance.product_version_id, _by_product, of_instance=True),
-    "step": _Grouping(HumanTask.bpmn_id, _by_step, carried=(func.max(HumanTask.name).label("step_name"),)),
-}
+@dataclass(frozen=True)
+class _Counted:
+    """What a level report counts: open tasks by their step clocks, or applications by their process clocks."""
+
+    table: Any
+    level: Callable[[str, datetime], ColumnElement[bool]]
+    groupings: dict[str, _Grouping]
+
+
+_TASKS = _Counted(
+    HumanTask,
+    level_clause,
+    {
+        "bank": _Grouping(HumanTask.tenant_id, _by_bank),
+        "branch": _Grouping(ProcessInstance.org_unit_id, _by_branch, of_instance=True),
+        "product": _Grouping(ProcessInstance.product_version_id, _by_product, of_instance=True),
+        "step": _Grouping(HumanTask.bpmn_id, _by_step, carried=(func.max(HumanTask.name).label("step_name"),)),
+    },
+)
+_APPLICATIONS = _Counted(
+    ProcessInstance,
+    instance_level_clause,
+    {
+        "bank": _Grouping(ProcessInstance.tenant_id, _by_bank),
+        "branch": _Grouping(ProcessInstance.org_unit_id, _by_branch),
+        "product": _Grouping(ProcessInstance.product_version_id, _by_product),
+    },
+)

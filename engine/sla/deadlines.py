@@ -232,8 +232,10 @@ def _elapsed(
 
 def stored_level(task: Any, now: datetime) -> Level:
     """The level of a clock from its stored thresholds (no calendar needed): how inboxes colour rows.
-    A paused clock (a task waiting for the customer) shows the level it had when it stopped."""
-    now = getattr(task, "paused_at", None) or now
+    A paused clock (a task waiting for the customer) shows the level it had when it stopped, and an
+    ended one (a step done, an application closed) the level it ended at: a step done on time stays
+    on time in the history."""
+    now = getattr(task, "paused_at", None) or task.ended_at or now
     for at, reached in ((task.escalate_at, Level.RED), (task.due_at, Level.ORANGE), (task.warn_at, Level.YELLOW)):
         if at is not None and now >= at:
             return reached
