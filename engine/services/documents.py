@@ -39,7 +39,17 @@ from engine.runtime.connectors import ConnectorError, ConnectorRegistry
 from engine.services.execution import Execution, current_execution
 from engine.services.instance_access import reads
 from engine.services.principal import Principal
-from engine.store.models import Document, OutboxMessage, ProcessInstance, Product, ProductVersion, Tenant
+from engine.store.models import (
+    CONTRACT_DOCX,
+    CONTRACT_PDF,
+    CONTRACT_SEALED,
+    Document,
+    OutboxMessage,
+    ProcessInstance,
+    Product,
+    ProductVersion,
+    Tenant,
+)
 
 if TYPE_CHECKING:
     from SpiffWorkflow.task import Task
@@ -50,7 +60,6 @@ log = logging.getLogger(__name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PDF = "application/pdf"
-CONTRACT_DOCX, CONTRACT_PDF, CONTRACT_SEALED = "contract_docx", "contract_pdf", "contract_sealed"
 LPR_STALE = "lpr.stale"  # the topic administrators hear when contracts are priced on an outdated LPR table
 KINDS = (CONTRACT_DOCX, CONTRACT_PDF, CONTRACT_SEALED)  # the order a step makes them in
 MAX_VERIFY_BYTES = 20 * 1024 * 1024

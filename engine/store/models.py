@@ -586,9 +586,16 @@ class Delivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+# The kinds of document, made by the signing step in this order
+CONTRACT_DOCX, CONTRACT_PDF, CONTRACT_SEALED = "contract_docx", "contract_pdf", "contract_sealed"
+
+
 class Document(Base):
     """A file the platform made for an instance (a contract as Word, as PDF, sealed). The bytes sit
-    in blob storage under ``storage_key``; the row keeps what proves them: size and SHA-256."""
+    in blob storage under ``storage_key``; the row keeps what proves them: size and SHA-256.
+
+    A contract of an application that ended without the money moving is void (作废): its seal still
+    verifies, so the row says so (``voided_at``, ``void_reason``) for nobody to present it as binding."""
 
     __tablename__ = "document"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -606,6 +613,8 @@ class Document(Base):
     bpmn_id: Mapped[str | None] = mapped_column(String(255))  # the service task that made it
     details: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)  # e.g. the seal's signer and time
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    voided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    void_reason: Mapped[str | None] = mapped_column(String(255))  # the outcome, e.g. "withdrawn: 逾期未签约"
 
 
 class ArchivePackage(Base):

@@ -1,0 +1,33 @@
+"""void contracts: a contract of an application that ended without the money moving is marked void
+
+Revision ID: 0015
+Revises: 0013
+Create Date: 2026-12-03 09:00:00.000000
+
+Contracts sealed before this revision stay as they are: voiding one writes its ``contract_voided``
+event on the instance's hash-chained audit trail, which only the platform does, when the instance ends.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import engine.store.types
+
+revision = "0015"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("document", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("voided_at", engine.store.types.UtcDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("void_reason", sa.String(length=255), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("document", schema=None) as batch_op:
+        batch_op.drop_column("void_reason")
+        batch_op.drop_column("voided_at")
