@@ -21,6 +21,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
+import time_machine
 from lxml import etree
 from PIL import Image
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -36,8 +37,8 @@ from engine.documents.timestamps import tsa_wsgi_app
 from engine.errors import InvalidInput
 from engine.jobs.scheduler import run_pass
 from engine.services.principal import Principal
-from engine.store.models import ArchivePackage, Document, Incident, Job, OutboxMessage, User
-from tests.conftest import BLACKLISTED_ID, ApiClient, login, pdfsig
+from engine.store.models import ArchivePackage, Document, Incident, Job, OutboxMessage, ProcessInstance, User
+from tests.conftest import BLACKLISTED_ID, ApiClient, Clocks, login, pdfsig
 from tests.test_product_runs import CATALOG, application
 
 SYSTEM = Principal.system()
@@ -74,12 +75,17 @@ def officer(bank: CreditFlow) -> ApiClient:
 
 def apply(officer: ApiClient, *, id_number: str | None = None, **changes: Any) -> dict[str, Any]:
     """An application, signed by its borrower once its contract is sealed (the channel's message)."""
+    body = submit(officer, id_number=id_number, **changes)
+    return sign(officer, body) if body["status"] == "running" and "sealed_contract" in body["data"] else body
+
+
+def submit(officer: ApiClient, *, id_number: str | None = None, **changes: Any) -> dict[str, Any]:
+    """An application as submitted: a clean one is approved and sealed, and waits for the borrower."""
     applicant, data = application(CATALOG[PRODUCT], **changes)
     applicant |= {"id_number": id_number} if id_number else {}
     response = officer.post(f"/api/v1/products/{PRODUCT}/applications", json={"applicant": applicant, "data": data})
     assert response.status_code == 201, response.get_json()
-    body = response.get_json()
-    return sign(officer, body) if body["status"] == "running" and "sealed_contract" in body["data"] else body
+    return response.get_json()
 
 
 def sign(officer: ApiClient, body: dict[str, Any]) -> dict[str, Any]:
@@ -186,6 +192,12 @@ def test_the_signing_step_makes_a_sealed_pdfa_contract_from_the_products_templat
 
     report = officer.post(f"/api/v1/documents/{sealed['id']}/verify").get_json()
     assert report["status"] == "valid" and report["sha256_matches"] is True
+    # the loan was paid out: its contract binds, and stays so once the application has ended
+    assert (report["binding"], report["void"]) == (True, None)
+    assert [(d["voided_at"], d["void_reason"]) for d in documents.values()] == [(None, None)] * 3
+    assert not [
+        e for e in bank.instances.history(SYSTEM, signed["instance"]["id"]) if e.event_type == "contract_voided"
+    ]
     (seal,) = [s for s in report["signatures"] if s["kind"] == "signature"]
     assert seal["signer_organization"] == "陵源农商银行" and seal["intact"] and seal["trusted"]
     assert seal["timestamp_valid"] is True
@@ -259,6 +271,7 @@ def test_an_ended_instance_is_archived_as_a_signed_bag_that_auditors_can_check(
     assert f"{root}/data/audit/audit_trail.jsonl" in names and f"{root}/data/decisions/rule_evaluations.json" in names
     sealed_name = signed["documents"]["contract_sealed"]["name"]
     assert f"{root}/data/documents/contract_sealed/{sealed_name}" in names
+    assert [d["void"] for d in archived_instance(content)["documents"]] == [None] * 3  # a paid loan's contract
     assert auditor.post(f"/api/v1/archives/{instance_id}/verify").get_json()["ok"] is True
 
     bag = tmp_path / "bag"
@@ -281,6 +294,76 @@ def test_an_ended_instance_is_archived_as_a_signed_bag_that_auditors_can_check(
     shutil.make_archive(str(tmp_path / "extra"), "zip", bag)
     result = invoke("archive", "verify", str(tmp_path / "extra.zip"))
     assert result.exit_code == 1 and "extra.txt" in result.output
+
+
+def archived_instance(bag: bytes) -> dict[str, Any]:
+    """The loan file's ``data/instance.json``: the application's record, with its documents."""
+    archive = zipfile.ZipFile(io.BytesIO(bag))
+    (name,) = [n for n in archive.namelist() if n.endswith("/data/instance.json")]
+    return json.loads(archive.read(name))
+
+
+LAPSED = "withdrawn: 逾期未签约"  # the online archetypes' end after seven days without the borrower's signature
+
+
+def test_a_sealed_contract_the_borrower_never_signs_is_void_once_the_wait_lapses(
+    bank: CreditFlow, officer: ApiClient, monkeypatch: Any
+) -> None:
+    submitted = datetime.now(UTC)  # the wall clock seals (the development seal is valid from the test run on)
+    body = submit(officer)
+    instance_id, sealed_id = body["id"], body["data"]["sealed_contract"]["document_id"]
+    assert body["status"] == "running" and "disbursement" not in body["data"]
+    waiting = officer.post(f"/api/v1/documents/{sealed_id}/verify").get_json()
+    assert (waiting["status"], waiting["binding"], waiting["void"]) == ("valid", True, None)  # the bank's offer stands
+
+    with bank.db.transaction() as session:
+        lapsed_at = session.get(ProcessInstance, instance_id).next_timer_at  # the signature wait's seven days
+    assert lapsed_at is not None and timedelta(days=7) <= lapsed_at - submitted < timedelta(days=7, minutes=1)
+    with time_machine.travel(datetime.now(UTC), tick=False) as wall:
+        Clocks(bank.clock, wall).run_pass(bank, lapsed_at)  # the boundary timer ends it; the same pass archives it
+    staff = login(api_app(bank), "ly_officer")  # a week on: the morning's token has expired
+    instance = staff.get(f"/api/v1/process-instances/{instance_id}").get_json()
+    assert (instance["status"], instance["outcome"]) == ("completed", "withdrawn")
+    assert "disbursement" not in instance["data"]
+
+    documents = staff.get(f"/api/v1/process-instances/{instance_id}/documents").get_json()["items"]
+    assert [d["kind"] for d in documents] == ["contract_docx", "contract_pdf", "contract_sealed"]
+    assert {(datetime.fromisoformat(d["voided_at"]), d["void_reason"]) for d in documents} == {(lapsed_at, LAPSED)}
+    assert staff.get(f"/api/v1/documents/{sealed_id}").get_json()["void_reason"] == LAPSED
+
+    report = staff.post(f"/api/v1/documents/{sealed_id}/verify").get_json()
+    assert report["status"] == "valid" and report["sha256_matches"] is True  # the seal itself is as good as ever
+    assert report["binding"] is False and "binds nobody" in report["summary"]
+    assert (datetime.fromisoformat(report["void"]["at"]), report["void"]["reason"]) == (lapsed_at, LAPSED)
+
+    voided = [e for e in bank.instances.history(SYSTEM, instance_id) if e.event_type == "contract_voided"]
+    assert {e.payload["document_id"]: (e.payload["contract_no"], e.payload["reason"]) for e in voided} == {
+        d["id"]: (d["contract_no"], LAPSED) for d in documents
+    }
+    cli_env(bank.settings, monkeypatch)
+    result = invoke("audit", "verify", instance_id)
+    assert result.exit_code == 0, result.output
+
+    content = staff.get(f"/api/v1/archives/{instance_id}/content").data
+    archived = {d["sha256"]: d["void"] for d in archived_instance(content)["documents"]}
+    assert archived == {d["sha256"]: {"at": lapsed_at.isoformat(), "reason": LAPSED} for d in documents}
+    assert staff.post(f"/api/v1/archives/{instance_id}/verify").get_json()["ok"] is True
+
+
+def test_a_staff_cancel_after_sealing_voids_the_contract(bank: CreditFlow, officer: ApiClient) -> None:
+    body = submit(officer)
+    admin = login(api_app(bank), "ly_admin")  # instances.manage
+    cancelled = admin.post(f"/api/v1/process-instances/{body['id']}/cancel", json={"reason": "客户来电撤回申请"})
+    assert cancelled.status_code == 200 and cancelled.get_json()["outcome"] == "cancelled", cancelled.get_json()
+
+    documents = officer.get(f"/api/v1/process-instances/{body['id']}/documents").get_json()["items"]
+    now = bank.clock.now()
+    assert [(datetime.fromisoformat(d["voided_at"]), d["void_reason"]) for d in documents] == [(now, "cancelled")] * 3
+    report = officer.post(f"/api/v1/documents/{body['data']['sealed_contract']['document_id']}/verify").get_json()
+    assert (report["status"], report["binding"], report["void"]["reason"]) == ("valid", False, "cancelled")
+    trail = [e.event_type for e in bank.instances.history(SYSTEM, body["id"])]
+    assert trail[-4:] == ["cancelled", "contract_voided", "contract_voided", "contract_voided"]
+    assert bank.instances.verify_audit(SYSTEM, body["id"]).ok
 
 
 def test_an_archive_is_renewed_ahead_of_its_timestamps_expiry_and_keeps_verifying(

@@ -48,6 +48,7 @@ from engine.services.principal import Principal
 from engine.store.db import Database
 from engine.store.models import Base, OutboxMessage, ProcessInstance, Tenant, User
 from tests.conftest import BLACKLISTED_ID, PG_URL, bureau
+from tests.test_archetypes import face_signed
 
 SYSTEM = Principal.system()
 LENDER_CODE = "bank-lingyuan"
@@ -898,3 +899,63 @@ def test_above_the_products_threshold_the_banks_own_credit_committee_votes(share
         "committee_c": ("approve", "追加配偶共同还款"),
     }
     assert [t.bpmn_id for t in view.tasks] == ["senior_approval"]
+
+
+# -- Contracts of loans never paid out are void ----------------------------------------------------------------
+
+DECLINED = "withdrawn: 借款人放弃签约"  # the offline archetypes' end when the borrower declines at 面签
+
+
+def test_a_contract_the_borrower_declines_at_face_signing_is_void(shared: CreditFlow, tmp_path: Path) -> None:
+    code = "FND-DAINONG"
+    assert CATALOG[code]["archetype"] == "a4_standard_offline"
+    publish(shared, code, tmp_path)
+    applicant, data = application(CATALOG[code])
+    view = shared.products.apply(lender(shared), code, applicant=applicant, data=data, business_key="DECLINED-1")
+    view, _ = drive(shared, view, until=lambda task: task.bpmn_id == "face_signing")
+    sealed_id = view.instance.data["sealed_contract"]["document_id"]
+    assert shared.documents.verify(SYSTEM, sealed_id)["binding"] is True  # sealed; the borrower has yet to sign
+
+    (signing,) = view.tasks
+    declined = {"signing_result": "declined", "signing_note": "客户拒绝签约，认为利率偏高"}
+    view = shared.tasks.complete(SYSTEM, signing.id, declined)
+    assert end_of(shared, view) == "end_signing_declined" and view.outcome == "withdrawn"
+    assert events(shared, view, "disbursed") == []
+    documents = shared.documents.list(SYSTEM, view.instance.id)
+    assert [(d.kind, d.voided_at, d.void_reason) for d in documents] == [
+        (kind, shared.clock.now(), DECLINED) for kind in ("contract_docx", "contract_pdf", "contract_sealed")
+    ]
+    voided = events(shared, view, "contract_voided")
+    assert {e.payload["document_id"]: (e.payload["contract_no"], e.payload["reason"]) for e in voided} == {
+        d.id: (view.instance.data["contract"]["contract_no"], DECLINED) for d in documents
+    }
+    report = shared.documents.verify(SYSTEM, sealed_id)
+    assert (report["status"], report["binding"], report["void"]) == (
+        "valid",
+        False,
+        {"at": shared.clock.now(), "reason": DECLINED},
+    )
+    audit = shared.instances.verify_audit(SYSTEM, view.instance.id)
+    assert audit.ok and audit.problems == []
+
+
+def test_a_paid_loan_keeps_its_contract_however_the_application_ends(shared: CreditFlow, tmp_path: Path) -> None:
+    """A policy loan is paid out before its subsidy filing: cancelled while it waits for the filing, it
+    ends ``cancelled``, yet the borrower has the money and the contract binds them both."""
+    code = "ZC-CHUANGYEDANBAO"
+    assert CATALOG[code]["archetype"] == "a5_guaranteed_policy"
+    publish(shared, code, tmp_path)
+    applicant, data = application(CATALOG[code])
+    assert data["interest_subsidy"] is True
+    view = shared.products.apply(lender(shared), code, applicant=applicant, data=data, business_key="PAID-1")
+    view, _ = drive(shared, view, until=lambda task: task.bpmn_id == "face_signing")
+    (signing,) = view.tasks
+    view = shared.tasks.complete(SYSTEM, signing.id, face_signed(view))
+    assert view.instance.status == "running" and len(events(shared, view, "disbursed")) == 1  # awaits the filing
+
+    view = shared.instances.cancel(SYSTEM, view.instance.id, "贴息备案材料无法补齐")
+    assert view.outcome == "cancelled"
+    documents = shared.documents.list(SYSTEM, view.instance.id)
+    assert [(d.voided_at, d.void_reason) for d in documents] == [(None, None)] * 3
+    assert events(shared, view, "contract_voided") == []
+    assert shared.documents.verify(SYSTEM, view.instance.data["sealed_contract"]["document_id"])["binding"] is True

@@ -31,18 +31,51 @@ class DocumentSchema(Schema):
     source_id = fields.String(allow_none=True, metadata={"description": "the document this one was made from"})
     details = fields.Dict(metadata={"description": "for a sealed PDF: signer, signed_at, field"})
     created_at = fields.DateTime()
+    voided_at = fields.DateTime(
+        allow_none=True,
+        metadata={
+            "description": "when the contract became void (作废): its application ended without the money moving "
+            "(withdrawn, lapsed, cancelled, aborted); null for a contract that stands"
+        },
+    )
+    void_reason = fields.String(
+        allow_none=True, metadata={"description": "how the application ended, e.g. 'withdrawn: 借款人放弃签约'"}
+    )
 
 
 class DocumentListSchema(Schema):
     items = fields.List(fields.Nested(DocumentSchema))
 
 
+class VoidSchema(Schema):
+    at = fields.DateTime()
+    reason = fields.String()
+
+
 class VerificationSchema(Schema):
-    status = fields.String(metadata={"description": "valid | tampered | untrusted | unsigned | invalid"})
+    status = fields.String(
+        metadata={
+            "description": "valid | tampered | untrusted | unsigned | invalid: the cryptography's verdict on the "
+            "seals, which a void contract keeps (see binding)"
+        }
+    )
     summary = fields.String()
     signatures = fields.List(fields.Dict(), metadata={"description": "signer, times, integrity, coverage"})
     document_id = fields.String()
     sha256_matches = fields.Boolean(metadata={"description": "the stored file still has its recorded SHA-256"})
+    binding = fields.Boolean(
+        metadata={
+            "description": "a stored document's verdict for business use: true only if its seal is valid, the file "
+            "is the one stored, and the contract is not void. A void contract's seal still verifies (status valid), "
+            "but it binds neither the bank nor the borrower. Absent for a PDF handed in (POST /documents/verify), "
+            "which is judged on its seals alone"
+        }
+    )
+    void = fields.Nested(
+        VoidSchema,
+        allow_none=True,
+        metadata={"description": "a stored document's voiding (when, why); null if it is not void"},
+    )
 
 
 class UploadSchema(Schema):

@@ -33,7 +33,7 @@ from engine.errors import CreditFlowError, NotFound
 from engine.jobs.queue import AcquiredJob, cancel, enqueue
 from engine.org.roles import ROLES
 from engine.services.documents import SHANGHAI, lending_tenant
-from engine.services.execution import CANCELLED
+from engine.services.execution import CANCELLED, GRANTED
 from engine.services.instance_access import reads
 from engine.services.principal import Principal
 from engine.store.audit import Journal
@@ -55,7 +55,6 @@ from engine.store.models import (
 if TYPE_CHECKING:
     from engine.container import CreditFlow
 
-APPROVED = "approved"
 ARCHIVE_RENEW = "archive_renew"  # the job kind that renews an archive's timestamp ahead of its expiry
 
 
@@ -147,7 +146,7 @@ def archive_instance(platform: CreditFlow, job: AcquiredJob, now: datetime) -> N
         digest = hashlib.sha256(bag).hexdigest()
         blob = service.storage.put(_blob_key(tenant.code, now, name, digest), bag)
         settings = platform.settings
-        granted = outcome in (APPROVED, "completed")  # a plain process's file is kept as long as a loan's
+        granted = outcome in (GRANTED, "completed")  # a plain process's file is kept as long as a loan's
         years = settings.retention_years_approved if granted else settings.retention_years_declined
         term = (instance.data or {}).get("term_months")
         # a granted loan's file is kept for the years after the loan ends, not after it was granted
@@ -354,7 +353,14 @@ class ArchiveService:
             "audit_head": instance.audit_head,
             "data": instance.data,
             "documents": [
-                {"path": f"documents/{d.kind}/{d.name}", "kind": d.kind, "sha256": d.sha256, **d.details}
+                {
+                    "path": f"documents/{d.kind}/{d.name}",
+                    "kind": d.kind,
+                    "sha256": d.sha256,
+                    **d.details,
+                    # a contract of an application that ended without the money moving binds nobody
+                    "void": {"at": d.voided_at.isoformat(), "reason": d.void_reason} if d.voided_at else None,
+                }
                 for d in documents
             ],
             "attachments": [

@@ -79,6 +79,8 @@ class DocumentView:
     source_id: str | None
     details: dict[str, Any]
     created_at: datetime
+    voided_at: datetime | None
+    void_reason: str | None
 
 
 def _view(row: Document) -> DocumentView:
@@ -95,6 +97,8 @@ def _view(row: Document) -> DocumentView:
         row.source_id,
         dict(row.details or {}),
         row.created_at,
+        row.voided_at,
+        row.void_reason,
     )
 
 
@@ -370,12 +374,22 @@ class DocumentService:
             return _view(row), self.storage.get(row.storage_key)
 
     def verify(self, principal: Principal, document_id: str) -> dict[str, Any]:
+        """The seal report of a stored document, and whether the bank stands by it: a void contract's
+        seal still verifies (``status`` is the cryptography's verdict), but it binds nobody."""
         view, content = self.content(principal, document_id)
         if view.media_type != PDF:
             raise InvalidInput(
                 f"document {document_id} is not a PDF", [{"field": "document_id", "message": "only PDFs carry a seal"}]
             )
-        return {"document_id": view.id, "sha256_matches": _sha256(content) == view.sha256, **self.verify_bytes(content)}
+        report = self.verify_bytes(content)
+        intact = _sha256(content) == view.sha256
+        void = None
+        if view.voided_at is not None:
+            void = {"at": view.voided_at, "reason": view.void_reason}
+            on = view.voided_at.astimezone(SHANGHAI).date().isoformat()
+            report["summary"] += f" The contract was voided on {on} ({view.void_reason}): it binds nobody."
+        binding = report["status"] == "valid" and intact and void is None
+        return {"document_id": view.id, "sha256_matches": intact, **report, "binding": binding, "void": void}
 
     def verify_bytes(self, pdf: bytes) -> dict[str, Any]:
         """A seal report for any PDF (one handed over by a customer, say), against the platform's roots."""

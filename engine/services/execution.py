@@ -36,7 +36,7 @@ from engine.sla.calendar import UnknownCalendarYear
 from engine.sla.escalation import PROCESS, TASK, THRESHOLDS, schedule, unschedule_process, unschedule_tasks
 from engine.store.audit import Journal
 from engine.store.fast_rows import FastRows
-from engine.store.models import Escalation, HumanTask, TaskCandidate
+from engine.store.models import CONTRACT_SEALED, AuditEvent, Document, Escalation, HumanTask, TaskCandidate
 
 RUNNING, COMPLETED, CANCELLED, ERROR = "running", "completed", "cancelled", "error"
 ENDED = (COMPLETED, CANCELLED)
@@ -51,6 +51,7 @@ _RUNNING: ContextVar[Execution | None] = ContextVar("creditflow_execution", defa
 
 # Connectors that move money, and the audit event (and ``application.<event>`` message) each success is
 MONEY_MOVES = {"core_banking/disburse": "disbursed", "core_banking/renew": "renewed"}
+GRANTED = "approved"  # the outcome of an application whose loan was granted (``products.end_outcomes``)
 
 
 def current_execution() -> Execution:
@@ -181,6 +182,9 @@ class Execution:
         instance.data = plain_json(current_data(self.workflow))
         instance.next_timer_at = _next_timer(self.workflow) if instance.status == RUNNING else None
         instance.updated_at = self.now
+        binding = getattr(self.workflow, "product_binding", None)
+        if binding is not None and instance.status in ENDED and not self._ended:
+            self._void_unpaid_contracts(self._outcome(binding))
         audit = self.journal.chain(instance, self.now)
         if self.is_new:
             self.rows.insert_instance(self.session, instance)
@@ -237,10 +241,8 @@ class Execution:
         self._status = status
         if binding is None or status == before:
             return
-        if status == CANCELLED:
-            self.outcome = CANCELLED
-        elif status == COMPLETED:
-            self.outcome = binding.end_outcomes.get(_end_event(self.workflow) or "", COMPLETED)
+        if status in ENDED:
+            self.outcome = self._outcome(binding)
         elif status == ERROR:
             self.outcome = ERROR
         else:
@@ -254,6 +256,50 @@ class Execution:
             approved_amount=data.get("approved_amount") if self.outcome == "approved" else None,
             error=(channel_error(instance.error) or {}).get("message") if status == ERROR else None,
         )
+
+    def _outcome(self, binding: Any) -> str:
+        """How an ended application ended: cancelled, or the outcome its end event stands for."""
+        if self.instance.status == CANCELLED:
+            return CANCELLED
+        return binding.end_outcomes.get(_end_event(self.workflow) or "", COMPLETED)
+
+    def _void_unpaid_contracts(self, outcome: str) -> None:
+        """An application that ends holding a sealed contract, the money unmoved, voids that contract
+        (its Word file and PDF too): the bank's seal on it still verifies, and nobody may present it as
+        binding. Written with the end, in its transaction, on the audit trail (``contract_voided``).
+
+        Whether the money moved is read from the audit trail (``disbursed``/``renewed``, recorded in the
+        transaction in which core banking confirmed the payout, so also in this one's pending events),
+        not from the outcome: a policy loan paid out and cancelled during its subsidy filing ends
+        ``cancelled``. A granted outcome also keeps the contract, should a payout ever go by a connector
+        ``MONEY_MOVES`` does not name: voiding a paid loan's contract is the costlier mistake. A contract
+        generated but never sealed (its step aborted) carries no seal to misread and is left as it is.
+        """
+        moved = set(MONEY_MOVES.values())
+        if outcome == GRANTED or any(event.event_type in moved for event in self.journal.events):
+            return
+        instance_id = self.instance.id
+        with self.session.no_autoflush:  # this change's rows are written in save's order, after this
+            paid = select(AuditEvent.seq).where(AuditEvent.instance_id == instance_id, AuditEvent.event_type.in_(moved))
+            if self.session.scalars(paid.limit(1)).first() is not None:
+                return
+            stored = self.session.scalars(select(Document).where(Document.instance_id == instance_id)).all()
+        documents = sorted([*stored, *self.documents.values()], key=lambda d: (d.created_at, d.id))
+        if not any(d.kind == CONTRACT_SEALED for d in documents):
+            return
+        end = _end_task(self.workflow) if self.instance.status == COMPLETED else None
+        reason = f"{outcome}: {end.task_spec.bpmn_name}" if end is not None and end.task_spec.bpmn_name else outcome
+        for document in documents:
+            document.voided_at, document.void_reason = self.now, reason[:255]
+            self.journal.record(
+                "contract_voided",
+                actor=False,
+                document_id=document.id,
+                kind=document.kind,
+                contract_no=document.contract_no,
+                sha256=document.sha256,
+                reason=document.void_reason,
+            )
 
     def _tell_submitter(self, binding: Any, event: str, **details: Any) -> None:
         """``application.<event>`` to whoever submitted the application (and so to the bank's webhooks)."""
@@ -434,8 +480,14 @@ def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:
 
 def _end_event(workflow: BpmnWorkflow) -> str | None:
     """The end event the top-level process finished at (subprocess ends are not the outcome)."""
+    end = _end_task(workflow)
+    return end.task_spec.bpmn_id if end is not None else None
+
+
+def _end_task(workflow: BpmnWorkflow) -> Task | None:
+    """The top-level end event's task: its id says the outcome, its name what happened."""
     ends = workflow.get_tasks(state=TaskState.COMPLETED, spec_class=EndEvent, skip_subprocesses=True)
-    return max(ends, key=lambda t: t.last_state_change).task_spec.bpmn_id if ends else None
+    return max(ends, key=lambda t: t.last_state_change) if ends else None
 
 
 def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
