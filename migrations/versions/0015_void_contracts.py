@@ -1,8 +1,8 @@
 """void contracts: a contract of an application that ended without the money moving is marked void
 
 Revision ID: 0015
-Revises: 0013
-Create Date: 2026-12-03 09:00:00.000000
+Revises: 0014
+Create Date: 2026-12-02 11:30:00.000000
 
 Contracts sealed before this revision stay as they are: voiding one writes its ``contract_voided``
 event on the instance's hash-chained audit trail, which only the platform does, when the instance ends.
@@ -16,7 +16,7 @@ from alembic import op
 import engine.store.types
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
