@@ -604,18 +604,20 @@ def documents() -> None:
 @click.argument("file", type=click.File("rb"))
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def documents_verify(file: Any, as_json: bool) -> None:
-    """Check a sealed PDF's seals (signer, time, integrity, coverage); exit 1 unless valid, 2 when the
-    trust roots (the seal PKI under CREDITFLOW_DATA_DIR or CREDITFLOW_PKI_DIR) are not found."""
+    """Check a sealed PDF's seals (signer, time, integrity, coverage); exit 1 unless valid and, for a
+    copy of a stored contract, binding (not void); 2 when the trust roots (the seal PKI under
+    CREDITFLOW_DATA_DIR or CREDITFLOW_PKI_DIR) are not found."""
     from engine.documents.pki import SealConfigError
+    from engine.services.principal import Principal
 
     try:
-        report = _platform().documents.verify_bytes(file.read())
+        report = _platform().documents.verify_upload(Principal.system(), file.read())
     except CreditFlowError as exc:
         _fail(exc)
     except SealConfigError as exc:  # someone checking a contract handed to them got a traceback
         click.echo(f"error: {exc}; set CREDITFLOW_DATA_DIR or CREDITFLOW_PKI_DIR to the installation's", err=True)
         sys.exit(2)
-    _report(report, as_json, report["status"] == "valid")
+    _report(report, as_json, report["status"] == "valid" and report.get("binding", True))
 
 
 @main.group()

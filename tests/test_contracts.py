@@ -210,15 +210,10 @@ def test_a_changed_byte_is_reported_as_tampered_by_the_api_and_the_cli(
     at = pdf.index(b"/Contents <") - 2000  # inside the signed byte range, in the page content
     changed = pdf[:at] + bytes([pdf[at] ^ 0x01]) + pdf[at + 1 :]
 
-    def upload(content: bytes) -> dict[str, Any]:
-        files = {"file": (io.BytesIO(content), "contract.pdf")}
-        response = officer.post("/api/v1/documents/verify", data=files, content_type="multipart/form-data")
-        assert response.status_code == 200
-        return response.get_json()
-
-    assert upload(pdf)["status"] == "valid"
-    assert upload(changed)["status"] == "tampered"
-    assert upload(b"%PDF-1.7 not really")["status"] == "invalid"
+    assert verify_copy(officer, pdf)["status"] == "valid"
+    assert verify_copy(officer, pdf)["binding"] is True  # the stored contract of a paid loan
+    assert verify_copy(officer, changed)["status"] == "tampered"
+    assert verify_copy(officer, b"%PDF-1.7 not really")["status"] == "invalid"
 
     cli_env(bank.settings, monkeypatch)
     for content, code in ((pdf, 0), (changed, 1)):
@@ -350,7 +345,9 @@ def test_a_sealed_contract_the_borrower_never_signs_is_void_once_the_wait_lapses
     assert staff.post(f"/api/v1/archives/{instance_id}/verify").get_json()["ok"] is True
 
 
-def test_a_staff_cancel_after_sealing_voids_the_contract(bank: CreditFlow, officer: ApiClient) -> None:
+def test_a_staff_cancel_after_sealing_voids_the_contract(
+    bank: CreditFlow, officer: ApiClient, monkeypatch: Any, tmp_path: Path
+) -> None:
     body = submit(officer)
     admin = login(api_app(bank), "ly_admin")  # instances.manage
     cancelled = admin.post(f"/api/v1/process-instances/{body['id']}/cancel", json={"reason": "客户来电撤回申请"})
@@ -364,6 +361,27 @@ def test_a_staff_cancel_after_sealing_voids_the_contract(bank: CreditFlow, offic
     trail = [e.event_type for e in bank.instances.history(SYSTEM, body["id"])]
     assert trail[-4:] == ["cancelled", "contract_voided", "contract_voided", "contract_voided"]
     assert bank.instances.verify_audit(SYSTEM, body["id"]).ok
+
+    # a copy handed in (the customer's, say) is found by its bytes and reported void too
+    copy = officer.get(f"/api/v1/documents/{body['data']['sealed_contract']['document_id']}/content").data
+    checked = verify_copy(officer, copy)
+    assert (checked["status"], checked["binding"], checked["void"]["reason"]) == ("valid", False, "cancelled")
+    assert checked["document_id"] == body["data"]["sealed_contract"]["document_id"]
+    # another bank's clerk learns about the seal, nothing about this bank's contract
+    elsewhere = verify_copy(login(api_app(bank), "qh_officer"), copy)
+    assert elsewhere["status"] == "valid" and {"binding", "void", "document_id"}.isdisjoint(elsewhere)
+    cli_env(bank.settings, monkeypatch)
+    path = tmp_path / "copy.pdf"
+    path.write_bytes(copy)
+    result = invoke("documents", "verify", str(path))
+    assert result.exit_code == 1 and "binds nobody" in result.output, result.output
+
+
+def verify_copy(client: ApiClient, content: bytes) -> dict[str, Any]:
+    files = {"file": (io.BytesIO(content), "contract.pdf")}
+    response = client.post("/api/v1/documents/verify", data=files, content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
 
 
 def test_an_archive_is_renewed_ahead_of_its_timestamps_expiry_and_keeps_verifying(

@@ -67,8 +67,8 @@ class VerificationSchema(Schema):
         metadata={
             "description": "a stored document's verdict for business use: true only if its seal is valid, the file "
             "is the one stored, and the contract is not void. A void contract's seal still verifies (status valid), "
-            "but it binds neither the bank nor the borrower. Absent for a PDF handed in (POST /documents/verify), "
-            "which is judged on its seals alone"
+            "but it binds neither the bank nor the borrower. For a PDF handed in (POST /documents/verify), present "
+            "when its bytes are those of a document the caller reads; absent otherwise (judged on its seals alone)"
         }
     )
     void = fields.Nested(
@@ -160,8 +160,9 @@ def verify_document(document_id: str) -> Any:
 @blp.alt_response(422, description="no file, or too large")
 @requires(INSTANCES_READ)
 def verify_upload(_files: dict[str, Any]) -> Any:
-    """Check the seal of a PDF someone hands in (a customer's copy, say) against the platform's CA."""
-    return _platform().documents.verify_bytes(_upload())
+    """Check the seal of a PDF someone hands in (a customer's copy, say) against the platform's CA; a
+    copy of a document the caller reads is also judged as that document (void, binding)."""
+    return _platform().documents.verify_upload(current_principal(), _upload())
 
 
 @blp.route("/archives/<instance_id>", methods=["GET"])

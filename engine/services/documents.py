@@ -374,25 +374,27 @@ class DocumentService:
             return _view(row), self.storage.get(row.storage_key)
 
     def verify(self, principal: Principal, document_id: str) -> dict[str, Any]:
-        """The seal report of a stored document, and whether the bank stands by it: a void contract's
-        seal still verifies (``status`` is the cryptography's verdict), but it binds nobody."""
+        """The seal report of a stored document, and whether the bank stands by it (``_judged``)."""
         view, content = self.content(principal, document_id)
         if view.media_type != PDF:
             raise InvalidInput(
                 f"document {document_id} is not a PDF", [{"field": "document_id", "message": "only PDFs carry a seal"}]
             )
-        report = self.verify_bytes(content)
-        intact = _sha256(content) == view.sha256
-        void = None
-        if view.voided_at is not None:
-            void = {"at": view.voided_at, "reason": view.void_reason}
-            on = view.voided_at.astimezone(SHANGHAI).date().isoformat()
-            report["summary"] += f" The contract was voided on {on} ({view.void_reason}): it binds nobody."
-        binding = report["status"] == "valid" and intact and void is None
-        return {"document_id": view.id, "sha256_matches": intact, **report, "binding": binding, "void": void}
+        return _judged(view, self.verify_bytes(content), _sha256(content) == view.sha256)
+
+    def verify_upload(self, principal: Principal, pdf: bytes) -> dict[str, Any]:
+        """The seal report of a PDF handed in (a customer's copy, say); when its bytes are those of a
+        document the caller reads, that document's verdict too: a copy of a void contract still carries
+        a valid seal, and the clerk checking it must learn that it binds nobody."""
+        report = self.verify_bytes(pdf)
+        with self.platform.db.transaction() as session:
+            for row in session.scalars(select(Document).where(Document.sha256 == _sha256(pdf)).order_by(Document.id)):
+                if reads(session, principal, session.get(ProcessInstance, row.instance_id)):
+                    return _judged(_view(row), report, True)
+        return report
 
     def verify_bytes(self, pdf: bytes) -> dict[str, Any]:
-        """A seal report for any PDF (one handed over by a customer, say), against the platform's roots."""
+        """A seal report for any PDF, against the platform's roots, judged on its seals alone."""
         if len(pdf) > MAX_VERIFY_BYTES:
             problem = {"field": "file", "message": f"at most {MAX_VERIFY_BYTES} bytes"}
             raise InvalidInput("the file is too large", [problem])
@@ -410,6 +412,18 @@ class DocumentService:
         if not reads(session, principal, instance):
             raise NotFound(f"process instance {instance_id} does not exist")
         return instance
+
+
+def _judged(view: DocumentView, report: dict[str, Any], intact: bool) -> dict[str, Any]:
+    """A stored document's seal report with whether the bank stands by it: a void contract's seal still
+    verifies (``status`` is the cryptography's verdict), but it binds nobody."""
+    void = None
+    if view.voided_at is not None:
+        void = {"at": view.voided_at, "reason": view.void_reason}
+        on = view.voided_at.astimezone(SHANGHAI).date().isoformat()
+        report["summary"] += f" The contract was voided on {on} ({view.void_reason}): it binds nobody."
+    binding = report["status"] == "valid" and intact and void is None
+    return {"document_id": view.id, "sha256_matches": intact, **report, "binding": binding, "void": void}
 
 
 def _journal(execution: Execution, task: Task, event: str, document: Document, **details: Any) -> None:

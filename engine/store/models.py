@@ -605,7 +605,7 @@ class Document(Base):
     name: Mapped[str] = mapped_column(String(255))
     media_type: Mapped[str] = mapped_column(String(127))
     size: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)  # a copy handed in is found by its hash
     storage_key: Mapped[str] = mapped_column(String(512))
     contract_no: Mapped[str | None] = mapped_column(String(64), index=True)
     template: Mapped[str | None] = mapped_column(String(64))

@@ -1,4 +1,5 @@
-"""void contracts: a contract of an application that ended without the money moving is marked void
+"""void contracts: a contract of an application that ended without the money moving is marked void;
+documents are found by their SHA-256 (a copy handed in is checked against the stored one)
 
 Revision ID: 0015
 Revises: 0014
@@ -25,9 +26,11 @@ def upgrade() -> None:
     with op.batch_alter_table("document", schema=None) as batch_op:
         batch_op.add_column(sa.Column("voided_at", engine.store.types.UtcDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("void_reason", sa.String(length=255), nullable=True))
+        batch_op.create_index("ix_document_sha256", ["sha256"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("document", schema=None) as batch_op:
+        batch_op.drop_index("ix_document_sha256")
         batch_op.drop_column("void_reason")
         batch_op.drop_column("voided_at")
