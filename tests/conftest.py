@@ -162,6 +162,16 @@ def deploy(platform: CreditFlow, *names: str) -> list[Any]:
     return platform.definitions.deploy(Principal.system(), files).definitions
 
 
+def drop_append_only_guards(platform: CreditFlow, table: str) -> None:
+    """What a tamperer with DDL rights does first: drop the triggers that make a trail table append-only."""
+    with platform.db.transaction(write=True) as session:
+        if platform.db.is_sqlite:
+            session.execute(text(f"DROP TRIGGER {table}_no_update"))
+            session.execute(text(f"DROP TRIGGER {table}_no_delete"))
+        else:
+            session.execute(text(f"DROP TRIGGER {table}_no_change ON {table}"))
+
+
 @pytest.fixture
 def seeded(platform: CreditFlow) -> CreditFlow:
     from engine.services.demo import seed_demo

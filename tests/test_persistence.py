@@ -25,7 +25,7 @@ from engine.errors import Conflict
 from engine.services.demo import seed_demo
 from engine.services.principal import Principal
 from engine.store.models import ArchivePackage, AuditEvent, Base, HumanTask, Job, ProcessInstance, Tenant
-from tests.conftest import PASSWORD, PG_URL, deploy, login
+from tests.conftest import PASSWORD, PG_URL, deploy, drop_append_only_guards, login
 
 SYSTEM = Principal.system()
 REVIEW = {"recommendation": "reject", "comment": "收入不足"}
@@ -186,7 +186,7 @@ def test_audit_chain_detects_edits_and_deletions(platform: CreditFlow, settings:
         session.execute(text("UPDATE audit_event SET payload = '{}' WHERE seq = 2"))
 
     # ... so a tamperer with DDL rights drops the guard first
-    _drop_guards(platform)
+    drop_append_only_guards(platform, "audit_event")
     with platform.db.transaction(write=True) as session:
         session.execute(
             text("UPDATE audit_event SET event_type = 'started' WHERE instance_id = :i AND seq = 2"), {"i": instance_id}
@@ -211,15 +211,6 @@ def test_audit_chain_detects_edits_and_deletions(platform: CreditFlow, settings:
         )
     tail = platform.instances.verify_audit(SYSTEM, instance_id)
     assert any("instance recorded event" in p for p in tail.problems)
-
-
-def _drop_guards(platform: CreditFlow) -> None:
-    with platform.db.transaction(write=True) as session:
-        if platform.db.is_sqlite:
-            session.execute(text("DROP TRIGGER audit_event_no_update"))
-            session.execute(text("DROP TRIGGER audit_event_no_delete"))
-        else:
-            session.execute(text("DROP TRIGGER audit_event_no_change ON audit_event"))
 
 
 def test_migrations_match_the_models(platform: CreditFlow) -> None:

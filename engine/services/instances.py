@@ -28,8 +28,9 @@ from engine.services.instance_access import readable, reads, whole_bank
 from engine.services.principal import Principal
 from engine.services.spec_cache import LoadedDefinition
 from engine.store import keyset
-from engine.store.audit import GENESIS, Journal, VerifyResult, verify_chain
+from engine.store.audit import Journal, VerifyResult, verify_chain
 from engine.store.fast_rows import StaleRow
+from engine.store.hash_chain import GENESIS
 from engine.store.models import AuditEvent, IdempotencyKey, OrgUnit, ProcessDefinition, ProcessInstance
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The append-only, hash-chained audit trail of a process instance.
+"""The append-only, hash-chained audit trail of a process instance (``engine.store.hash_chain``).
 
 Each event's hash covers the previous hash and a canonical JSON of the event, and the instance row
 keeps the sequence number and hash of the newest event. Editing any event breaks its hash,
@@ -8,8 +8,6 @@ The database also refuses UPDATE and DELETE on the table (triggers in the migrat
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,12 +17,11 @@ from sqlalchemy.orm import Session
 
 from engine.masking import mask_sensitive
 from engine.runtime.workflow_state import plain_json
+from engine.store.hash_chain import Link, chain_problems, link_hash
 from engine.store.models import AuditEvent, ProcessInstance
 
-GENESIS = "0" * 64
 
-
-def _canonical(instance_id: str, seq: int, event: PendingEvent, created_at: datetime) -> bytes:
+def chain_hash(prev_hash: str, instance_id: str, seq: int, event: PendingEvent, created_at: datetime) -> str:
     body = {
         "instance_id": instance_id,
         "seq": seq,
@@ -35,11 +32,7 @@ def _canonical(instance_id: str, seq: int, event: PendingEvent, created_at: date
         "payload": event.payload,
         "at": created_at.isoformat(),
     }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def chain_hash(prev_hash: str, instance_id: str, seq: int, event: PendingEvent, created_at: datetime) -> str:
-    return hashlib.sha256(prev_hash.encode() + _canonical(instance_id, seq, event, created_at)).hexdigest()
+    return link_hash(prev_hash, body)
 
 
 @dataclass
@@ -114,21 +107,22 @@ class VerifyResult:
 
 def verify_chain(session: Session, instance: ProcessInstance) -> VerifyResult:
     """Recompute the chain from the first event and compare it with the instance head."""
-    problems: list[str] = []
-    head, expected_seq, count = GENESIS, 1, 0
     rows = session.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance.id).order_by(AuditEvent.seq))
-    for row in rows:
-        count += 1
-        if row.seq != expected_seq:
-            problems.append(f"event {expected_seq} is missing (next stored event is {row.seq})")
-        if row.prev_hash != head:
-            problems.append(f"event {row.seq} does not link to the event before it")
-        event = PendingEvent(row.event_type, row.actor_id, row.task_id, row.bpmn_id, row.payload)
-        if chain_hash(row.prev_hash, instance.id, row.seq, event, row.created_at) != row.hash:
-            problems.append(f"event {row.seq} ({row.event_type}) was altered")
-        head, expected_seq = row.hash, row.seq + 1
-    if expected_seq - 1 != instance.audit_seq or head != instance.audit_head:
-        problems.append(
-            f"the trail ends at event {expected_seq - 1} but the instance recorded event {instance.audit_seq}"
+    links = (
+        Link(
+            row.seq,
+            row.prev_hash,
+            row.hash,
+            chain_hash(
+                row.prev_hash,
+                instance.id,
+                row.seq,
+                PendingEvent(row.event_type, row.actor_id, row.task_id, row.bpmn_id, row.payload),
+                row.created_at,
+            ),
+            row.event_type,
         )
+        for row in rows
+    )
+    count, problems = chain_problems(links, instance.audit_seq, instance.audit_head, "event", "the instance recorded")
     return VerifyResult(instance.id, not problems, count, problems)
