@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.catalog.changes import DEFINITION_DEPLOYED, record_change
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.jobs.start_timers import schedule_start_timers
 from engine.runtime.model_check import ModelFile, build_parser, lint, raise_if_problems, read_model_files
@@ -166,6 +167,16 @@ class DefinitionService:
             )
             session.add(definition)
             session.flush()
+            record_change(
+                session,
+                tenant_id=owner,
+                actor_id=principal.user_id,
+                at=now,
+                action=DEFINITION_DEPLOYED,
+                subject=pid,
+                version=definition.version,
+                details={"sha256": definition.sha256, "files": sorted(m.name for m in models)},
+            )
             self.platform.specs.put(definition, resolved[pid])
             schedule_start_timers(session, definition, resolved[pid][0], now)
             definitions.append(definition)

@@ -25,6 +25,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine.catalog.changes import (
+    PRODUCT_CREATED,
+    PRODUCT_DRAFT_CHANGED,
+    PRODUCT_PUBLISHED,
+    PRODUCT_REBASED,
+    PRODUCT_VARIANT_CREATED,
+    json_diff,
+    record_change,
+)
 from engine.catalog.config import (
     DEFAULT_STANDARD_DIR,
     clone_problems,
@@ -177,9 +186,13 @@ class ProductService:
             existing = {p.code: p for p in session.scalars(select(Product).where(Product.template_id.is_(None)))}
             for code, config in configs.items():
                 product = existing.get(code) or Product(code=code, tenant_id=None, created_at=now)
+                changes = json_diff(product.draft if code in existing else {}, config)
                 _describe(product, config)  # published just below
                 product.draft, product.updated_at = config, now
                 session.add(product)
+                if changes:
+                    action = PRODUCT_DRAFT_CHANGED if code in existing else PRODUCT_CREATED
+                    self._record(session, principal, None, action, code, details={"changes": changes})
         versions = []
         for index, code in enumerate(sorted(configs), 1):
             versions.append(self.publish(principal, code))
@@ -195,7 +208,7 @@ class ProductService:
             product = self._product(session, principal, code)
             self._check_owner(session, principal, product)
             base = session.get(ProductVersion, product.base_version_id) if product.base_version_id else None
-            config = merge_patch(base.config, product.draft) if base is not None else product.draft
+            config = _resolved(base, product.draft)
             problems = validate_product_config(
                 config,
                 archetypes=self._deployed_archetypes(session, product.tenant_id),
@@ -246,6 +259,8 @@ class ProductService:
             session.add(version)
             _describe(product, config)  # the catalog lists what applications get, not an unpublished draft
             session.flush()
+            published = {"sha256": digest, **({"template_version": base.version} if base is not None else {})}
+            self._record(session, principal, product.tenant_id, PRODUCT_PUBLISHED, code, version.version, published)
             return version
 
     def _build_decisions(self, session: Session, config: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, Any]]]:
@@ -442,9 +457,13 @@ class ProductService:
                 created_at=self.platform.clock.now(),
                 updated_at=self.platform.clock.now(),
             )
-            _describe(product, merge_patch(base.config, draft))
+            resolved = merge_patch(base.config, draft)
+            _describe(product, resolved)
             session.add(product)
             session.flush()
+            changes = json_diff(base.config, resolved)  # the bank's values against the template's
+            details = {"template": template_code, "template_version": base.version, "changes": changes}
+            self._record(session, principal, principal.tenant_id, PRODUCT_VARIANT_CREATED, code, details=details)
             return ProductView(product, None)
 
     def set_draft(self, principal: Principal, code: str, draft: dict[str, Any]) -> ProductView:
@@ -455,11 +474,15 @@ class ProductService:
             if draft.get("code", code) != code:
                 raise InvalidInput("the code of a product cannot change", [{"field": "code", "message": "must stay"}])
             base = session.get(ProductVersion, product.base_version_id) if product.base_version_id else None
+            before = product.draft
             product.draft = {**draft, "code": code} if base is not None else draft
             latest = self._latest(session, product.id)
             if latest is None:  # listed by its draft until it is first published, then by what it runs
-                _describe(product, merge_patch(base.config, product.draft) if base is not None else product.draft)
+                _describe(product, _resolved(base, product.draft))
             product.updated_at = self.platform.clock.now()
+            if json_diff(before, product.draft):  # recorded as what it changes in the config publishing resolves
+                details = {"changes": json_diff(_resolved(base, before), _resolved(base, product.draft))}
+                self._record(session, principal, product.tenant_id, PRODUCT_DRAFT_CHANGED, code, details=details)
             return ProductView(product, latest)
 
     def diff(self, principal: Principal, code: str) -> dict[str, Any]:
@@ -516,7 +539,33 @@ class ProductService:
             product.base_version_id, product.updated_at = new.id, self.platform.clock.now()
             if self._latest(session, product.id) is None:
                 _describe(product, merge_patch(new.config, product.draft))
+            if new.id != old.id:  # what the draft's config gains from the template (the bank's values stay)
+                changes = json_diff(merge_patch(old.config, product.draft), merge_patch(new.config, product.draft))
+                details = {"from_version": old.version, "to_version": new.version, "changes": changes}
+                self._record(session, principal, product.tenant_id, PRODUCT_REBASED, code, details=details)
             return {"code": code, "from_version": old.version, "to_version": new.version, "conflicts": conflicts}
+
+    def _record(
+        self,
+        session: Session,
+        principal: Principal,
+        tenant_id: int | None,
+        action: str,
+        code: str,
+        version: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """The change's entry in the catalog's change trail, in the change's own transaction."""
+        record_change(
+            session,
+            tenant_id=tenant_id,
+            actor_id=principal.user_id,
+            at=self.platform.clock.now(),
+            action=action,
+            subject=code,
+            version=version,
+            details=details,
+        )
 
     def _check_owner(self, session: Session, principal: Principal, product: Product) -> None:
         """Banks edit and publish only their own products; the province owns the templates."""
@@ -883,6 +932,11 @@ def _describe(product: Product, config: dict[str, Any]) -> None:
             setattr(product, column, value[:200])
         elif getattr(product, column) is None:
             setattr(product, column, "")
+
+
+def _resolved(base: ProductVersion | None, draft: dict[str, Any]) -> dict[str, Any]:
+    """The config publishing freezes from a draft: a local product's is its template version with the overrides."""
+    return merge_patch(base.config, draft) if base is not None else draft
 
 
 def _sha256(value: Any) -> str:

@@ -440,6 +440,39 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class CatalogChange(Base):
+    """One change of the product catalog (变更留痕): who changed which product or process, when, from what to
+    what. Append-only (triggers) and hash-chained per owning tenant (``engine.catalog.changes``)."""
+
+    __tablename__ = "catalog_change"
+    __table_args__ = (
+        Index("ix_catalog_change_chain", "tenant_id", "seq"),
+        Index("ix_catalog_change_at", "at", "id"),  # the list, newest first
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # the owner of what changed: a bank, or null for the province's templates and shared processes
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    seq: Mapped[int] = mapped_column(Integer)  # place in the owner's chain, from 1
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))  # null: the system or the command line
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    action: Mapped[str] = mapped_column(String(32))  # product.published, definition.deployed, ...
+    subject: Mapped[str] = mapped_column(String(255), index=True)  # product code or process id
+    version: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class CatalogChangeHead(Base):
+    """The newest link of each owner's catalog change chain: cutting off the newest changes no longer
+    matches it, and the writers of one chain queue on its row."""
+
+    __tablename__ = "catalog_change_head"
+    chain: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # tenant id; 0: no tenant
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
 class CalendarDay(Base):
     """An admin's word on one day (a holiday, a make-up workday, a typhoon closure); it wins over the
     holiday package. ``tenant_id`` null: province-wide; a bank's own row wins over the province's."""
