@@ -20,6 +20,7 @@ from api.views import (
     admin,
     api_keys,
     auth,
+    catalog_changes,
     definitions,
     documents,
     health,
@@ -78,7 +79,7 @@ def create_app(platform: Any) -> Flask:
     app.extensions["creditflow"] = platform
     api = CreditFlowApi(app)
     blueprints = (health, auth, definitions, instances, tasks, products, admin, organization, api_keys)
-    for module in (*blueprints, monitor, incidents, webhooks, documents):
+    for module in (*blueprints, monitor, incidents, webhooks, documents, catalog_changes):
         api.register_blueprint(module.blp)
     api.register_blueprint(tasks.files)
     api.register_blueprint(monitor.escalations_blp)

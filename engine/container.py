@@ -23,6 +23,7 @@ from engine.services.api_keys import ApiKeyService
 from engine.services.archives import ARCHIVE_RENEW, ArchiveService, archive_instance, renew_archive
 from engine.services.auth import AuthService
 from engine.services.calendars import CalendarService
+from engine.services.catalog_changes import CatalogChangeService
 from engine.services.definitions import DefinitionService
 from engine.services.documents import DocumentService, register_contract_connectors
 from engine.services.escalation_log import EscalationLog
@@ -71,6 +72,7 @@ class CreditFlow:
         self.instances = InstanceService(self)
         self.tasks = TaskService(self)
         self.products = ProductService(self)
+        self.catalog_changes = CatalogChangeService(self)
         self.calendars = CalendarService(self)
         self.organization = OrganizationService(self)
         self.api_keys = ApiKeyService(self)

@@ -269,6 +269,7 @@ def test_lists_of_another_bank_show_none_of_its_rows(app: Any, world: dict[str, 
         "/api/v1/admin/api-keys",
         "/api/v1/admin/webhooks",
         "/api/v1/incidents",
+        "/api/v1/catalog-changes",
     ]
     for url in lists:
         response = other.get(url)
@@ -281,6 +282,7 @@ def test_lists_of_another_bank_show_none_of_its_rows(app: Any, world: dict[str, 
     province = login(app, "admin")
     assert world["ours"]["task_id"].encode() in province.get("/api/v1/tasks?view=all").data
     assert b"LY-X" in province.get("/api/v1/products").data
+    assert b"LY-X" in province.get("/api/v1/catalog-changes").data
 
 
 def test_the_province_changes_none_of_its_banks_applications(app: Any, world: dict[str, Any]) -> None:

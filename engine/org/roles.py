@@ -22,6 +22,9 @@ TASKS_OVERRIDE = "tasks.override"  # act on any task of the own tenant, e.g. to 
 PRODUCTS_READ = "products.read"
 PRODUCTS_WRITE = "products.write"  # clone, edit drafts, rebase
 PRODUCTS_PUBLISH = "products.publish"
+# the catalog's change trail (变更留痕): product managers, risk managers and administrators, not every
+# worker (audit.read and products.read are every worker's)
+CATALOG_CHANGES_READ = "catalog.changes.read"
 APPLICATIONS_CREATE = "applications.create"
 ORG_READ = "org.read"
 ORG_ADMIN = "org.admin"  # units, users, role grants, groups, API keys
@@ -45,6 +48,7 @@ ALL_PERMISSIONS = frozenset(
         PRODUCTS_READ,
         PRODUCTS_WRITE,
         PRODUCTS_PUBLISH,
+        CATALOG_CHANGES_READ,
         APPLICATIONS_CREATE,
         ORG_READ,
         ORG_ADMIN,
@@ -116,7 +120,7 @@ ROLES: dict[str, Role] = {
         Role(
             "risk_manager",
             "风险经理",
-            _WORKER | {TASKS_ASSIGN, INSTANCES_MANAGE, MONITOR_READ},
+            _WORKER | {TASKS_ASSIGN, INSTANCES_MANAGE, MONITOR_READ, CATALOG_CHANGES_READ},
             duty="review",
             scope=HEAD_OFFICE,
             supervises=True,
@@ -135,7 +139,15 @@ ROLES: dict[str, Role] = {
             "product_manager",
             "产品经理",
             frozenset(
-                {PRODUCTS_READ, PRODUCTS_WRITE, PRODUCTS_PUBLISH, DEFINITIONS_READ, DEFINITIONS_DEPLOY, ORG_READ}
+                {
+                    PRODUCTS_READ,
+                    PRODUCTS_WRITE,
+                    PRODUCTS_PUBLISH,
+                    CATALOG_CHANGES_READ,
+                    DEFINITIONS_READ,
+                    DEFINITIONS_DEPLOY,
+                    ORG_READ,
+                }
             ),
         ),
         Role("admin", "系统管理员", ALL_PERMISSIONS, supervises=True),

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, and_, false, or_
 
 from engine import json_documents
 from engine.errors import InvalidInput
+from engine.store.types import UtcDateTime
 
 Key = tuple[Any, bool, bool]  # (column, descending, nullable): NULLs sort last
 
@@ -68,7 +69,7 @@ def parse_cursor(name: str, keys: Sequence[Key], text: str) -> list[Any]:
     for (column, _, nullable), value in zip(keys, values, strict=True):
         if value is None and not nullable:
             raise problem
-        if value is not None and column.key.endswith("_at"):
+        if value is not None and isinstance(column.type, UtcDateTime):
             try:
                 value = datetime.fromisoformat(value)
             except (TypeError, ValueError):
