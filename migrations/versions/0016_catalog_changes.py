@@ -1,7 +1,7 @@
 """catalog changes: the append-only, hash-chained trail of who changed which product or process (变更留痕)
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2026-12-02 10:47:26.609894
 """
 
@@ -15,7 +15,7 @@ from engine.store.audit_guards import create_audit_guards, drop_audit_guards
 from engine.store.types import UtcDateTime
 
 revision = "0016"
-down_revision = "0013"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
