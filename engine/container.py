@@ -11,6 +11,7 @@ from engine.forms.catalog import FormCatalog
 from engine.jobs.queue import JobQueue
 from engine.jobs.start_timers import START_TIMER, fire_start_timer
 from engine.jobs.timers import fire_timer
+from engine.masking import quiet_workflow_loggers
 from engine.notify.delivery import deliver
 from engine.notify.destinations import DestinationPolicy
 from engine.notify.outbox import DELIVER
@@ -50,6 +51,7 @@ class CreditFlow:
         connectors: ConnectorRegistry | None = None,
         database: Database | None = None,
     ) -> None:
+        quiet_workflow_loggers()
         self.settings = settings
         self.clock = clock or Clock()
         self.db = database or Database(settings.database_url, lock_wait_ms=settings.lock_wait_ms)

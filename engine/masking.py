@@ -93,3 +93,12 @@ def install_log_masking() -> None:
     for handler in handlers:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
             handler.addFilter(MaskingFilter())
+
+
+def quiet_workflow_loggers() -> None:
+    """SpiffWorkflow logs every task state change at INFO, and while its loggers' own level is unset it
+    puts each task's data (ID numbers and all) and every task id into the record's extras, which the
+    message filter above never sees and a JSON log formatter would write out. The audit trail keeps
+    what happened; the engine's loggers say only what goes wrong."""
+    for name in ("spiff.task", "spiff.workflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
