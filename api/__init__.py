@@ -27,6 +27,7 @@ from api.views import (
     incidents,
     instances,
     monitor,
+    notifications,
     organization,
     products,
     tasks,
@@ -79,7 +80,7 @@ def create_app(platform: Any) -> Flask:
     app.extensions["creditflow"] = platform
     api = CreditFlowApi(app)
     blueprints = (health, auth, definitions, instances, tasks, products, admin, organization, api_keys)
-    for module in (*blueprints, monitor, incidents, webhooks, documents, catalog_changes):
+    for module in (*blueprints, monitor, incidents, webhooks, documents, catalog_changes, notifications):
         api.register_blueprint(module.blp)
     api.register_blueprint(tasks.files)
     api.register_blueprint(monitor.escalations_blp)

@@ -32,6 +32,7 @@ from engine.services.execution import ARCHIVE, TIMER
 from engine.services.incidents import IncidentService
 from engine.services.instances import InstanceService
 from engine.services.monitor import MonitorService
+from engine.services.notifications import NotificationService
 from engine.services.organization import OrganizationService
 from engine.services.products import ProductService
 from engine.services.spec_cache import SpecCache
@@ -79,6 +80,7 @@ class CreditFlow:
         self.organization = OrganizationService(self)
         self.api_keys = ApiKeyService(self)
         self.monitor = MonitorService(self)
+        self.notifications = NotificationService(self)
         self.escalation_log = EscalationLog(self)
         self.webhook_destinations = DestinationPolicy.of(settings.webhook_networks)
         self.webhooks = WebhookService(self)

@@ -434,6 +434,8 @@ def test_a_returned_step_opens_with_what_was_entered_says_why_and_comes_back_to_
         name = session.scalars(select(Product.name).where(Product.code == "LY-DAINONG")).one()
     assert (row["product_code"], row["product_name"], row["amount"]) == ("LY-DAINONG", name, "800000.00")
     assert inbox(reviewer, "mine", returned="false") == []
+    (told,) = reviewer.get("/api/v1/notifications").get_json()["items"]
+    assert (told["topic"], told["summary"]) == ("task.returned", "「审查」被退回：王小二（补充近六个月经营流水）")
     # it opens with what the reviewer entered the first time
     reopened = reviewer.get(f"/api/v1/tasks/{again['id']}").get_json()
     fields_ = reopened["form_definition"]["schema"]["properties"]

@@ -492,3 +492,51 @@ def test_a_receiver_that_never_finishes_its_answer_is_cut_off_and_holds_up_no_ot
     failed = deliveries(seeded, message)[hook["id"]]
     assert failed.status == "pending" and failed.last_error.startswith("no complete answer within 0.3 s")
     silent.close()
+
+
+def test_a_users_notification_centre_lists_what_they_were_told_and_marks_it_read(
+    escalating: CreditFlow, app: Any
+) -> None:
+    officer, colleague = login(app, "ly_officer"), login(app, "ly_officer2")
+    tick(escalating, timedelta(hours=4, minutes=42))  # the investigation turns yellow: its officer is told
+    page = get_notifications(officer, unread="true")
+    assert page["unread"] == 1
+    (warned,) = page["items"]
+    assert (warned["topic"], warned["summary"], warned["read_at"]) == (
+        "escalation.task.yellow",
+        "「主调查」提醒：王小二",
+        None,
+    )
+    assert ID_NUMBER not in json.dumps(page)
+    assert get_notifications(colleague)["items"] == []  # nobody reads another's
+
+    # a task handed on is announced to whoever now has it
+    (task,) = [
+        t for t in officer.get("/api/v1/tasks?view=mine").get_json()["items"] if t["bpmn_id"] == "main_investigation"
+    ]
+    delegated = officer.post(
+        f"/api/v1/tasks/{task['id']}/delegate", json={"user_id": user_id(escalating, "ly_officer2")}
+    )
+    assert delegated.status_code == 200, delegated.get_json()
+    (handed,) = get_notifications(colleague)["items"]
+    assert (handed["topic"], handed["summary"]) == ("task.delegated", "「主调查」委托您办理：王小二")
+    assert get_notifications(colleague, topic="escalation")["items"] == []
+
+    assert colleague.post(f"/api/v1/notifications/{warned['id']}/read").status_code == 404  # the officer's
+    assert officer.post(f"/api/v1/notifications/{warned['id']}/read").status_code == 204
+    read = get_notifications(officer)
+    assert read["unread"] == 0 and read["items"][0]["read_at"] == escalating.clock.now().isoformat()
+    assert get_notifications(officer, unread="true")["items"] == []
+    assert colleague.post("/api/v1/notifications/read").get_json() == {"marked": 1}
+    assert get_notifications(colleague)["unread"] == 0
+    for query, field in (("limit=0", "limit"), ("unread=maybe", "unread"), ("cursor=x", "cursor"), ("to=me", "to")):
+        refused = officer.get(f"/api/v1/notifications?{query}")
+        assert refused.status_code == 422 and refused.content_type == "application/problem+json", query
+        assert [e["field"] for e in refused.get_json()["errors"]] == [field], query
+    assert app.test_client().get("/api/v1/notifications").status_code == 401
+
+
+def get_notifications(client: ApiClient, **query: str) -> dict[str, Any]:
+    response = client.get("/api/v1/notifications", query_string=query)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()

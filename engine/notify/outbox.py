@@ -1,7 +1,8 @@
-"""The notification outbox: a message is written in the transaction of what caused it, with one
-delivery per channel (the log, and each of the tenant's webhooks that wants the topic) and a job
-per delivery. Delivery happens later, by those jobs, so a slow or failing webhook never holds up
-or rolls back the escalation (or anything else) that published the message.
+"""The notification outbox: a message is written in the transaction of what caused it, in each
+recipient's notification centre, with one delivery per channel (the log, and each of the tenant's
+webhooks that wants the topic) and a job per delivery. Delivery happens later, by those jobs, so a
+slow or failing webhook never holds up or rolls back the escalation (or anything else) that
+published the message.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from engine.jobs.queue import enqueue
-from engine.store.models import Delivery, OutboxMessage, Tenant, Webhook
+from engine.store.models import Delivery, Notification, OutboxMessage, Tenant, Webhook
 
 DELIVER = "deliver"
 
 # Built once (Core, on the tables): publishing is on the escalation's hot path.
 _MESSAGE = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
 _DELIVERY = insert(Delivery.__table__).returning(Delivery.__table__.c.id)
+_NOTIFICATION = insert(Notification.__table__)
 _webhook, _tenant = Webhook.__table__.c, Tenant.__table__.c
 # the bank's own webhooks, and the province's, which oversees every bank: one round trip
 _HOOKS = select(_webhook.id, _webhook.topics).where(
@@ -56,6 +58,9 @@ def publish(
             "created_at": now,
         },
     ).scalar_one()
+    if recipients:  # each recipient's notification centre lists it
+        listed = [{"user_id": user, "message_id": message_id, "created_at": now} for user in sorted(set(recipients))]
+        session.execute(_NOTIFICATION, listed)
     hooks = session.execute(_HOOKS, {"tenant_id": tenant_id}).all() if tenant_id is not None else []
     channels: list[tuple[str, int | None]] = [("log", None)]
     channels += [("webhook", hook.id) for hook in hooks if wants(list(hook.topics or []), topic)]

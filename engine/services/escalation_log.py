@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden, InvalidInput
 from engine.inbox.queries import application_filters, supervised_units
+from engine.notify.summaries import LEVEL_NAMES
 from engine.org.roles import MONITOR_READ
-from engine.services.monitor import LEVEL_NAMES, ZONE, period_bounds
+from engine.services.monitor import ZONE, period_bounds
 from engine.services.principal import Principal
 from engine.store.models import (
     Escalation,

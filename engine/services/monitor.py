@@ -30,6 +30,7 @@ from engine.inbox.queries import (
     level_clause,
     supervised_units,
 )
+from engine.notify.summaries import LEVEL_NAMES
 from engine.services.instance_access import readable
 from engine.services.principal import Principal
 from engine.store.models import OPEN_STATUSES, HumanTask, OrgUnit, ProcessInstance, Product, ProductVersion, Tenant
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 GROUPS = ("level", "bank", "branch", "product", "step")
 APPLICATION_GROUPS = GROUPS[:-1]  # an application waits at no one step: outside the bank, or at several
 COUNTS = (*LEVELS, "total")
-LEVEL_NAMES = {"none": "正常", "yellow": "提醒", "orange": "超时", "red": "严重超时"}
 MAX_PERIOD_DAYS = 366  # a leap year: longer periods are split by the caller, so one query stays bounded
 ZONE = ZoneInfo("Asia/Shanghai")  # the business calendar's zone: a period's days start at midnight there
 

@@ -37,6 +37,7 @@ from engine.inbox.queries import (
     parse_cursor,
     supervised_units,
 )
+from engine.notify.outbox import publish
 from engine.org.roles import TASKS_OVERRIDE, TASKS_WORK
 from engine.runtime.workflow_state import load_state, plain_json
 from engine.services.auth import load_principal
@@ -66,6 +67,8 @@ _ROW_COLUMNS = (
     *(ProcessInstance.business_key, ProcessInstance.applicant_name, ProcessInstance.applicant_id_masked),
     *(ProcessInstance.org_unit_id, ProcessInstance.product_version_id, ProcessInstance.amount_fen),
 )
+# inbox actions that hand a task to someone, and the notification they get
+HANDED = {"task_assigned": "task.assigned", "task_delegated": "task.delegated"}
 # a returned-to task's internal data: its form's values from the round it was returned from
 ENTERED = "creditflow.entered"
 
@@ -248,7 +251,9 @@ class TaskService:
                     if entered[str(point.id)]:
                         point.internal_data[ENTERED] = entered[str(point.id)]
 
+            back = [done[str(p.id)].completed_by_id for p in points if str(p.id) in done]  # before they reopen
             execution.run(reset)
+            self._tell(execution.session, execution.instance, target, "task.returned", back, reason=reason)
 
         return self.platform.instances.change(principal, self._locate(principal, task_id), send_back)
 
@@ -519,12 +524,35 @@ class TaskService:
     def _apply(
         self, session: Session, journal: Any, row: HumanTask, event: str, values: dict[str, Any] | None, **payload: Any
     ) -> TaskView:
+        instance = session.get(ProcessInstance, row.instance_id)
         if values is not None:
             session.execute(update(HumanTask).where(HumanTask.id == row.id).values(**values))
             journal.record(event, task_id=row.id, bpmn_id=row.bpmn_id, **payload, **_ids(values))
             session.refresh(row)
-        instance = session.get(ProcessInstance, row.instance_id)
+            if event in HANDED:  # the person it now waits for hears of it
+                self._tell(session, instance, row, HANDED[event], [row.assignee_id])
         return TaskView(row, instance, stored_level(row, self.platform.clock.now()))
+
+    def _tell(
+        self, session: Session, instance: Any, row: Any, topic: str, recipients: list[int | None], **details: Any
+    ) -> None:
+        """A notification about a step, in its recipients' notification centres (and to webhooks)."""
+        publish(
+            session,
+            self.platform.clock.now(),
+            tenant_id=instance.tenant_id,
+            topic=topic,
+            recipients=[r for r in recipients if r is not None],
+            payload={
+                "instance_id": instance.id,
+                "business_key": instance.business_key,
+                "applicant_name": instance.applicant_name,
+                "task_id": row.id,
+                "step": row.bpmn_id,
+                "step_name": row.name,
+                **details,
+            },
+        )
 
     @contextmanager
     def _locked_row(

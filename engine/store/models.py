@@ -592,6 +592,18 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class Notification(Base):
+    """An outbox message in one recipient's notification centre (消息中心), read or not."""
+
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_user_id_id", "user_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox_message.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
 class Webhook(Base):
     """A bank's (or the province's) HTTP endpoint for notifications, signed with its own secret."""
 
