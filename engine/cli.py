@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -694,15 +695,30 @@ def archive_renew(instance_id: str) -> None:
 def scheduler(once: bool, interval: float) -> None:
     """Run due jobs (BPMN timers, escalations, notifications); APScheduler only keeps time, the
     database decides what is due and which node does it."""
+    from engine.jobs.housekeeping import ensure_scheduled
     from engine.jobs.scheduler import run_forever, run_pass
 
     platform = _platform()
     if once:
+        ensure_scheduled(platform)
         result = run_pass(platform)
         click.echo(f"{result.done} job(s) done of {result.acquired} due, in {result.seconds:.3f} s")
         return
     click.echo(f"scheduler running every {interval:g} s")
     run_forever(platform, interval)
+
+
+@main.command()
+def housekeeping() -> None:
+    """Delete now what the nightly housekeeping job deletes (old idempotency keys, read notifications,
+    delivered messages, expired sign-outs) and say how many of each."""
+    from engine.jobs.housekeeping import sweep
+
+    platform = _platform()
+    with platform.db.transaction(write=True) as session:
+        swept = sweep(session, platform.settings, platform.clock.now())
+    for what, count in asdict(swept).items():
+        click.echo(f"{what}: {count}")
 
 
 @main.command()

@@ -38,6 +38,8 @@ class Settings:
     retention_years_approved: int = 30  # a granted loan's file
     retention_years_declined: int = 10  # a rejected, aborted or cancelled application's file
     archive_renew_days: int = 365  # renew an archive's timestamp this long before its TSA certificate expires
+    idempotency_days: int = 30  # how long a retried submission replays what it started
+    notification_days: int = 180  # read notifications and delivered messages are kept this long
 
     @property
     def pki_path(self) -> Path:
@@ -100,6 +102,8 @@ _INT_VARIABLES = {
     "retention_years_approved": "CREDITFLOW_RETENTION_YEARS_APPROVED",
     "retention_years_declined": "CREDITFLOW_RETENTION_YEARS_DECLINED",
     "archive_renew_days": "CREDITFLOW_ARCHIVE_RENEW_DAYS",
+    "idempotency_days": "CREDITFLOW_IDEMPOTENCY_DAYS",
+    "notification_days": "CREDITFLOW_NOTIFICATION_DAYS",
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from engine.clock import Clock
 from engine.config import Settings
 from engine.forms.catalog import FormCatalog
+from engine.jobs.housekeeping import HOUSEKEEPING, housekeep
 from engine.jobs.queue import JobQueue
 from engine.jobs.start_timers import START_TIMER, fire_start_timer
 from engine.jobs.timers import fire_timer
@@ -92,6 +93,7 @@ class CreditFlow:
         self.jobs.register(DELIVER, deliver)
         self.jobs.register(ARCHIVE, archive_instance)
         self.jobs.register(ARCHIVE_RENEW, renew_archive)
+        self.jobs.register(HOUSEKEEPING, housekeep)
 
     @staticmethod
     def check_expression(source: str, mode: str) -> str | None:

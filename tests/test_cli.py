@@ -18,6 +18,18 @@ def invoke(settings: Any, monkeypatch: Any, *args: str) -> Any:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+def test_housekeeping_says_what_it_deleted(settings: Any, monkeypatch: Any) -> None:
+    result = invoke(settings, monkeypatch, "housekeeping")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "idempotency_keys: 0",
+        "notifications: 0",
+        "deliveries: 0",
+        "messages: 0",
+        "revoked_tokens: 0",
+    ]
+
+
 def test_demo_seed_is_idempotent_and_reports_what_it_created(settings: Any, monkeypatch: Any) -> None:
     first = invoke(settings, monkeypatch, "demo", "seed", "--password", "s3cret-pass", "--json")
     assert first.exit_code == 0, first.output

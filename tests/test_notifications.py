@@ -16,20 +16,21 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR
 from engine.clock import FrozenClock
 from engine.config import Settings
 from engine.container import CreditFlow
+from engine.jobs.housekeeping import HOUSEKEEPING, ensure_scheduled, next_run
 from engine.jobs.queue import BACKOFF, RETRIES, Lane, enqueue
 from engine.jobs.scheduler import OWN_LANE, PassResult, run_pass
 from engine.masking import mask_number
@@ -39,8 +40,20 @@ from engine.notify.destinations import DEFAULT_NETWORKS, DestinationPolicy
 from engine.notify.outbox import publish
 from engine.services.auth import load_principal
 from engine.services.principal import Principal
-from engine.store.models import Delivery, Escalation, Job, Tenant, User, Webhook
-from tests.conftest import ApiClient, bank_card, login, resident_id
+from engine.store.models import (
+    AuditEvent,
+    Delivery,
+    Escalation,
+    IdempotencyKey,
+    Job,
+    Notification,
+    OutboxMessage,
+    RevokedToken,
+    Tenant,
+    User,
+    Webhook,
+)
+from tests.conftest import ApiClient, bank_card, deploy, login, resident_id
 
 LY = "bank-lingyuan"
 ID_NUMBER = resident_id()
@@ -540,3 +553,75 @@ def get_notifications(client: ApiClient, **query: str) -> dict[str, Any]:
     response = client.get("/api/v1/notifications", query_string=query)
     assert response.status_code == 200, response.get_json()
     return response.get_json()
+
+
+def test_nightly_housekeeping_deletes_what_has_served_its_purpose_and_keeps_the_rest(
+    seeded: CreditFlow, app: Any
+) -> None:
+    deploy(seeded, "inbox.bpmn")
+    ensure_scheduled(seeded)
+    ensure_scheduled(seeded)  # a second node starting: still one job
+    t0 = seeded.clock.now()  # 09:00 in Beijing
+    assert housekeeping_jobs(seeded) == [datetime(2026, 12, 1, 18, 30, tzinfo=UTC)]  # 02:30 the next night
+    officer = login(app, "ly_officer")
+    started = officer.post(
+        "/api/v1/process-instances", json={"definition_key": "inbox_flow"}, headers={"Idempotency-Key": "k-1"}
+    )
+    assert started.status_code == 201, started.get_json()
+    assert login(app, "ly_officer").post("/api/v1/auth/logout").status_code == 204
+    message_id = send(seeded, "escalation.task.red")  # to users 1 and 3
+    tick(seeded)  # logged
+    readers = {user: principal(seeded, user) for user in (1, 3)}
+    seeded.notifications.mark_read(readers[1], notification_of(seeded, 1, message_id))
+
+    tick(seeded, timedelta(days=200))  # the night's job has long been due
+    assert rows(seeded) == {
+        "idempotency_key": 0,  # 30 days
+        "revoked_token": 0,  # the token expired long ago
+        "notification": 1,  # user 3's, unread
+        "outbox_message": 1,  # still in user 3's list
+        "delivery": 0,  # logged 200 days ago
+    }
+    assert housekeeping_jobs(seeded) == [next_run(seeded.clock.now())]  # tomorrow night's
+    assert seeded.clock.now() < next_run(seeded.clock.now()) <= seeded.clock.now() + timedelta(days=1)
+    recent = login(app, "ly_officer").post(  # the morning's token has expired too
+        "/api/v1/process-instances", json={"definition_key": "inbox_flow"}, headers={"Idempotency-Key": "k-2"}
+    )
+    assert recent.status_code == 201
+    seeded.notifications.mark_read(readers[3], notification_of(seeded, 3, message_id))
+    tick(seeded, timedelta(days=1))  # the next night keeps what is recent
+    assert rows(seeded)["idempotency_key"] == 1 and rows(seeded)["notification"] == 1
+
+    tick(seeded, timedelta(days=181))
+    assert rows(seeded) == {
+        "idempotency_key": 0,
+        "revoked_token": 0,
+        "notification": 0,
+        "outbox_message": 0,  # read by everyone, delivered everywhere: gone
+        "delivery": 0,
+    }
+    with seeded.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) > 0  # the audit trails stay
+    assert t0 + timedelta(days=382) == seeded.clock.now()
+
+
+def housekeeping_jobs(platform: CreditFlow) -> list[datetime]:
+    with platform.db.transaction() as session:
+        return list(session.scalars(select(Job.due_at).where(Job.kind == HOUSEKEEPING)))
+
+
+def rows(platform: CreditFlow) -> dict[str, int]:
+    tables = (IdempotencyKey, RevokedToken, Notification, OutboxMessage, Delivery)
+    with platform.db.transaction() as session:
+        return {t.__tablename__: session.scalar(select(func.count()).select_from(t)) or 0 for t in tables}
+
+
+def principal(platform: CreditFlow, user: int) -> Principal:
+    with platform.db.transaction() as session:
+        return load_principal(session, session.get(User, user))
+
+
+def notification_of(platform: CreditFlow, user: int, message_id: int) -> int:
+    with platform.db.transaction() as session:
+        query = select(Notification.id).where(Notification.user_id == user, Notification.message_id == message_id)
+        return session.scalars(query).one()

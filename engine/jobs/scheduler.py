@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from engine.jobs.housekeeping import ensure_scheduled
 from engine.jobs.queue import ALL, BUSY, DONE, Lane, node_name
 from engine.notify.outbox import DELIVER
 
@@ -74,7 +75,9 @@ def _tick(platform: CreditFlow, lane: Lane) -> None:
 
 def _schedule(scheduler: BackgroundScheduler | BlockingScheduler, platform: CreditFlow, interval: float) -> None:
     """Two loops, each on its own thread: notification deliveries (which wait on other people's
-    servers) and everything else (timers, escalations, archiving), so one never waits for the other."""
+    servers) and everything else (timers, escalations, archiving), so one never waits for the other;
+    and tonight's housekeeping queued if it is not."""
+    ensure_scheduled(platform)
     for lane in (Lane(OWN_LANE), Lane(OWN_LANE, skip=True)):
         scheduler.add_job(_tick, "interval", seconds=interval, args=[platform, lane], max_instances=1, coalesce=True)
 
