@@ -387,6 +387,19 @@ class ProductSchema(Schema):
     tenant_id = Integer(allow_none=True)
     template_id = Integer(allow_none=True, metadata={"description": "set for a bank's local product"})
     current_version = Integer(allow_none=True)
+    retired_at = fields.DateTime(
+        allow_none=True,
+        metadata={"description": "withdrawn from sale (下架): no new applications or variants; running ones go on"},
+    )
+    retired_reason = fields.String(allow_none=True)
+
+
+class RetireSchema(Schema):
+    reason = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "why it is withdrawn, e.g. 政策到期停办"},
+    )
 
 
 class ProductDetailSchema(ProductSchema):

@@ -243,6 +243,47 @@ def test_clone_and_diff_over_http(catalog: CreditFlow, app: Any) -> None:
     assert bank.post("/api/v1/products/FND-DAINONG/publish").status_code == 403
 
 
+def test_a_product_withdrawn_from_sale_takes_no_new_applications_and_the_running_ones_go_on(
+    catalog: CreditFlow, app: Any
+) -> None:
+
+    running = local_application(catalog, {})  # 陵源's LY-DAINONG, with one application under way
+    pm, officer = login(app, "ly_pm"), login(app, "ly_officer")
+    url = "/api/v1/products/LY-DAINONG"
+    assert officer.post(f"{url}/retire", json={"reason": "停办"}).status_code == 403  # products.publish
+    assert login(app, "qh_pm").post(f"{url}/retire", json={"reason": "停办"}).status_code == 404  # another bank's
+    blank = pm.post(f"{url}/retire", json={"reason": "  "})
+    assert blank.status_code == 422 and blank.get_json()["errors"] == [{"field": "reason", "message": "blank"}]
+    retired = pm.post(f"{url}/retire", json={"reason": "政策到期停办"})
+    assert retired.status_code == 200, retired.get_json()
+    assert (retired.get_json()["retired_at"], retired.get_json()["retired_reason"]) == (
+        catalog.clock.now().isoformat(),
+        "政策到期停办",
+    )
+    assert pm.post(f"{url}/retire", json={"reason": "again"}).status_code == 409
+    listed = {p["code"]: p for p in officer.get("/api/v1/products?tenant=bank-lingyuan").get_json()["items"]}
+    assert listed["LY-DAINONG"]["retired_reason"] == "政策到期停办"
+
+    data = {"amount": "600000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"}
+    body = {"applicant": {**applicant(), "id_number": resident_id("37010219800102123")}, "data": data}
+    refused = officer.post(f"{url}/applications", json=body)
+    assert refused.status_code == 409 and "withdrawn from sale" in refused.get_json()["detail"], refused.get_json()
+    # what is under way goes on
+    task = next(t for t in running.tasks if t.bpmn_id == "main_investigation")
+    assert catalog.tasks.get(principal_of(catalog, "ly_officer"), task.id).task.status == "ready"
+    changes = [c.change.action for c in catalog.catalog_changes.list(SYSTEM, subject="LY-DAINONG")[0]]
+    assert changes[0] == "product.retired"
+
+    assert pm.post(f"{url}/reinstate").status_code == 200
+    assert pm.post(f"{url}/reinstate").status_code == 409
+    assert officer.post(f"{url}/applications", json=body).status_code == 201
+    # a template the province withdraws gives no new variants
+    province = login(app, "pm")
+    assert province.post("/api/v1/products/XEKD-XIN/retire", json={"reason": "产品整合"}).status_code == 200
+    cloned = pm.post("/api/v1/products/XEKD-XIN/clone", json={"code": "LY-XEKD"})
+    assert cloned.status_code == 409 and "withdrawn from sale" in cloned.get_json()["detail"]
+
+
 def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: CreditFlow, seeded: CreditFlow) -> None:
     bank = principal_of(catalog, "ly_officer")
     tightened = {

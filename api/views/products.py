@@ -21,6 +21,7 @@ from api.schemas import (
     ProductVersionListSchema,
     ProductVersionSchema,
     RebaseSchema,
+    RetireSchema,
 )
 from api.security import current_principal, requires
 from api.views.instances import instance_body
@@ -48,6 +49,8 @@ def product_body(view: ProductView) -> dict[str, Any]:
         "tenant_id": p.tenant_id,
         "template_id": p.template_id,
         "current_version": current.version if current else None,
+        "retired_at": p.retired_at,
+        "retired_reason": p.retired_reason,
         "config": current.config if current else None,
         "draft": p.draft if editor else None,
     }
@@ -90,6 +93,26 @@ def versions(code: str) -> dict[str, Any]:
 @requires(PRODUCTS_PUBLISH)
 def publish(code: str) -> Any:
     return _service().publish(current_principal(), code)
+
+
+@blp.route("/<code>/retire", methods=["POST"])
+@blp.arguments(RetireSchema)
+@blp.response(200, ProductDetailSchema)
+@blp.alt_response(409, description="already withdrawn")
+@requires(PRODUCTS_PUBLISH)
+def retire(body: dict[str, Any], code: str) -> dict[str, Any]:
+    """Withdraw the product from sale (下架): new applications and new variants are refused (409);
+    applications already running go on."""
+    return product_body(_service().retire(current_principal(), code, body["reason"]))
+
+
+@blp.route("/<code>/reinstate", methods=["POST"])
+@blp.response(200, ProductDetailSchema)
+@blp.alt_response(409, description="on sale already")
+@requires(PRODUCTS_PUBLISH)
+def reinstate(code: str) -> dict[str, Any]:
+    """Put a withdrawn product back on sale."""
+    return product_body(_service().reinstate(current_principal(), code))
 
 
 @blp.route("/<code>/applications", methods=["POST"])

@@ -28,6 +28,8 @@ PRODUCT_DRAFT_CHANGED = "product.draft_changed"
 PRODUCT_PUBLISHED = "product.published"
 PRODUCT_VARIANT_CREATED = "product.variant_created"  # a bank cloned a template
 PRODUCT_REBASED = "product.rebased"  # a bank's product moved onto a newer template version
+PRODUCT_RETIRED = "product.retired"  # withdrawn from sale (下架)
+PRODUCT_REINSTATED = "product.reinstated"
 DEFINITION_DEPLOYED = "definition.deployed"
 ACTIONS = (
     PRODUCT_CREATED,
@@ -35,6 +37,8 @@ ACTIONS = (
     PRODUCT_PUBLISHED,
     PRODUCT_VARIANT_CREATED,
     PRODUCT_REBASED,
+    PRODUCT_RETIRED,
+    PRODUCT_REINSTATED,
     DEFINITION_DEPLOYED,
 )
 NO_TENANT_CHAIN = 0  # the head's key for the tenant-less chain: the province's templates and the shared processes

@@ -30,6 +30,8 @@ from engine.catalog.changes import (
     PRODUCT_DRAFT_CHANGED,
     PRODUCT_PUBLISHED,
     PRODUCT_REBASED,
+    PRODUCT_REINSTATED,
+    PRODUCT_RETIRED,
     PRODUCT_VARIANT_CREATED,
     json_diff,
     record_change,
@@ -439,6 +441,7 @@ class ProductService:
             raise InvalidInput(f"cannot clone {template_code} into {code!r}", problems)
         with self.platform.db.transaction(write=True) as session:
             template = self._product(session, principal, template_code)
+            _on_sale(template)
             base = self._latest(session, template.id)
             if template.template_id is not None or base is None:
                 raise InvalidInput(
@@ -484,6 +487,32 @@ class ProductService:
                 details = {"changes": json_diff(_resolved(base, before), _resolved(base, product.draft))}
                 self._record(session, principal, product.tenant_id, PRODUCT_DRAFT_CHANGED, code, details=details)
             return ProductView(product, latest)
+
+    def retire(self, principal: Principal, code: str, reason: str) -> ProductView:
+        """Withdraw a product from sale (下架): it takes no new applications, and a retired template no
+        new variants; applications already running go on to their end on the version they started on."""
+        reason = reason.strip()
+        if not reason:
+            raise InvalidInput("say why the product is withdrawn", [{"field": "reason", "message": "blank"}])
+        return self._set_retired(principal, code, reason)
+
+    def reinstate(self, principal: Principal, code: str) -> ProductView:
+        """Put a retired product back on sale."""
+        return self._set_retired(principal, code, None)
+
+    def _set_retired(self, principal: Principal, code: str, reason: str | None) -> ProductView:
+        with self.platform.db.transaction(write=True) as session:
+            product = self._product(session, principal, code)
+            self._check_owner(session, principal, product)
+            if (product.retired_at is not None) == (reason is not None):
+                state = "withdrawn from sale" if reason is not None else "on sale"
+                raise Conflict(f"product {code} is already {state}")
+            now = self.platform.clock.now()
+            product.retired_at, product.retired_reason = (now, reason) if reason is not None else (None, None)
+            product.updated_at = now
+            action = PRODUCT_RETIRED if reason is not None else PRODUCT_REINSTATED
+            self._record(session, principal, product.tenant_id, action, code, details={"reason": reason})
+            return ProductView(product, self._latest(session, product.id))
 
     def diff(self, principal: Principal, code: str) -> dict[str, Any]:
         """A local product's overrides against its template base, and whether the template moved on."""
@@ -674,6 +703,7 @@ class ProductService:
             if self.is_province(principal, session):  # its staff hold no role that could work one
                 raise Forbidden("the province reads its banks' applications but takes none: a bank's staff apply")
             product = self._product(session, principal, code)
+            _on_sale(product)
             version = self._latest(session, product.id)
             if version is None:
                 raise InvalidInput(
@@ -1039,6 +1069,13 @@ def _application_extras(config: dict[str, Any]) -> set[str]:
     product's data dictionary and its choices. Anything else is refused, since the process reads the
     data as a whole (an applicant's own ``committee_threshold`` or ``votes`` would decide for the bank)."""
     return {*config.get("data_dictionary", {}), *CHOICES}
+
+
+def _on_sale(product: Product) -> None:
+    """A product withdrawn from sale takes no new applications and gives no new variants (409)."""
+    if product.retired_at is not None:
+        on = product.retired_at.astimezone(CHINA).date().isoformat()
+        raise Conflict(f"product {product.code} was withdrawn from sale on {on} ({product.retired_reason})")
 
 
 def _choice_problems(

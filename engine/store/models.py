@@ -209,6 +209,9 @@ class Product(Base):
     draft: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # withdrawn from sale (下架): no new applications or variants; running applications go on
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    retired_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class ProductVersion(Base):
