@@ -424,6 +424,11 @@ class ProductQuerySchema(PageQuerySchema):
     tenant = fields.String(
         validate=validate.Length(max=64), metadata={"description": "a bank's code, or the province's for templates"}
     )
+    q = fields.String(
+        validate=validate.Length(min=1, max=50),
+        metadata={"description": "words of the code or name, e.g. 薪e贷 or dainong (case does not matter)"},
+    )
+    on_sale = fields.Boolean(metadata={"description": "true: only products on sale; false: only withdrawn ones"})
     limit = Integer(load_default=100, validate=validate.Range(min=1, max=200))
 
 

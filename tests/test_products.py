@@ -263,6 +263,12 @@ def test_a_product_withdrawn_from_sale_takes_no_new_applications_and_the_running
     assert pm.post(f"{url}/retire", json={"reason": "again"}).status_code == 409
     listed = {p["code"]: p for p in officer.get("/api/v1/products?tenant=bank-lingyuan").get_json()["items"]}
     assert listed["LY-DAINONG"]["retired_reason"] == "政策到期停办"
+    on_sale = officer.get("/api/v1/products?on_sale=true&q=dainong").get_json()["items"]
+    assert [p["code"] for p in on_sale] == ["FND-DAINONG"]  # the bank's own is withdrawn; case does not matter
+    by_name = officer.get("/api/v1/products", query_string={"q": "薪e贷"}).get_json()["items"]
+    assert [p["code"] for p in by_name] == ["XEKD-XIN"]
+    withdrawn = officer.get("/api/v1/products?on_sale=false").get_json()["items"]
+    assert [p["code"] for p in withdrawn] == ["LY-DAINONG"]
 
     data = {"amount": "600000.00", "term_months": 12, "account": bank_card(), "purpose": "购买生产资料"}
     body = {"applicant": {**applicant(), "id_number": resident_id("37010219800102123")}, "data": data}

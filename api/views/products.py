@@ -67,6 +67,8 @@ def list_products(query: dict[str, Any]) -> dict[str, Any]:
         series=query.get("series"),
         archetype=query.get("archetype"),
         tenant=query.get("tenant"),
+        text=query.get("q"),
+        on_sale=query.get("on_sale"),
         limit=query["limit"],
         offset=query["offset"],
     )

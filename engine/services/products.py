@@ -625,11 +625,14 @@ class ProductService:
         series: str | None = None,
         archetype: str | None = None,
         tenant: str | None = None,
+        text: str | None = None,
+        on_sale: bool | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[ProductView], int]:
         """Products the caller may see; ``tenant`` (a tenant code) narrows to one bank's products,
-        or to the province templates for the province's code."""
+        or to the province templates for the province's code; ``text``: each of its words is in the
+        code or the name; ``on_sale``: only those on sale (or only those withdrawn)."""
         with self.platform.db.transaction() as session:
             stmt = principal.scope(select(Product), Product.tenant_id)
             if tenant:
@@ -642,6 +645,12 @@ class ProductService:
             for column, value in ((Product.system, system), (Product.series, series)):
                 if value:
                     stmt = stmt.where(column == value)
+            for word in (text or "").split():
+                stmt = stmt.where(
+                    Product.code.icontains(word, autoescape=True) | Product.name.icontains(word, autoescape=True)
+                )
+            if on_sale is not None:
+                stmt = stmt.where(Product.retired_at.is_(None) if on_sale else Product.retired_at.is_not(None))
             if archetype:  # the key (a1_instant_online) or its short code (A1, a1)
                 short = archetype.lower()
                 stmt = stmt.where(
