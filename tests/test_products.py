@@ -212,6 +212,17 @@ def test_a_bank_clones_adjusts_publishes_and_rebases_its_local_product(catalog: 
 
     edit_draft(catalog, "XEKD-XIN", province_change)
     assert catalog.products.publish(province, "XEKD-XIN").version == 2
+    # the bank's product managers hear of it, nobody else
+    (told,) = catalog.notifications.list(principal_of(catalog, "ly_pm")).items
+    assert told.topic == "product.template_published"
+    assert told.summary == "省联社模板「薪e贷」发布第2版，贵行LY-XEKD-XIN基于第1版，请比对后变基"
+    assert told.payload["changed"] == [
+        "/parameters/amount/max",
+        "/parameters/term_months/max",
+        "/rule_parameters/max_age",
+    ]
+    assert catalog.notifications.list(principal_of(catalog, "qh_pm")).items == []
+    assert catalog.notifications.list(bank).items == []  # a loan officer
     result = catalog.products.rebase(bank, "LY-XEKD-XIN")
     assert (result["from_version"], result["to_version"]) == (1, 2)
     assert [c["path"] for c in result["conflicts"]] == ["parameters.amount.max"]

@@ -64,6 +64,7 @@ from engine.forms.overrides import loosening_problems, unsafe_keywords
 from engine.forms.validation import FormValidator, bound_problems, unknown_fields, validate_form_data
 from engine.inbox.applicant import application_key
 from engine.inbox.assignment import holders
+from engine.notify.outbox import publish
 from engine.rules.jdm import input_schema
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters, placeholders
@@ -263,7 +264,38 @@ class ProductService:
             session.flush()
             published = {"sha256": digest, **({"template_version": base.version} if base is not None else {})}
             self._record(session, principal, product.tenant_id, PRODUCT_PUBLISHED, code, version.version, published)
+            if product.tenant_id is None and latest is not None:
+                self._tell_variants(session, product, latest, version)
             return version
+
+    def _tell_variants(
+        self, session: Session, template: Product, before: ProductVersion, after: ProductVersion
+    ) -> None:
+        """A template's new version, in the notification centre of each bank's product managers whose
+        variant is based on an older one: they compare (``diff``) and rebase, or their product keeps
+        running on what the province has since changed (a tightened limit, say)."""
+        changed = [c["path"] for c in json_diff(before.config, after.config)]
+        variants = session.execute(
+            select(Product.code, Product.tenant_id, ProductVersion.version)
+            .join(ProductVersion, ProductVersion.id == Product.base_version_id)
+            .where(Product.template_id == template.id, Product.retired_at.is_(None))
+        )
+        for code, tenant_id, based_on in variants:
+            publish(
+                session,
+                self.platform.clock.now(),
+                tenant_id=tenant_id,
+                topic="product.template_published",
+                recipients=holders(session, tenant_id, "product_manager", None),
+                payload={
+                    "template": template.code,
+                    "template_name": after.config.get("name"),
+                    "version": after.version,
+                    "product": code,
+                    "based_on": based_on,
+                    "changed": changed,
+                },
+            )
 
     def _build_decisions(self, session: Session, config: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, Any]]]:
         """Write the product's parameters into each bound rule file and lint it; keys carry the content hash."""
