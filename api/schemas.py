@@ -304,7 +304,7 @@ class InstanceSchema(InstanceSummarySchema):
 
 class InstanceListSchema(Schema):
     items = fields.List(fields.Nested(InstanceSummarySchema))
-    total = Integer()
+    total = Integer(allow_none=True, metadata={"description": "all that match; null on the pages after a cursor"})
     next_cursor = fields.String(allow_none=True, metadata={"description": "pass as cursor for the next page"})
 
 
