@@ -383,6 +383,8 @@ def _organization(action: Callable[[Any, Any], Any]) -> Any:
 def _describe_user(user: Any) -> str:
     roles = ", ".join(f"{r.role}@{r.org_unit_code or '*'}" for r in user.roles) or "no roles"
     state = "active" if user.is_active else "inactive"
+    if user.is_active and user.locked_until is not None and user.locked_until > datetime.now(UTC):
+        state = "locked"  # `users show` says until when; `users unlock` ends it
     return f"{user.username:<20} {user.tenant:<16} {user.org_unit_code or '-':<14} {state:<8} {roles}"
 
 
@@ -432,6 +434,19 @@ def users_list(tenant_code: str | None) -> None:
 
     for user in _organization(every_page):
         click.echo(_describe_user(user))
+
+
+@users.command("show")
+@click.argument("username")
+def users_show(username: str) -> None:
+    """A user's state: active, locked (until when, after how many failed logins), roles and groups."""
+    user = _organization(lambda service, me: service.get_user(me, username))
+    click.echo(_describe_user(user))
+    click.echo(f"  name: {user.display_name}; service account: {'yes' if user.is_service else 'no'}")
+    click.echo(f"  failed logins in a row: {user.failed_logins or 0}")
+    locked = user.locked_until is not None and user.locked_until > datetime.now(UTC)
+    click.echo(f"  locked until: {user.locked_until.isoformat() if locked else '-'}")
+    click.echo(f"  groups: {', '.join(user.groups) or '-'}")
 
 
 @users.command("add")
@@ -706,6 +721,63 @@ def scheduler(once: bool, interval: float) -> None:
         return
     click.echo(f"scheduler running every {interval:g} s")
     run_forever(platform, interval)
+
+
+@main.group()
+def jobs() -> None:
+    """The job queue: what is due, what a node holds, what keeps failing."""
+
+
+@jobs.command("list")
+@click.option("--kind", help="Only jobs of this kind (timer, escalate, deliver, archive, housekeeping, ...).")
+@click.option("--held", is_flag=True, help="Only jobs a node holds now (a lease).")
+@click.option("--failing", is_flag=True, help="Only jobs that failed at least once.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+def jobs_list(kind: str | None, held: bool, failing: bool, limit: int) -> None:
+    """One line per job, the earliest due first: id, kind, due, attempts, retries left, holder, last error."""
+    from sqlalchemy import select
+
+    from engine.store.models import Job
+
+    platform = _platform()
+    now = platform.clock.now()
+    stmt = select(Job).order_by(Job.due_at, Job.id).limit(limit)
+    if kind:
+        stmt = stmt.where(Job.kind == kind)
+    if held:
+        stmt = stmt.where(Job.lock_expires_at > now)
+    if failing:
+        stmt = stmt.where(Job.attempts > 0, Job.last_error.is_not(None))
+    with platform.db.transaction() as session:
+        for job in session.scalars(stmt):
+            holder = job.lock_owner if job.lock_expires_at is not None and job.lock_expires_at > now else "-"
+            error = (job.last_error or "-").splitlines()[0][:80]
+            click.echo(
+                f"{job.id:>8} {job.kind:<14} {job.due_at.isoformat()} attempts={job.attempts} "
+                f"retries_left={job.retries_left} holder={holder} {job.instance_id or '-'} {error}"
+            )
+
+
+@jobs.command("release")
+@click.argument("job_id", type=int)
+def jobs_release(job_id: int) -> None:
+    """Take a job back from the node holding it (one that hangs or was cut off): due again now, and
+    the holder can no longer finish it (its version moves on)."""
+    from sqlalchemy import update
+
+    from engine.store.models import Job
+
+    platform = _platform()
+    with platform.db.transaction(write=True) as session:
+        released = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.lock_owner.is_not(None))
+            .values(lock_owner=None, lock_expires_at=None, due_at=platform.clock.now(), version=Job.version + 1)
+        )
+    if released.rowcount != 1:
+        click.echo(f"error: no job {job_id} held by a node", err=True)
+        sys.exit(1)
+    click.echo(f"job {job_id} released: due now")
 
 
 @main.command()

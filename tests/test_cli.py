@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from engine.cli import main as cli
+from engine.container import CreditFlow
+from engine.jobs.queue import LeaseLost, enqueue
 from tests.conftest import MODELS
 
 
@@ -155,3 +159,42 @@ def test_pki_init_makes_a_seal_per_tenant_once(settings: Any, monkeypatch: Any) 
     second = invoke(settings, monkeypatch, "pki", "init", "--json")
     assert json.loads(second.output)["created"] == []
     assert {k: k.read_bytes() for k in keys} == before
+
+
+def test_jobs_list_shows_who_holds_what_and_release_takes_a_hanging_job_back(
+    settings: Any, monkeypatch: Any, platform: CreditFlow
+) -> None:
+    now = datetime.now(UTC)  # the command line's clock is the wall clock
+    with platform.db.transaction(write=True) as session:
+        enqueue(session, "timer", now, now, instance_id="i-1")
+        enqueue(session, "deliver", now, now)
+    (held,) = platform.jobs.acquire("node-a", now, 1)  # a node took the earliest and hangs
+    listed = invoke(settings, monkeypatch, "jobs", "list").output.splitlines()
+    assert [line.split()[1] for line in listed] == ["timer", "deliver"]
+    (line,) = invoke(settings, monkeypatch, "jobs", "list", "--held").output.splitlines()
+    assert line.split()[0] == str(held.id) and "holder=node-a" in line
+    assert invoke(settings, monkeypatch, "jobs", "list", "--kind", "deliver", "--held").output == ""
+
+    released = invoke(settings, monkeypatch, "jobs", "release", str(held.id))
+    assert released.exit_code == 0 and "due now" in released.output
+    assert invoke(settings, monkeypatch, "jobs", "list", "--held").output == ""
+    assert invoke(settings, monkeypatch, "jobs", "release", str(held.id)).exit_code == 1  # nobody holds it
+    with platform.db.transaction(write=True) as session, pytest.raises(LeaseLost):
+        platform.jobs.finish(session, held)  # the hanging node can no longer finish it
+    assert held.id in {job.id for job in platform.jobs.acquire("node-b", datetime.now(UTC), 2)}
+
+
+def test_users_show_says_whether_and_until_when_an_account_is_locked(
+    settings: Any, monkeypatch: Any, app: Any, clock: Any
+) -> None:
+    clock.advance(datetime.now(UTC) - clock.now())  # the API's clock at the wall clock the command line reads
+    for _ in range(app.extensions["creditflow"].settings.login_max_failures):
+        app.test_client().post("/api/v1/auth/token", json={"username": "ly_officer", "password": "wrong-password"})
+    shown = invoke(settings, monkeypatch, "users", "show", "ly_officer").output.splitlines()
+    assert shown[0].split()[:4] == ["ly_officer", "bank-lingyuan", "ly-chengguan", "locked"]
+    assert "  failed logins in a row: 5" in shown and shown[3].startswith("  locked until: 20")
+    assert invoke(settings, monkeypatch, "users", "unlock", "ly_officer").exit_code == 0
+    shown = invoke(settings, monkeypatch, "users", "show", "ly_officer").output.splitlines()
+    assert shown[0].split()[3] == "active" and "  locked until: -" in shown
+    missing = invoke(settings, monkeypatch, "users", "show", "nobody")
+    assert missing.exit_code == 1
