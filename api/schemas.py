@@ -74,6 +74,15 @@ class DeployResultSchema(Schema):
     definitions = fields.List(fields.Nested(DefinitionSchema))
 
 
+class MaskedText(fields.String):
+    """Free text shown in a list: ID and card numbers someone typed into it are masked on the way out
+    (the archived loan file keeps the text as written)."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        text = super()._serialize(value, attr, obj, **kwargs)
+        return None if text is None else mask_text(text)
+
+
 class TaskSchema(Schema):
     id = fields.String()
     instance_id = fields.String()
@@ -101,7 +110,7 @@ class TaskSchema(Schema):
         allow_none=True, metadata={"description": "this round was reopened by a return (退回) from this user"}
     )
     returned_from = fields.String(allow_none=True, metadata={"description": "the step (BPMN id) that returned it"})
-    return_reason = fields.String(allow_none=True, metadata={"description": "why it was returned"})
+    return_reason = MaskedText(allow_none=True, metadata={"description": "why it was returned (ID numbers masked)"})
 
 
 class ApplicationLabelSchema(Schema):
@@ -183,15 +192,6 @@ class PauseSchema(Schema):
 class ReturnSchema(Schema):
     step = fields.String(required=True, validate=validate.Length(min=1, max=255), metadata={"description": "BPMN id"})
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
-
-
-class MaskedText(fields.String):
-    """Free text shown in a list: ID and card numbers someone typed into it are masked on the way out
-    (the archived loan file keeps the text as written)."""
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        text = super()._serialize(value, attr, obj, **kwargs)
-        return None if text is None else mask_text(text)
 
 
 class CommentSchema(Schema):

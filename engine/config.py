@@ -39,7 +39,7 @@ class Settings:
     retention_years_declined: int = 10  # a rejected, aborted or cancelled application's file
     archive_renew_days: int = 365  # renew an archive's timestamp this long before its TSA certificate expires
     idempotency_days: int = 30  # how long a retried submission replays what it started
-    notification_days: int = 180  # read notifications and delivered messages are kept this long
+    notification_days: int = 180  # notifications and delivered messages are kept this long
 
     @property
     def pki_path(self) -> Path:

@@ -456,6 +456,25 @@ def test_a_returned_step_opens_with_what_was_entered_says_why_and_comes_back_to_
     assert (listed["product_code"], listed["amount"]) == ("LY-DAINONG", "800000.00")
 
 
+def test_an_id_number_typed_into_a_return_reason_is_masked_wherever_it_is_shown(inbox_app: Any) -> None:
+    officer, reviewer, approver = (login(inbox_app, u) for u in ("ly_officer", "ly_reviewer", "ly_approver"))
+    started = start(officer)
+    complete(officer, started["tasks"][0])
+    complete(reviewer, open_task(inbox_app, started, "review"))
+    approve = open_task(inbox_app, started, "approve")
+    number = "320102198001011238"  # a guarantor's, say: not the applicant's (staff read that in full)
+    returned = approver.post(
+        f"/api/v1/tasks/{approve['id']}/return", json={"step": "review", "reason": f"担保人{number}不符"}
+    )
+    assert returned.status_code == 200, returned.get_json()
+    assert number.encode() not in returned.data
+    (row,) = reviewer.get("/api/v1/tasks?view=mine").get_json()["items"]
+    assert row["return_reason"] == "担保人320102********1238不符"
+    notifications = reviewer.get("/api/v1/notifications")
+    assert notifications.status_code == 200 and number.encode() not in notifications.data
+    assert "担保人320102********1238不符" in notifications.get_json()["items"][0]["summary"]
+
+
 def test_comments_and_attachments_are_kept_on_the_application(inbox_app: Any) -> None:
     platform = inbox_app.extensions["creditflow"]
     officer, reviewer = login(inbox_app, "ly_officer"), login(inbox_app, "ly_reviewer")

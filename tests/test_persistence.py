@@ -232,6 +232,44 @@ def test_upgrade_works_on_an_empty_database(tmp_path: Any) -> None:
     assert {t.name for t in Base.metadata.sorted_tables} | {"alembic_version"} <= tables
 
 
+def test_upgrading_gives_open_applications_their_amount_for_the_inbox(tmp_path: Any) -> None:
+    """Revision 0014 reads the amount each open application was started with from its audit trail."""
+    from engine.store.db import Database
+    from engine.store.migrate import upgrade
+
+    database = Database(f"sqlite:///{tmp_path / 'before_0014.db'}")
+    upgrade(database, "0013")
+    with database.engine.begin() as conn:
+        conn.execute(text("INSERT INTO deployment (id, sha256, created_at) VALUES (1, 'x', '2026-12-01 00:00:00')"))
+        conn.execute(
+            text(
+                "INSERT INTO process_definition (id, key, version, sha256, deployment_id, called_definition_ids,"
+                " created_at) VALUES (1, 'p', 1, 'x', 1, '[]', '2026-12-01 00:00:00')"
+            )
+        )
+        for instance_id, status, amount in (("open", "running", '"800000.50"'), ("closed", "completed", "5000")):
+            conn.execute(
+                text(
+                    "INSERT INTO process_instance (id, definition_id, status, state, serializer_version, version,"
+                    " data, created_at, updated_at, audit_seq, audit_head, application_key) VALUES (:id, 1, :status,"
+                    " '{}', '1', 1, '{}', '2026-12-01 00:00:00', '2026-12-01 00:00:00', 1, 'h', :id)"
+                ),
+                {"id": instance_id, "status": status},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO audit_event (instance_id, seq, event_type, payload, created_at, prev_hash, hash)"
+                    " VALUES (:id, 1, 'started', :payload, '2026-12-01 00:00:00', 'a', 'b')"
+                ),
+                {"id": instance_id, "payload": f'{{"data": {{"amount": {amount}}}}}'},
+            )
+    upgrade(database)
+    with database.engine.connect() as conn:
+        amounts = dict(conn.execute(text("SELECT id, amount_fen FROM process_instance")).all())
+    database.dispose()
+    assert amounts == {"open": 80000050, "closed": None}  # a closed one's loan file has it
+
+
 def test_upgrading_a_populated_database_keeps_its_rows(tmp_path: Any) -> None:
     """Later revisions rebuild tables on SQLite; rows and the references to them must survive."""
     from engine.store.db import Database

@@ -570,6 +570,40 @@ def test_a_return_into_the_parallel_investigation_works_whichever_officer_finish
     assert end_of(shared, view) in ends(ARCHETYPES[CATALOG[code]["archetype"]], "approved")
 
 
+def test_a_return_past_the_contract_voids_the_old_contract_and_never_offers_a_ballot(
+    shared: CreditFlow, tmp_path: Path
+) -> None:
+    """Returning from 面签 to a step before the contract: the contract steps make a new one, and the
+    sealed contract with the old terms is void (it verified as binding). A committee ballot is not a
+    step to return to: reopened alone it lost its member and put the application in error."""
+    code = "FND-DAINONG"
+    publish(shared, code, tmp_path)
+    applicant, data = application(CATALOG[code])
+    view = shared.products.apply(lender(shared), code, applicant=applicant, data=data, business_key="RET-SIGN")
+    view, steps = drive(shared, view, until=lambda task: task.bpmn_id == "face_signing")
+    assert "committee_vote" in steps
+    old = view.instance.data["sealed_contract"]["document_id"]
+    (signing,) = view.tasks
+    offered = [step.bpmn_id for step in shared.tasks.get(SYSTEM, signing.id).return_steps]
+    assert "committee_vote" not in offered and {"senior_approval", "review", "main_investigation"} <= set(offered)
+    with pytest.raises(InvalidInput):
+        shared.tasks.return_to(SYSTEM, signing.id, "committee_vote", "请重新表决")
+
+    view = shared.tasks.return_to(SYSTEM, signing.id, "senior_approval", "利率需调整")
+    voided = {d.id: d.void_reason for d in shared.documents.list(SYSTEM, view.instance.id) if d.voided_at}
+    assert len(voided) == 3 and set(voided.values()) == {"superseded: 退回至「高级审批人签批」"}
+    assert shared.documents.verify(SYSTEM, old)["binding"] is False
+    view, _ = drive(shared, view, until=lambda task: task.bpmn_id == "face_signing")
+    new = view.instance.data["sealed_contract"]["document_id"]
+    (signing,) = view.tasks
+    view = shared.tasks.complete(SYSTEM, signing.id, face_signed(view))
+    assert view.instance.status == "completed" and end_of(shared, view) in ends(
+        ARCHETYPES["a4_standard_offline"], "approved"
+    )
+    assert shared.documents.verify(SYSTEM, new)["binding"] is True and new != old
+    assert shared.instances.verify_audit(SYSTEM, view.instance.id).ok
+
+
 def test_a_step_cannot_grant_more_than_was_applied_for_or_the_product_allows(
     shared: CreditFlow, tmp_path: Path
 ) -> None:

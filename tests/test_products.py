@@ -294,11 +294,17 @@ def test_a_product_withdrawn_from_sale_takes_no_new_applications_and_the_running
     assert pm.post(f"{url}/reinstate").status_code == 200
     assert pm.post(f"{url}/reinstate").status_code == 409
     assert officer.post(f"{url}/applications", json=body).status_code == 201
-    # a template the province withdraws gives no new variants
+    # a template the province withdraws gives no new variants; a bank's variant is the bank's to withdraw
     province = login(app, "pm")
-    assert province.post("/api/v1/products/XEKD-XIN/retire", json={"reason": "产品整合"}).status_code == 200
-    cloned = pm.post("/api/v1/products/XEKD-XIN/clone", json={"code": "LY-XEKD"})
+    assert province.post("/api/v1/products/FND-DAINONG/retire", json={"reason": "产品整合"}).status_code == 200
+    cloned = pm.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-DAINONG-2"})
     assert cloned.status_code == 409 and "withdrawn from sale" in cloned.get_json()["detail"]
+    second = {**body, "applicant": {**applicant(), "id_number": resident_id("37010219800103123")}}
+    assert officer.post(f"{url}/applications", json=second).status_code == 201
+    told = pm.get("/api/v1/notifications?topic=product").get_json()["items"]
+    assert [n["summary"] for n in told] == [
+        "省联社模板「富农贷·带农增收企业贷」已下架（产品整合），贵行LY-DAINONG仍在售，请决定是否下架"
+    ]
 
 
 def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: CreditFlow, seeded: CreditFlow) -> None:

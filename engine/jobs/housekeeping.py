@@ -2,11 +2,13 @@
 request reads do not grow with every day of 68,000 users' work.
 
 What goes, and after how long (settings): idempotency keys (``idempotency_days``: a network retry
-comes within minutes, not months); read notifications, and delivered or dropped deliveries with the
-messages nothing refers to any more (``notification_days``); sign-outs of tokens that have expired
+comes within minutes, not months); notifications, read or not, and delivered or dropped deliveries
+with the messages nothing refers to any more (``notification_days``); sign-outs of tokens that have expired
 anyway. Nothing an auditor or a loan file needs is touched: instances, tasks, audit trails, documents,
 archives, escalations and both change trails stay. The job runs at 02:30 Beijing time and queues its
-next night; each node's scheduler makes sure one is queued when it starts.
+next night (unless another node's already did: two nodes starting at once queue one each, and the
+nights after hold one); each node's scheduler makes sure one is queued when it starts. After its last
+retry fails it stays as an incident, and nightly housekeeping waits until someone retries it.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def sweep(session: Session, settings: Settings, now: datetime) -> Swept:
     keys_before = now - timedelta(days=settings.idempotency_days)
     kept_after = now - timedelta(days=settings.notification_days)
     keys = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < keys_before))
-    notifications = session.execute(delete(Notification).where(Notification.read_at < kept_after))
+    # read or not: an integration account never opens its list, nor does everybody
+    notifications = session.execute(delete(Notification).where(Notification.created_at < kept_after))
     deliveries = session.execute(
         delete(Delivery).where(
             Delivery.status.in_(FINISHED_DELIVERIES),
@@ -89,5 +92,6 @@ def housekeep(platform: CreditFlow, job: AcquiredJob, now: datetime) -> None:
     with platform.db.transaction(write=True) as session:
         platform.jobs.finish(session, job)
         swept = sweep(session, platform.settings, now)
-        enqueue(session, HOUSEKEEPING, next_run(now), now)
+        if session.scalar(select(Job.id).where(Job.kind == HOUSEKEEPING).limit(1)) is None:  # one per night
+            enqueue(session, HOUSEKEEPING, next_run(now), now)
     log.info("housekeeping: %s", ", ".join(f"{count} {what}" for what, count in asdict(swept).items()))

@@ -268,27 +268,51 @@ class Execution:
         (its Word file and PDF too): the bank's seal on it still verifies, and nobody may present it as
         binding. Written with the end, in its transaction, on the audit trail (``contract_voided``).
 
-        Whether the money moved is read from the audit trail (``disbursed``/``renewed``, recorded in the
-        transaction in which core banking confirmed the payout, so also in this one's pending events),
-        not from the outcome: a policy loan paid out and cancelled during its subsidy filing ends
-        ``cancelled``. A granted outcome also keeps the contract, should a payout ever go by a connector
-        ``MONEY_MOVES`` does not name: voiding a paid loan's contract is the costlier mistake. A contract
-        generated but never sealed (its step aborted) carries no seal to misread and is left as it is.
+        A granted outcome keeps the contract, should a payout ever go by a connector ``MONEY_MOVES``
+        does not name: voiding a paid loan's contract is the costlier mistake. A contract generated but
+        never sealed (its step aborted) carries no seal to misread and is left as it is.
         """
-        moved = set(MONEY_MOVES.values())
-        if outcome == GRANTED or any(event.event_type in moved for event in self.journal.events):
+        if outcome == GRANTED or self._money_moved_before():
             return
-        instance_id = self.instance.id
-        with self.session.no_autoflush:  # this change's rows are written in save's order, after this
-            paid = select(AuditEvent.seq).where(AuditEvent.instance_id == instance_id, AuditEvent.event_type.in_(moved))
-            if self.session.scalars(paid.limit(1)).first() is not None:
-                return
-            stored = self.session.scalars(select(Document).where(Document.instance_id == instance_id)).all()
-        documents = sorted([*stored, *self.documents.values()], key=lambda d: (d.created_at, d.id))
+        documents = self._live_documents()
         if not any(d.kind == CONTRACT_SEALED for d in documents):
             return
         end = _end_task(self.workflow) if self.instance.status == COMPLETED else None
         reason = f"{outcome}: {end.task_spec.bpmn_name}" if end is not None and end.task_spec.bpmn_name else outcome
+        self._void(documents, reason)
+
+    def void_superseded_contracts(self, reason: str) -> None:
+        """A return to a step before the contract was made: the contract steps run again and make a new
+        one, and the earlier round's documents (a sealed contract with the old terms among them) are
+        void, unless the money already moved on them."""
+        if self._money_moved_before():
+            return
+        done = {t.task_spec.bpmn_id for t in self.workflow.get_tasks(state=TaskState.COMPLETED)}
+        self._void([d for d in self._live_documents() if d.bpmn_id is not None and d.bpmn_id not in done], reason)
+
+    def _money_moved_before(self) -> bool:
+        """Whether core banking confirmed a payout (or renewal) of this application: read from the audit
+        trail (``disbursed``/``renewed``, recorded in the transaction in which it was confirmed, so also
+        in this one's pending events), not from the outcome: a policy loan paid out and cancelled during
+        its subsidy filing ends ``cancelled``."""
+        moved = set(MONEY_MOVES.values())
+        if any(event.event_type in moved for event in self.journal.events):
+            return True
+        with self.session.no_autoflush:  # this change's rows are written in save's order, after this
+            paid = select(AuditEvent.seq).where(
+                AuditEvent.instance_id == self.instance.id, AuditEvent.event_type.in_(moved)
+            )
+            return self.session.scalars(paid.limit(1)).first() is not None
+
+    def _live_documents(self) -> list[Any]:
+        """The instance's documents not yet void, stored or made in this change, oldest first."""
+        with self.session.no_autoflush:
+            stored = self.session.scalars(
+                select(Document).where(Document.instance_id == self.instance.id, Document.voided_at.is_(None))
+            ).all()
+        return sorted([*stored, *self.documents.values()], key=lambda d: (d.created_at, d.id))
+
+    def _void(self, documents: list[Any], reason: str) -> None:
         for document in documents:
             document.voided_at, document.void_reason = self.now, reason[:255]
             self.journal.record(

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from engine.forms.validation import match_problems, payload_problems
 from engine.inbox.applicant import application_columns
-from engine.inbox.queries import instance_level_clause, product_versions
+from engine.inbox.queries import application_filters, instance_level_clause
 from engine.org.roles import ROLES
 from engine.runtime.timer_events import starts_on_timer_only
 from engine.runtime.workflow_state import SERIALIZER_VERSION, load_state, new_workflow
@@ -463,8 +463,7 @@ class InstanceService:
                 stmt = stmt.where(ProcessDefinition.key == definition_key)
             if business_key:
                 stmt = stmt.where(ProcessInstance.business_key == business_key)
-            if product:
-                stmt = stmt.where(ProcessInstance.product_version_id.in_(product_versions(product)))
+            stmt = stmt.where(*application_filters(principal, product=product))
             if level:
                 stmt = stmt.where(instance_level_clause(level, self.platform.clock.now()))
             stmt = principal.scope(stmt, ProcessInstance.tenant_id).where(readable(principal))

@@ -264,17 +264,16 @@ class ProductService:
             session.flush()
             published = {"sha256": digest, **({"template_version": base.version} if base is not None else {})}
             self._record(session, principal, product.tenant_id, PRODUCT_PUBLISHED, code, version.version, published)
-            if product.tenant_id is None and latest is not None:
-                self._tell_variants(session, product, latest, version)
+            if product.tenant_id is None and latest is not None:  # the banks decide whether to rebase
+                changed = [c["path"] for c in json_diff(latest.config, config)]
+                self._tell_variants(
+                    session, product, "product.template_published", version=version.version, changed=changed
+                )
             return version
 
-    def _tell_variants(
-        self, session: Session, template: Product, before: ProductVersion, after: ProductVersion
-    ) -> None:
-        """A template's new version, in the notification centre of each bank's product managers whose
-        variant is based on an older one: they compare (``diff``) and rebase, or their product keeps
-        running on what the province has since changed (a tightened limit, say)."""
-        changed = [c["path"] for c in json_diff(before.config, after.config)]
+    def _tell_variants(self, session: Session, template: Product, topic: str, **details: Any) -> None:
+        """Tell the product managers of each bank whose variant (on sale) is based on ``template``:
+        a new version to compare and rebase onto, or a withdrawal to follow or not."""
         variants = session.execute(
             select(Product.code, Product.tenant_id, ProductVersion.version)
             .join(ProductVersion, ProductVersion.id == Product.base_version_id)
@@ -285,15 +284,14 @@ class ProductService:
                 session,
                 self.platform.clock.now(),
                 tenant_id=tenant_id,
-                topic="product.template_published",
+                topic=topic,
                 recipients=holders(session, tenant_id, "product_manager", None),
                 payload={
                     "template": template.code,
-                    "template_name": after.config.get("name"),
-                    "version": after.version,
+                    "template_name": template.name,
                     "product": code,
                     "based_on": based_on,
-                    "changed": changed,
+                    **details,
                 },
             )
 
@@ -522,7 +520,9 @@ class ProductService:
 
     def retire(self, principal: Principal, code: str, reason: str) -> ProductView:
         """Withdraw a product from sale (下架): it takes no new applications, and a retired template no
-        new variants; applications already running go on to their end on the version they started on."""
+        new variants; applications already running go on to their end on the version they started on.
+        A bank's variant of a retired template is the bank's own product: it stays on sale until the
+        bank withdraws it too, and the bank's product managers are told."""
         reason = reason.strip()
         if not reason:
             raise InvalidInput("say why the product is withdrawn", [{"field": "reason", "message": "blank"}])
@@ -544,6 +544,8 @@ class ProductService:
             product.updated_at = now
             action = PRODUCT_RETIRED if reason is not None else PRODUCT_REINSTATED
             self._record(session, principal, product.tenant_id, action, code, details={"reason": reason})
+            if product.tenant_id is None and reason is not None:  # each bank decides for its own variant
+                self._tell_variants(session, product, "product.template_retired", reason=reason)
             return ProductView(product, self._latest(session, product.id))
 
     def diff(self, principal: Principal, code: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, defer, load_only
@@ -37,6 +38,7 @@ from engine.inbox.queries import (
     parse_cursor,
     supervised_units,
 )
+from engine.masking import mask_text
 from engine.notify.outbox import publish
 from engine.org.roles import TASKS_OVERRIDE, TASKS_WORK
 from engine.runtime.workflow_state import load_state, plain_json
@@ -253,7 +255,9 @@ class TaskService:
 
             back = [done[str(p.id)].completed_by_id for p in points if str(p.id) in done]  # before they reopen
             execution.run(reset)
-            self._tell(execution.session, execution.instance, target, "task.returned", back, reason=reason)
+            execution.void_superseded_contracts(f"superseded: 退回至「{target.name or step}」")
+            told = mask_text(reason)
+            self._tell(execution.session, execution.instance, target, "task.returned", back, reason=told)
 
         return self.platform.instances.change(principal, self._locate(principal, task_id), send_back)
 
@@ -701,10 +705,13 @@ class TaskService:
 
 def _returnable(workflow: Any, row: HumanTask | None) -> Any:
     """The workflow task of a completed step an application may go back to, or None: a step of this
-    workflow (not of a subprocess) that is still completed in it."""
+    workflow (not of a subprocess) that is still completed in it, and not one instance of a
+    multi-instance step."""
     earlier = workflow.tasks.get(uuid.UUID(row.id)) if row is not None else None  # this workflow's own
     if earlier is None or earlier.state != TaskState.COMPLETED:
         return None
+    if earlier.parent is not None and isinstance(earlier.parent.task_spec, LoopTask):
+        return None  # one ballot of a committee vote: reopened alone it lost its member and broke the count
     return earlier
 
 

@@ -290,7 +290,7 @@ class ProcessInstance(Base):
     applicant_id_masked: Mapped[str | None] = mapped_column(String(32))  # never the full ID number
     # an application's borrower and product, hashed (``engine.inbox.applicant``); None for other processes
     application_key: Mapped[str | None] = mapped_column(String(64))
-    # the requested amount in fen (分): what an inbox row shows and a supervisor sorts by
+    # the requested amount in fen (分): what inbox rows and application lists show
     amount_fen: Mapped[int | None] = mapped_column(BigInteger)
 
 

@@ -32,20 +32,21 @@ def upgrade() -> None:
 
 
 def _backfill_amounts() -> None:
-    """Running applications get their amount from the data they were started with (the ``started``
-    audit event), so the inbox shows it for work already under way."""
+    """Open applications get their amount from the data they were started with (the ``started`` audit
+    event), so the inbox shows it for work under way; closed ones show none (their loan files have it)."""
     bind = op.get_bind()
     started = sa.text(
         "SELECT e.instance_id, e.payload FROM audit_event e JOIN process_instance i ON i.id = e.instance_id "
-        "WHERE e.event_type = 'started' AND i.application_key IS NOT NULL"
+        "WHERE e.event_type = 'started' AND i.application_key IS NOT NULL AND i.status IN ('running', 'error')"
     )
+    amounts = []
     for instance_id, payload in bind.execute(started):
         document = json.loads(payload) if isinstance(payload, str) else payload
         fen = amount_fen(((document or {}).get("data") or {}).get("amount"))
         if fen is not None:
-            bind.execute(
-                sa.text("UPDATE process_instance SET amount_fen = :fen WHERE id = :id"), {"fen": fen, "id": instance_id}
-            )
+            amounts.append({"fen": fen, "id": instance_id})
+    if amounts:
+        bind.execute(sa.text("UPDATE process_instance SET amount_fen = :fen WHERE id = :id"), amounts)
 
 
 def downgrade() -> None:
