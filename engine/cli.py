@@ -100,11 +100,17 @@ def catalog_changes() -> None:
 def catalog_changes_verify(tenant_code: str | None) -> None:
     """Recompute the hash chains of the catalog's change trail; exit 1 if one was tampered with, 2 if there
     is no such tenant."""
+    _verify_changes(lambda platform: platform.catalog_changes, tenant_code, shared="province")
+
+
+def _verify_changes(trail: Callable[[Any], Any], tenant_code: str | None, shared: str) -> None:
+    """Print each chain's verdict, labelled with its tenant's code (``shared`` for the tenant-less one);
+    exit 1 if one was tampered with, 2 if there is no such tenant."""
     from engine.services.principal import Principal
 
     platform = _platform()
     try:
-        reports = platform.catalog_changes.verify(Principal.system(), tenant_code)
+        reports = trail(platform).verify(Principal.system(), tenant_code)
     except NotFound as exc:
         click.echo(f"error: {exc.detail}", err=True)
         sys.exit(2)
@@ -112,7 +118,7 @@ def catalog_changes_verify(tenant_code: str | None) -> None:
         _fail(exc)
     codes = _tenant_codes(platform)
     for report in reports:
-        _chain_verdict(f"{codes.get(report.tenant_id, 'province')}: ", report.changes, "changes", report.problems)
+        _chain_verdict(f"{codes.get(report.tenant_id, shared)}: ", report.changes, "changes", report.problems)
     if not all(report.ok for report in reports):
         sys.exit(1)
 

@@ -5,6 +5,7 @@ API, CLI, scheduler and tests each build one and call its services; nothing else
 
 from __future__ import annotations
 
+from engine.catalog.changes import CATALOG_TRAIL
 from engine.clock import Clock
 from engine.config import Settings
 from engine.forms.catalog import FormCatalog
@@ -25,7 +26,7 @@ from engine.services.api_keys import ApiKeyService
 from engine.services.archives import ARCHIVE_RENEW, ArchiveService, archive_instance, renew_archive
 from engine.services.auth import AuthService
 from engine.services.calendars import CalendarService
-from engine.services.catalog_changes import CatalogChangeService
+from engine.services.change_trails import ChangeTrailService
 from engine.services.definitions import DefinitionService
 from engine.services.documents import DocumentService, register_contract_connectors
 from engine.services.escalation_log import EscalationLog
@@ -76,7 +77,7 @@ class CreditFlow:
         self.instances = InstanceService(self)
         self.tasks = TaskService(self)
         self.products = ProductService(self)
-        self.catalog_changes = CatalogChangeService(self)
+        self.catalog_changes = ChangeTrailService(self, CATALOG_TRAIL)
         self.calendars = CalendarService(self)
         self.organization = OrganizationService(self)
         self.api_keys = ApiKeyService(self)

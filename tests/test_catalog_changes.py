@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 
-from engine.catalog.changes import json_diff
 from engine.cli import main as cli
 from engine.clock import FrozenClock
 from engine.container import CreditFlow
 from engine.masking import mask_number
+from engine.store.change_trail import json_diff
 from engine.store.models import CatalogChange
 from tests.conftest import ApiClient, drop_append_only_guards, login, resident_id
 from tests.test_definition_ownership import LINEAR, changed, upload

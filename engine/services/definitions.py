@@ -17,13 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.catalog.changes import DEFINITION_DEPLOYED, record_change
+from engine.catalog.changes import CATALOG_TRAIL, DEFINITION_DEPLOYED
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.jobs.start_timers import schedule_start_timers
 from engine.runtime.model_check import ModelFile, build_parser, lint, raise_if_problems, read_model_files
 from engine.runtime.parser import BPMN_NS, CreditFlowParser
 from engine.services.principal import Principal
 from engine.services.spec_cache import resources_for
+from engine.store.change_trail import record_change
 from engine.store.models import Deployment, DeploymentResource, ProcessDefinition, ProductVersion
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ class DefinitionService:
             session.flush()
             record_change(
                 session,
+                CATALOG_TRAIL,
                 tenant_id=owner,
                 actor_id=principal.user_id,
                 at=now,

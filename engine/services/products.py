@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.catalog.changes import (
+    CATALOG_TRAIL,
     PRODUCT_CREATED,
     PRODUCT_DRAFT_CHANGED,
     PRODUCT_PUBLISHED,
@@ -33,8 +34,6 @@ from engine.catalog.changes import (
     PRODUCT_REINSTATED,
     PRODUCT_RETIRED,
     PRODUCT_VARIANT_CREATED,
-    json_diff,
-    record_change,
 )
 from engine.catalog.config import (
     DEFAULT_STANDARD_DIR,
@@ -80,6 +79,7 @@ from engine.sla.deadlines import (
     parse_limit,
     thresholds,
 )
+from engine.store.change_trail import json_diff, record_change
 from engine.store.models import (
     OPEN_STATUSES,
     ProcessDefinition,
@@ -621,6 +621,7 @@ class ProductService:
         """The change's entry in the catalog's change trail, in the change's own transaction."""
         record_change(
             session,
+            CATALOG_TRAIL,
             tenant_id=tenant_id,
             actor_id=principal.user_id,
             at=self.platform.clock.now(),

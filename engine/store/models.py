@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from engine.store.types import JsonDocument, UtcDateTime
 
@@ -443,37 +443,51 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-class CatalogChange(Base):
-    """One change of the product catalog (变更留痕): who changed which product or process, when, from what to
-    what. Append-only (triggers) and hash-chained per owning tenant (``engine.catalog.changes``)."""
+class ChangeRecord:
+    """The columns of a change trail's record (变更留痕): who changed what of an owner, when, from what to
+    what. Append-only (triggers) and hash-chained per owner (``engine.store.change_trail``)."""
 
-    __tablename__ = "catalog_change"
-    __table_args__ = (
-        Index("ix_catalog_change_chain", "tenant_id", "seq"),
-        Index("ix_catalog_change_at", "at", "id"),  # the list, newest first
-    )
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[Index, ...]:
+        table = cls.__tablename__  # type: ignore[attr-defined]
+        return (
+            Index(f"ix_{table}_chain", "tenant_id", "seq"),
+            Index(f"ix_{table}_at", "at", "id"),  # the list, newest first
+        )
+
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    # the owner of what changed: a bank, or null for the province's templates and shared processes
+    # the owner of what changed: a bank, or null for what the province shares with every bank
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
     seq: Mapped[int] = mapped_column(Integer)  # place in the owner's chain, from 1
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))  # null: the system or the command line
     at: Mapped[datetime] = mapped_column(UtcDateTime())
-    action: Mapped[str] = mapped_column(String(32))  # product.published, definition.deployed, ...
-    subject: Mapped[str] = mapped_column(String(255), index=True)  # product code or process id
-    version: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(32))  # product.published, role.granted, ...
+    subject: Mapped[str] = mapped_column(String(255), index=True)  # product code, username, ...
+    version: Mapped[int | None] = mapped_column(Integer)  # the version published or deployed (the catalog's)
     details: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
 
-class CatalogChangeHead(Base):
-    """The newest link of each owner's catalog change chain: cutting off the newest changes no longer
-    matches it, and the writers of one chain queue on its row."""
+class ChangeHead:
+    """The newest link of each owner's chain in a change trail: cutting off the newest records no
+    longer matches it, and the writers of one chain queue on its row."""
 
-    __tablename__ = "catalog_change_head"
     chain: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # tenant id; 0: no tenant
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class CatalogChange(ChangeRecord, Base):
+    """One change of the product catalog: who changed which product or process (the subject), when,
+    from what to what (``engine.catalog.changes``)."""
+
+    __tablename__ = "catalog_change"
+
+
+class CatalogChangeHead(ChangeHead, Base):
+    __tablename__ = "catalog_change_head"
 
 
 class CalendarDay(Base):
