@@ -28,6 +28,9 @@ CATALOG_CHANGES_READ = "catalog.changes.read"
 APPLICATIONS_CREATE = "applications.create"
 ORG_READ = "org.read"
 ORG_ADMIN = "org.admin"  # units, users, role grants, groups, API keys
+# the organisation's change trail (权限与配置变更留痕): who handed out which role, unlocked whom, changed the
+# working hours; administrators and risk managers (who answer for segregation of duties), not every reader
+ORG_CHANGES_READ = "org.changes.read"
 CALENDAR_ADMIN = "calendar.admin"
 AUDIT_READ = "audit.read"
 MONITOR_READ = "monitor.read"  # the overdue monitor: counts, on-time rates, CSV export
@@ -52,6 +55,7 @@ ALL_PERMISSIONS = frozenset(
         APPLICATIONS_CREATE,
         ORG_READ,
         ORG_ADMIN,
+        ORG_CHANGES_READ,
         CALENDAR_ADMIN,
         AUDIT_READ,
         MONITOR_READ,
@@ -120,7 +124,7 @@ ROLES: dict[str, Role] = {
         Role(
             "risk_manager",
             "风险经理",
-            _WORKER | {TASKS_ASSIGN, INSTANCES_MANAGE, MONITOR_READ, CATALOG_CHANGES_READ},
+            _WORKER | {TASKS_ASSIGN, INSTANCES_MANAGE, MONITOR_READ, CATALOG_CHANGES_READ, ORG_CHANGES_READ},
             duty="review",
             scope=HEAD_OFFICE,
             supervises=True,

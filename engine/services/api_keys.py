@@ -6,7 +6,8 @@ creation. The secret has 256 bits of randomness, so a fast hash is enough (no pa
 
 Who manages keys: holders of ``org.admin`` for the users of their own tenant; the province's admins
 also for the users of its banks (they set up the province-wide integrations). Keys and users of
-any other tenant are answered exactly like missing ones.
+any other tenant are answered exactly like missing ones. Creating and revoking a key are recorded in
+the organisation's change trail (``engine.org.changes``) with the key's prefix, never the key.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.errors import InvalidInput, NotFound, Unauthorized
+from engine.org.changes import API_KEY_CREATED, API_KEY_REVOKED, record_org_change
 from engine.org.roles import ORG_ADMIN
 from engine.services.auth import load_principal
 from engine.services.principal import Principal
@@ -120,6 +122,15 @@ class ApiKeyService:
             session.add(key)
             session.flush()
             view = _view(key, user)
+            record_org_change(
+                session,
+                principal,
+                now,
+                tenant_id=user.tenant_id,
+                action=API_KEY_CREATED,
+                subject=str(key.id),
+                details={"username": username, "name": name, "prefix": prefix, "expires_at": expires_at},
+            )
         log.info("API key %s (%r) created for %r by %r", prefix, name, username, principal.username)
         return NewKey(view, f"{KEY_PREFIX}_{prefix}_{secret}")
 
@@ -144,9 +155,18 @@ class ApiKeyService:
             ).first()
             if found is None or not self._manages(session, principal, found.User.tenant_id):
                 raise NotFound(f"API key {key_id} does not exist")
-            key = found.ApiKey
+            key, user = found.ApiKey, found.User
             if key.revoked_at is None:
                 key.revoked_at = self.platform.clock.now()
+                record_org_change(
+                    session,
+                    principal,
+                    key.revoked_at,
+                    tenant_id=user.tenant_id,
+                    action=API_KEY_REVOKED,
+                    subject=str(key.id),
+                    details={"username": user.username, "name": key.name, "prefix": key.prefix},
+                )
                 log.info("API key %s revoked by %r", key.prefix, principal.username)
 
     def authenticate(self, plaintext: str) -> Principal:

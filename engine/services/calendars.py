@@ -4,7 +4,8 @@ Province-wide rows (no tenant) apply to every bank; a bank's own rows win over t
 cached per tenant, rebuilt when an admin changes a row through this service and read again after a
 minute, so a change made on another node or with the CLI reaches every server within a minute.
 Entering a year starts the clocks its absence left unset; other edits apply to clocks started
-afterwards.
+afterwards. Every edit is recorded in the organisation's change trail (``engine.org.changes``), as the
+owner's: the bank's, or none for the province-wide rows.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from sqlalchemy import and_, exists, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden, InvalidInput
+from engine.org.changes import (
+    CALENDAR_DAY_SET,
+    CALENDAR_YEAR_COVERED,
+    HOURS_SET,
+    WORKING_HOURS,
+    record_org_change,
+    record_org_update,
+)
 from engine.services.principal import Principal
 from engine.sla.calendar import (
     DEFAULT_HOURS,
@@ -102,12 +111,24 @@ class CalendarService:
         """Mark one day for the admin's tenant (province admins and the system: for every bank)."""
         owner = self._owner(principal)
         with self.platform.db.transaction(write=True) as session:
-            row = session.scalars(
+            found = session.scalars(
                 select(CalendarDay).where(_owned_by(CalendarDay.tenant_id, (owner,)), CalendarDay.day == day)
-            ).first() or CalendarDay(tenant_id=owner, day=day)
+            ).first()
+            before = {"workday": found.workday, "note": found.note} if found is not None else {}
+            row = found or CalendarDay(tenant_id=owner, day=day)
             row.workday, row.note = workday, note
             session.add(row)
             session.flush()
+            record_org_update(
+                session,
+                principal,
+                self.platform.clock.now(),
+                tenant_id=owner,
+                action=CALENDAR_DAY_SET,
+                subject=str(day),
+                before=before,
+                after={"workday": workday, "note": note},
+            )
         self._forget()
         return row
 
@@ -133,6 +154,10 @@ class CalendarService:
             ).first()
             if entered is None:
                 session.add(CalendarYear(tenant_id=owner, year=year))
+                now = self.platform.clock.now()
+                record_org_change(
+                    session, principal, now, tenant_id=owner, action=CALENDAR_YEAR_COVERED, subject=str(year)
+                )
         self._forget()
         self._start_unset_clocks(owner, year)
 
@@ -219,11 +244,21 @@ class CalendarService:
         owner = self._owner(principal) if tenant_code is None else self._named_owner(principal, tenant_code)
         hours = parse_hours(periods)
         with self.platform.db.transaction(write=True) as session:
-            row = session.scalars(
-                select(CalendarHours).where(_owned_by(CalendarHours.tenant_id, (owner,)))
-            ).first() or CalendarHours(tenant_id=owner)
+            found = session.scalars(select(CalendarHours).where(_owned_by(CalendarHours.tenant_id, (owner,)))).first()
+            before = {"periods": found.periods} if found is not None else {}
+            row = found or CalendarHours(tenant_id=owner)
             row.periods = _texts(hours)
             session.add(row)
+            record_org_update(
+                session,
+                principal,
+                self.platform.clock.now(),
+                tenant_id=owner,
+                action=HOURS_SET,
+                subject=WORKING_HOURS,
+                before=before,
+                after={"periods": row.periods},
+            )
         self._forget()
         return HoursSetting(hours, "province" if owner is None else "bank")
 

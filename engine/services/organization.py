@@ -6,7 +6,8 @@ outside the scope is answered exactly like something missing (404 for what the U
 what the body names), so a bank cannot probe another bank's users or units.
 
 Each operation is one transaction: validation problems are collected and raised before anything is
-written, and every change is logged at INFO after it is committed.
+written, every change is recorded in the organisation's change trail (``engine.org.changes``) in that
+transaction, and logged at INFO after it is committed.
 """
 
 from __future__ import annotations
@@ -24,10 +25,29 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.org.changes import (
+    GROUP_CREATED,
+    GROUP_MEMBER_ADDED,
+    GROUP_MEMBER_REMOVED,
+    ROLE_GRANTED,
+    ROLE_REVOKED,
+    UNIT_CREATED,
+    UNIT_UPDATED,
+    USER_ACTIVATED,
+    USER_CREATED,
+    USER_DEACTIVATED,
+    USER_SESSIONS_REVOKED,
+    USER_UNLOCKED,
+    USER_UPDATED,
+    record_org_change,
+    record_org_update,
+)
 from engine.org.roles import ORG_ADMIN, ORG_READ, ROLES
 from engine.org.units import unit_ids, unit_path
+from engine.runtime.workflow_state import plain_json
 from engine.services.auth import hash_password, password_problem
 from engine.services.principal import Principal
+from engine.store.change_trail import json_diff
 from engine.store.models import ApiKey, OrgUnit, Tenant, User, UserGroup, UserGroupMember, UserRole
 
 if TYPE_CHECKING:
@@ -50,6 +70,10 @@ UserRef = int | str  # an id (the API's URLs) or a username (the command line)
 GroupRef = int | str  # an id, or a code within a tenant
 
 Problems = list[dict[str, str]]
+Details = dict[str, Any]  # what a change records besides the old and new values the trail compares
+
+# what the trail compares of a user before and after a change (roles and groups are recorded as granted)
+_USER_STATE = ("display_name", "org_unit_code", "is_active", "failed_logins", "locked_until", "tokens_valid_after")
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,15 @@ class OrganizationService:
             session.flush()  # the path ends with the unit's own id
             unit.path = unit_path(parent.path if parent else None, unit.id)
             view = _unit_view(unit, tenant.code, parent.code if parent else None)
+            record_org_change(
+                session,
+                principal,
+                unit.created_at,
+                tenant_id=tenant.id,
+                action=UNIT_CREATED,
+                subject=code,
+                details={"name": unit.name, "kind": kind, "parent_code": parent_code},
+            )
         log.info("org unit %s/%s (%s) created under %s by %s", tenant.code, code, kind, parent_code, principal.username)
         return view
 
@@ -186,14 +219,24 @@ class OrganizationService:
                 problems += _placement_problems(unit.kind, parent_code, parent)
             if problems:
                 raise InvalidInput(f"org unit {unit.code} cannot be changed", problems)
+            before = _unit_state(session, unit)
             if name is not None:
                 unit.name = name.strip()
             old_path = unit.path
             if parent is not None and parent.id != unit.parent_id:
                 _move(session, unit, parent)
-            if unit.parent_id is not None:
-                parent = session.get(OrgUnit, unit.parent_id)
-            view = _unit_view(unit, _tenant_code(session, unit.tenant_id), parent.code if parent else None)
+            after = _unit_state(session, unit)
+            view = _unit_view(unit, _tenant_code(session, unit.tenant_id), after["parent_code"])
+            record_org_update(
+                session,
+                principal,
+                self.platform.clock.now(),
+                tenant_id=unit.tenant_id,
+                action=UNIT_UPDATED,
+                subject=unit.code,
+                before=before,
+                after=after,
+            )
         if name is not None:
             log.info("org unit %s renamed to %r by %s", unit.code, unit.name, principal.username)
         if old_path != unit.path:
@@ -276,6 +319,15 @@ class OrganizationService:
             session.add(row)
             session.flush()
             view = _user_views(session, [row])[0]
+            record_org_change(
+                session,
+                principal,
+                row.created_at,
+                tenant_id=tenant.id,
+                action=USER_CREATED,
+                subject=username,
+                details={"display_name": view.display_name, "org_unit_code": org_unit_code, "is_service": is_service},
+            )
         log.info(
             "user %s (%s) created in %s by %s",
             username,
@@ -294,7 +346,7 @@ class OrganizationService:
     ) -> UserView:
         """Change the display name and/or the home unit (where the user's applications belong)."""
 
-        def change(session: Session, row: User) -> None:
+        def change(session: Session, row: User) -> Details:
             problems = _text_problems("display_name", display_name) if display_name is not None else []
             unit = _unit_by_code(session, row.tenant_id, org_unit_code)
             if org_unit_code is not None and unit is None:
@@ -305,8 +357,9 @@ class OrganizationService:
                 row.display_name = display_name.strip()
             if unit is not None:
                 row.org_unit_id = unit.id
+            return {}
 
-        return self._change_user(principal, user, "updated", change)
+        return self._change_user(principal, user, USER_UPDATED, "updated", change)
 
     def deactivate_user(self, principal: Principal, user: UserRef) -> UserView:
         """A deactivated user can neither sign in nor use a token or API key issued before, ever again.
@@ -316,46 +369,50 @@ class OrganizationService:
         signs in anew, an integration gets new keys.
         """
 
-        def change(session: Session, row: User) -> None:
+        def change(session: Session, row: User) -> Details:
             if row.id == principal.user_id:
                 raise Conflict("you cannot deactivate your own account")
             now = self.platform.clock.now()
             row.is_active = False
             row.tokens_valid_after = now
-            session.execute(
-                update(ApiKey).where(ApiKey.user_id == row.id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
-            )
+            live = ApiKey.user_id == row.id, ApiKey.revoked_at.is_(None)
+            revoked = list(session.scalars(select(ApiKey.id).where(*live).order_by(ApiKey.id)))
+            session.execute(update(ApiKey).where(*live).values(revoked_at=now))
+            return {"api_keys_revoked": revoked} if revoked else {}
 
-        return self._change_user(principal, user, "deactivated", change)
+        return self._change_user(principal, user, USER_DEACTIVATED, "deactivated", change)
 
     def activate_user(self, principal: Principal, user: UserRef) -> UserView:
-        def change(_session: Session, row: User) -> None:
+        def change(_session: Session, row: User) -> Details:
             row.is_active = True
+            return {}
 
-        return self._change_user(principal, user, "activated", change)
+        return self._change_user(principal, user, USER_ACTIVATED, "activated", change)
 
     def unlock_user(self, principal: Principal, user: UserRef) -> UserView:
         """Lift a lock-out after failed logins before it runs out."""
 
-        def change(_session: Session, row: User) -> None:
+        def change(_session: Session, row: User) -> Details:
             row.failed_logins, row.locked_until = 0, None
+            return {}
 
-        return self._change_user(principal, user, "unlocked", change)
+        return self._change_user(principal, user, USER_UNLOCKED, "unlocked", change)
 
     def revoke_sessions(self, principal: Principal, user: UserRef) -> UserView:
         """Sign the user out everywhere: every token issued before now becomes void."""
 
-        def change(_session: Session, row: User) -> None:
+        def change(_session: Session, row: User) -> Details:
             row.tokens_valid_after = self.platform.clock.now()
+            return {}
 
-        return self._change_user(principal, user, "signed out everywhere", change)
+        return self._change_user(principal, user, USER_SESSIONS_REVOKED, "signed out everywhere", change)
 
     # -- role grants ---------------------------------------------------------------------------
 
     def grant(self, principal: Principal, user: UserRef, role: str, org_unit_code: str | None = None) -> UserView:
         """Grant ``role`` in a unit of the user's tenant (``org_unit_code`` None: the whole tenant)."""
 
-        def change(session: Session, row: User) -> None:
+        def change(session: Session, row: User) -> Details:
             unit_id = _grant_unit(session, row, role, org_unit_code)
             if _held(session, row.id, role, unit_id) is not None:
                 raise Conflict(
@@ -363,17 +420,21 @@ class OrganizationService:
                     [{"field": "role", "message": "already granted"}],
                 )
             session.add(UserRole(user_id=row.id, role=role, org_unit_id=unit_id))
+            return {"role": role, "org_unit_code": org_unit_code}
 
-        return self._change_user(principal, user, f"granted {role} in {org_unit_code or 'the tenant'}", change)
+        what = f"granted {role} in {org_unit_code or 'the tenant'}"
+        return self._change_user(principal, user, ROLE_GRANTED, what, change)
 
     def revoke(self, principal: Principal, user: UserRef, role: str, org_unit_code: str | None = None) -> UserView:
-        def change(session: Session, row: User) -> None:
+        def change(session: Session, row: User) -> Details:
             held = _held(session, row.id, role, _grant_unit(session, row, role, org_unit_code))
             if held is None:
                 raise NotFound(f"{row.username} does not hold {role} in {org_unit_code or 'the whole tenant'}")
             session.delete(held)
+            return {"role": role, "org_unit_code": org_unit_code}
 
-        return self._change_user(principal, user, f"lost {role} in {org_unit_code or 'the tenant'}", change)
+        what = f"lost {role} in {org_unit_code or 'the tenant'}"
+        return self._change_user(principal, user, ROLE_REVOKED, what, change)
 
     # -- groups --------------------------------------------------------------------------------
 
@@ -399,6 +460,15 @@ class OrganizationService:
             session.add(group)
             session.flush()
             view = _group_views(session, [group])[0]
+            record_org_change(
+                session,
+                principal,
+                group.created_at,
+                tenant_id=tenant.id,
+                action=GROUP_CREATED,
+                subject=code,
+                details={"name": group.name},
+            )
         log.info("group %s/%s created by %s", tenant.code, code, principal.username)
         return view
 
@@ -412,7 +482,7 @@ class OrganizationService:
                 raise Conflict(f"{member.username} is already in group {row.code}")
             session.add(UserGroupMember(group_id=row.id, user_id=member.id))
 
-        return self._change_members(principal, group, user, tenant_code, "joined", change)
+        return self._change_members(principal, group, user, tenant_code, GROUP_MEMBER_ADDED, "joined", change)
 
     def remove_member(
         self, principal: Principal, group: GroupRef, user: UserRef, tenant_code: str | None = None
@@ -423,18 +493,38 @@ class OrganizationService:
                 raise NotFound(f"{member.username} is not in group {row.code}")
             session.delete(membership)
 
-        return self._change_members(principal, group, user, tenant_code, "left", change)
+        return self._change_members(principal, group, user, tenant_code, GROUP_MEMBER_REMOVED, "left", change)
 
     # -- shared --------------------------------------------------------------------------------
 
     def _change_user(
-        self, principal: Principal, user: UserRef, what: str, change: Callable[[Session, User], None]
+        self,
+        principal: Principal,
+        user: UserRef,
+        action: str,
+        what: str,
+        change: Callable[[Session, User], Details],
     ) -> UserView:
+        """Apply ``change`` and record its details with the old and new values of what it changed of the
+        user; a change that changes nothing (activating an active user) records nothing."""
         principal.require(ORG_ADMIN)
         with self.platform.db.transaction(write=True) as session:
             row = _user(session, principal, user)
-            change(session, row)
+            before = _user_views(session, [row])[0]
+            details = change(session, row)
             view = _user_views(session, [row])[0]
+            if changes := json_diff(_user_state(before), _user_state(view)):
+                details = {**details, "changes": changes}
+            if details:
+                record_org_change(
+                    session,
+                    principal,
+                    self.platform.clock.now(),
+                    tenant_id=row.tenant_id,
+                    action=action,
+                    subject=row.username,
+                    details=details,
+                )
         log.info("user %s %s by %s", view.username, what, principal.username)
         return view
 
@@ -444,6 +534,7 @@ class OrganizationService:
         group: GroupRef,
         user: UserRef,
         tenant_code: str | None,
+        action: str,
         what: str,
         change: Callable[[Session, UserGroup, User], None],
     ) -> GroupView:
@@ -458,6 +549,15 @@ class OrganizationService:
                 )
             change(session, row, member)
             view = _group_views(session, [row])[0]
+            record_org_change(
+                session,
+                principal,
+                self.platform.clock.now(),
+                tenant_id=row.tenant_id,
+                action=action,
+                subject=member.username,
+                details={"group": row.code},
+            )
         log.info("user %s %s group %s by %s", member.username, what, row.code, principal.username)
         return view
 
@@ -541,6 +641,16 @@ def _lock_tree(session: Session, tenant_id: int) -> None:
     """Serialise changes to one tenant's tree, so that concurrent moves cannot build a cycle or leave stale
     paths, nor two head offices appear (PostgreSQL; SQLite write transactions are serialised already)."""
     session.get(Tenant, tenant_id, with_for_update=True, populate_existing=True)
+
+
+def _unit_state(session: Session, unit: OrgUnit) -> dict[str, str | None]:
+    """What the trail compares of a unit before and after an update."""
+    parent = session.get(OrgUnit, unit.parent_id) if unit.parent_id is not None else None
+    return {"name": unit.name, "parent_code": parent.code if parent else None}
+
+
+def _user_state(view: UserView) -> dict[str, Any]:
+    return plain_json({name: getattr(view, name) for name in _USER_STATE})
 
 
 def _move(session: Session, unit: OrgUnit, parent: OrgUnit) -> None:

@@ -3,8 +3,9 @@
 Each administrator manages the webhooks of their own tenant only; another tenant's answer exactly
 like missing ones. A bank's webhooks receive the bank's messages, the province's receive every
 bank's (see ``engine.notify.outbox.publish``). The signing secret (see ``engine.notify.delivery``)
-is shown exactly once, on creation, and never logged: it is stored in plaintext because signing
-needs it, so the API is the only thing guarding it.
+is shown exactly once, on creation, and never logged nor recorded in the organisation's change trail
+(``engine.org.changes``), where every creation and change of a webhook goes: it is stored in plaintext
+because signing needs it, so the API is the only thing guarding it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -22,6 +23,13 @@ from sqlalchemy.orm import Session
 from engine.errors import InvalidInput, NotFound
 from engine.masking import mask_text
 from engine.notify.destinations import DestinationPolicy
+from engine.org.changes import (
+    WEBHOOK_CREATED,
+    WEBHOOK_DEACTIVATED,
+    WEBHOOK_UPDATED,
+    record_org_change,
+    record_org_update,
+)
 from engine.org.roles import WEBHOOKS_ADMIN
 from engine.services.principal import Principal
 from engine.store.models import Delivery, OutboxMessage, Webhook
@@ -71,6 +79,11 @@ class DeliveryView:
 
 def _view(hook: Webhook) -> WebhookView:
     return WebhookView(hook.id, hook.tenant_id, hook.url, list(hook.topics or []), hook.active, hook.created_at)
+
+
+def _recorded(view: WebhookView) -> dict[str, Any]:
+    """What the change trail keeps of a webhook: what it is, never its secret."""
+    return {"url": view.url, "topics": view.topics, "active": view.active}
 
 
 def check_url(url: str, destinations: DestinationPolicy) -> None:
@@ -134,6 +147,15 @@ class WebhookService:
             session.add(hook)
             session.flush()
             view = _view(hook)
+            record_org_change(
+                session,
+                principal,
+                hook.created_at,
+                tenant_id=hook.tenant_id,
+                action=WEBHOOK_CREATED,
+                subject=str(hook.id),
+                details=_recorded(view),
+            )
         log.info("webhook %s to %s created by %r", view.id, mask_text(url), principal.username)
         return NewWebhook(view, secret)
 
@@ -146,12 +168,14 @@ class WebhookService:
         topics: list[str] | None = None,
         active: bool | None = None,
     ) -> WebhookView:
-        """Change what is given; a message already published keeps the deliveries it had."""
+        """Change what is given; a message already published keeps the deliveries it had. Recorded as a
+        deactivation when it turns an active webhook off, else as an update."""
         principal.require(WEBHOOKS_ADMIN)
         if url is not None:
             check_url(url, self.platform.webhook_destinations)
         with self.platform.db.transaction(write=True) as session:
             hook = self._own(session, principal, webhook_id)
+            before = _recorded(_view(hook))
             if url is not None:
                 hook.url = url
             if topics is not None:
@@ -159,6 +183,16 @@ class WebhookService:
             if active is not None:
                 hook.active = active
             view = _view(hook)
+            record_org_update(
+                session,
+                principal,
+                self.platform.clock.now(),
+                tenant_id=hook.tenant_id,
+                action=WEBHOOK_DEACTIVATED if before["active"] and not view.active else WEBHOOK_UPDATED,
+                subject=str(hook.id),
+                before=before,
+                after=_recorded(view),
+            )
         log.info("webhook %s changed by %r", webhook_id, principal.username)
         return view
 

@@ -490,6 +490,17 @@ class CatalogChangeHead(ChangeHead, Base):
     __tablename__ = "catalog_change_head"
 
 
+class OrgChange(ChangeRecord, Base):
+    """One change of a tenant's organisation or configuration: who created, changed or handed out a
+    unit, user, role, group, API key, webhook or calendar setting, when (``engine.org.changes``)."""
+
+    __tablename__ = "org_change"
+
+
+class OrgChangeHead(ChangeHead, Base):
+    __tablename__ = "org_change_head"
+
+
 class CalendarDay(Base):
     """An admin's word on one day (a holiday, a make-up workday, a typhoon closure); it wins over the
     holiday package. ``tenant_id`` null: province-wide; a bank's own row wins over the province's."""
