@@ -28,6 +28,7 @@ from api.views import (
     instances,
     monitor,
     notifications,
+    org_changes,
     organization,
     products,
     tasks,
@@ -80,7 +81,8 @@ def create_app(platform: Any) -> Flask:
     app.extensions["creditflow"] = platform
     api = CreditFlowApi(app)
     blueprints = (health, auth, definitions, instances, tasks, products, admin, organization, api_keys)
-    for module in (*blueprints, monitor, incidents, webhooks, documents, catalog_changes, notifications):
+    trails = (catalog_changes, org_changes)
+    for module in (*blueprints, monitor, incidents, webhooks, documents, *trails, notifications):
         api.register_blueprint(module.blp)
     api.register_blueprint(tasks.files)
     api.register_blueprint(monitor.escalations_blp)

@@ -420,6 +420,22 @@ def org_add_unit(tenant_code: str, code: str, name: str, kind: str, parent_code:
     click.echo(f"created {unit.kind} {unit.code} (id {unit.id}) at {unit.path}")
 
 
+@org.group("changes")
+def org_changes() -> None:
+    """The organisation's change trail (权限与配置变更留痕): who changed units, users, role grants, groups, the
+    calendar, API keys and webhooks, when, from what to what."""
+
+
+@org_changes.command("verify")
+@click.option(
+    "--tenant", "tenant_code", help="Only this tenant's chain (the province's code: its own and the province-wide)."
+)
+def org_changes_verify(tenant_code: str | None) -> None:
+    """Recompute the hash chains of the organisation's change trail; exit 1 if one was tampered with, 2 if
+    there is no such tenant."""
+    _verify_changes(lambda platform: platform.org_changes, tenant_code, shared="province-wide")
+
+
 @main.group()
 def users() -> None:
     """Users and their role grants."""

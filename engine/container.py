@@ -17,6 +17,7 @@ from engine.masking import quiet_workflow_loggers
 from engine.notify.delivery import deliver
 from engine.notify.destinations import DestinationPolicy
 from engine.notify.outbox import DELIVER
+from engine.org.changes import ORG_TRAIL
 from engine.rules.engine import RuleEngine
 from engine.runtime.connectors import ConnectorRegistry
 from engine.runtime.demo_connectors import register_demo_connectors
@@ -78,6 +79,7 @@ class CreditFlow:
         self.tasks = TaskService(self)
         self.products = ProductService(self)
         self.catalog_changes = ChangeTrailService(self, CATALOG_TRAIL)
+        self.org_changes = ChangeTrailService(self, ORG_TRAIL)
         self.calendars = CalendarService(self)
         self.organization = OrganizationService(self)
         self.api_keys = ApiKeyService(self)
