@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.errors import Conflict
 from engine.masking import mask_sensitive
 from engine.runtime.workflow_state import plain_json
 from engine.store.hash_chain import GENESIS, Link, canonical_json, chain_problems, link_hash
@@ -85,6 +87,7 @@ def record_change(
     The chain's head row is locked (``FOR UPDATE`` on PostgreSQL; SQLite's writers are serialized by
     ``BEGIN IMMEDIATE``), so concurrent changes of one owner queue; two first changes of an owner
     racing to create its head end in a 409 for one of them."""
+    session.flush()  # the change itself first: its own errors are its own, not the trail's
     head = session.get(trail.head, _chain(tenant_id), with_for_update=True)
     if head is None:
         head = trail.head(chain=_chain(tenant_id), seq=0, hash=GENESIS)
@@ -103,7 +106,10 @@ def record_change(
     change.hash = link_hash(change.prev_hash, _body(change))
     head.seq, head.hash = change.seq, change.hash
     session.add(change)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # another transaction created this owner's head first (FOR UPDATE found no row)
+        raise Conflict("another change of the same owner was recorded at the same moment; try again") from None
     return change
 
 

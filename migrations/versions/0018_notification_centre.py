@@ -4,7 +4,7 @@ Messages published before this revision are not listed: months of old escalation
 unread at once.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-02 11:10:00.000000
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from engine.store.types import UtcDateTime
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
