@@ -270,6 +270,10 @@ def test_lists_of_another_bank_show_none_of_its_rows(app: Any, world: dict[str, 
         "/api/v1/admin/webhooks",
         "/api/v1/incidents",
         "/api/v1/catalog-changes",
+        "/api/v1/org-changes",
+        "/api/v1/notifications",
+        "/api/v1/monitor/applications?group_by=branch",
+        "/api/v1/monitor/overdue?group_by=branch",
     ]
     for url in lists:
         response = other.get(url)
