@@ -18,9 +18,10 @@ from sqlalchemy import select
 
 from api.security import AUTHENTICATED, PUBLIC_ENDPOINTS
 from engine.container import CreditFlow
+from engine.notify.outbox import publish
 from engine.org.roles import permissions_of
 from engine.services.auth import hash_password
-from engine.store.models import ArchivePackage, Document, Incident, OrgUnit, User, UserGroup
+from engine.store.models import ArchivePackage, Document, Incident, Notification, OrgUnit, User, UserGroup
 from tests.conftest import PASSWORD, ApiClient, deploy, login
 from tests.test_products import catalog  # noqa: F401 - fixture
 
@@ -138,6 +139,9 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         group = session.scalars(select(UserGroup.id).where(UserGroup.code == "ly-credit-committee")).one()
         user = session.scalars(select(User.id).where(User.username == "ly_officer")).one()
         qh_user = session.scalars(select(User.id).where(User.username == "qh_officer")).one()
+    with platform.db.transaction(write=True) as session:  # a notification in 陵源's officer's list
+        told = publish(session, now, tenant_id=tenant_id, topic="task.assigned", recipients=[user], payload={})
+        notification = session.scalars(select(Notification.id).where(Notification.message_id == told)).one()
     ours = {
         "instance_id": started["id"],
         "task_id": task_id,
@@ -147,6 +151,7 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         "webhook_id": hook["id"],
         "incident_id": incident_id,
         "document_id": document_id,
+        "notification_id": notification,
         "code": "LY-X",
         "unit_id": unit,
         "group_id": group,
@@ -165,6 +170,7 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         "webhook_id": 999999,
         "incident_id": 999999,
         "document_id": str(uuid.uuid4()),
+        "notification_id": 999999,
         "code": "NO-SUCH-PRODUCT",
         "unit_id": 999999,
         "group_id": 999999,
@@ -184,6 +190,7 @@ BODIES: dict[str, Any] = {
     "instances.send_message": {"name": "reply"},
     "products.clone": {"code": "QH-X"},
     "products.set_draft": {"draft": {"name": "改名"}},
+    "products.retire": {"reason": "停办"},
     "products.apply": {"applicant": {"name": "x"}, "data": {}},
     "organization.update_unit": {"name": "改名"},
     "organization.update_user": {"display_name": "改名"},
