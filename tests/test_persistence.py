@@ -232,6 +232,17 @@ def test_upgrade_works_on_an_empty_database(tmp_path: Any) -> None:
     assert {t.name for t in Base.metadata.sorted_tables} | {"alembic_version"} <= tables
 
 
+def _definition_row(conn: Any) -> None:
+    """Definition 1 (and its deployment), written with SQL so that it fits an early schema."""
+    conn.execute(text("INSERT INTO deployment (id, sha256, created_at) VALUES (1, 'x', '2026-12-01 00:00:00')"))
+    conn.execute(
+        text(
+            "INSERT INTO process_definition (id, key, version, sha256, deployment_id, called_definition_ids,"
+            " created_at) VALUES (1, 'p', 1, 'x', 1, '[]', '2026-12-01 00:00:00')"
+        )
+    )
+
+
 def test_upgrading_gives_open_applications_their_amount_for_the_inbox(tmp_path: Any) -> None:
     """Revision 0014 reads the amount each open application was started with from its audit trail."""
     from engine.store.db import Database
@@ -240,13 +251,7 @@ def test_upgrading_gives_open_applications_their_amount_for_the_inbox(tmp_path: 
     database = Database(f"sqlite:///{tmp_path / 'before_0014.db'}")
     upgrade(database, "0013")
     with database.engine.begin() as conn:
-        conn.execute(text("INSERT INTO deployment (id, sha256, created_at) VALUES (1, 'x', '2026-12-01 00:00:00')"))
-        conn.execute(
-            text(
-                "INSERT INTO process_definition (id, key, version, sha256, deployment_id, called_definition_ids,"
-                " created_at) VALUES (1, 'p', 1, 'x', 1, '[]', '2026-12-01 00:00:00')"
-            )
-        )
+        _definition_row(conn)
         for instance_id, status, amount in (("open", "running", '"800000.50"'), ("closed", "completed", "5000")):
             conn.execute(
                 text(
@@ -278,13 +283,7 @@ def test_upgrading_a_populated_database_keeps_its_rows(tmp_path: Any) -> None:
     database = Database(f"sqlite:///{tmp_path / 'old.db'}")
     upgrade(database, "0001")
     with database.engine.begin() as conn:
-        conn.execute(text("INSERT INTO deployment (id, sha256, created_at) VALUES (1, 'x', '2026-12-01 00:00:00')"))
-        conn.execute(
-            text(
-                "INSERT INTO process_definition (id, key, version, sha256, deployment_id, called_definition_ids,"
-                " created_at) VALUES (1, 'p', 1, 'x', 1, '[]', '2026-12-01 00:00:00')"
-            )
-        )
+        _definition_row(conn)
         conn.execute(
             text(
                 "INSERT INTO process_instance (id, definition_id, status, state, serializer_version, version, data,"
