@@ -152,7 +152,9 @@ class TaskService:
                 latest: dict[str, HumanTask] = {}
                 for done in self._done_rows(session, row.instance_id):
                     latest.setdefault(done.bpmn_id, done)
-                steps = [r for r in latest.values() if r.bpmn_id != row.bpmn_id and _returnable(workflow, r)]
+                steps = [
+                    r for r in latest.values() if r.bpmn_id != row.bpmn_id and _returnable(workflow, r) is not None
+                ]
             version = instance.product_version_id
             form = self._form(row.form, version, session)
             now = self.platform.clock.now()
