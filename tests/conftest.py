@@ -25,7 +25,7 @@ from engine.store.migrate import upgrade
 from engine.store.models import Base
 
 MODELS = Path(__file__).parent / "models"
-PG_URL = os.environ.get("CREDITFLOW_TEST_DATABASE_URL")
+PG_URL = os.environ.get("CREDITFLOW_TEST_DATABASE_URL") or None  # empty: SQLite, as when unset
 PASSWORD = "correct horse battery"
 
 
