@@ -43,6 +43,7 @@ from engine.org.roles import ALL_PERMISSIONS
 from engine.runtime import demo_connectors
 from engine.runtime.connectors import ConnectorRegistry
 from engine.services.auth import load_principal
+from engine.services.execution import payout_state
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
 from engine.store.db import Database
@@ -602,6 +603,79 @@ def test_a_return_past_the_contract_voids_the_old_contract_and_never_offers_a_ba
     )
     assert shared.documents.verify(SYSTEM, new)["binding"] is True and new != old
     assert shared.instances.verify_audit(SYSTEM, view.instance.id).ok
+
+
+UNANSWERED_ACCOUNT = "6222020000000000000"  # the demo core banking never answers a transfer to it
+
+
+def test_a_payout_core_banking_never_answered_keeps_the_contract_and_bars_a_return_past_it(
+    shared: CreditFlow, tmp_path: Path
+) -> None:
+    """The transfer timed out: the money may have moved. Aborting the application must not void the
+    contract the borrower may now owe on, and a return to a step before the contract would make a new
+    contract number that core banking's duplicate check does not know, so it is refused."""
+    code = "FND-DAINONG"
+    publish(shared, code, tmp_path)
+    shared.organization.create_user(SYSTEM, LENDER_CODE, "payout_clerk", "放款岗", "payout-password-1")
+    shared.organization.grant(SYSTEM, "payout_clerk", "disburser")
+    applicant, data = application(CATALOG[code])
+    data["account"] = UNANSWERED_ACCOUNT
+    view = shared.products.apply(lender(shared), code, applicant=applicant, data=data, business_key="PAY-UNKNOWN")
+    view, _ = drive(shared, view, until=lambda task: task.bpmn_id == "face_signing")
+    (signing,) = view.tasks
+    view = shared.tasks.complete(SYSTEM, signing.id, face_signed(view))
+    (exception,) = view.tasks
+    assert exception.bpmn_id == "disburse_exception" and view.instance.data["disbursement_error"]["outcome_unknown"]
+    (failed,) = events(shared, view, "connector_failed")
+    assert (failed.bpmn_id, failed.payload["connector"], failed.payload["outcome_unknown"]) == (
+        "disburse",
+        "core_banking/disburse",
+        True,
+    )
+    documents = [d.id for d in shared.documents.list(SYSTEM, view.instance.id)]
+    assert len(documents) == 3
+
+    with pytest.raises(Conflict, match="settle the payout first"):
+        shared.tasks.return_to(SYSTEM, exception.id, "senior_approval", "利率需调整")
+    assert shared.instances.get(SYSTEM, view.instance.id).instance.version == view.instance.version  # nothing written
+
+    abort = {"exception_action": "abort", "exception_note": "核心系统无应答，终止流程"}
+    view = shared.tasks.complete(SYSTEM, exception.id, abort)
+    assert end_of(shared, view) == "end_disburse_aborted"
+    assert [d.voided_at for d in shared.documents.list(SYSTEM, view.instance.id)] == [None] * 3
+    sealed = view.instance.data["sealed_contract"]["document_id"]
+    assert shared.documents.verify(SYSTEM, sealed)["binding"] is True
+    assert events(shared, view, "contract_voided") == []
+    (kept,) = events(shared, view, "contract_kept")
+    assert (kept.payload["cause"], sorted(kept.payload["documents"])) == ("payout_unconfirmed", sorted(documents))
+    with shared.db.transaction() as session:
+        clerk = load_principal(session, session.scalars(select(User).where(User.username == "payout_clerk")).one())
+    (told,) = shared.notifications.list(clerk, topic="application.payout_unconfirmed").items
+    assert told.payload["instance_id"] == view.instance.id and "请与核心系统核实" in told.summary
+    assert shared.instances.verify_audit(SYSTEM, view.instance.id).ok
+
+
+@pytest.mark.parametrize(
+    ("calls", "state"),
+    [
+        ([], None),
+        ([("disburse", True)], "unconfirmed"),
+        ([("disburse", True), ("disburse", False)], None),  # refused outright on retry: it never landed
+        ([("disburse", False), ("disburse", True)], "unconfirmed"),
+        ([("disburse", True), ("disbursed", None)], "moved"),
+        ([("bureau", True)], None),  # a credit report that timed out moves no money
+        ([("renew", True)], "unconfirmed"),
+    ],
+)
+def test_the_audit_trail_tells_whether_a_payout_may_have_moved(calls: list[tuple[str, Any]], state: str | None) -> None:
+    connectors = {"disburse": "core_banking/disburse", "renew": "core_banking/renew", "bureau": "credit_bureau/score"}
+    trail = [
+        ("disbursed", {})
+        if name == "disbursed"
+        else ("connector_failed", {"connector": connectors[name], "outcome_unknown": unknown})
+        for name, unknown in calls
+    ]
+    assert payout_state(trail) == state
 
 
 def test_a_step_cannot_grant_more_than_was_applied_for_or_the_product_allows(

@@ -19,6 +19,7 @@ APPLICATION_EVENTS = {
     "error": "处理出错，待处理",
     "disbursed": "已放款",
     "renewed": "已续贷",
+    "payout_unconfirmed": "结束时放款结果未确认（合同保留，请与核心系统核实）",
 }
 
 

@@ -59,13 +59,16 @@ def bureau_score(id_number: str) -> dict[str, Any]:
 def disburse(amount: str, account: str, reference: str, id_number: str) -> dict[str, Any]:
     """``reference`` (the loan contract's number) is core banking's duplicate check: a retry after a
     timeout answers with the first payout instead of paying again. ``id_number`` lets core banking
-    check that the account is the borrower's (the demo keeps no accounts to check against)."""
+    check that the account is the borrower's (the demo keeps no accounts to check against). Accounts
+    ending in 0000 simulate a transfer core banking never answers: it may or may not have been made."""
     if not id_number:
         raise ConnectorError("no borrower: core banking cannot check whose account it pays", code="ACCOUNT_OWNER")
     if not account:
         raise ConnectorError("no disbursement account", code="ACCOUNT_MISSING")
     if not reference:
         raise ConnectorError("no contract reference: core banking cannot tell a retry from a new loan")
+    if account.endswith(UNAVAILABLE_SUFFIX):
+        raise ConnectorError("core banking did not answer the transfer within 30 s", outcome_unknown=True)
     return {"disbursement_id": _reference("FK", reference), "source": "demo"}
 
 

@@ -10,7 +10,7 @@ from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.spiff.specs.defaults import ServiceTask
 from SpiffWorkflow.spiff.specs.event_definitions import ErrorEventDefinition
 
-from engine.runtime.connectors import DEFAULT_ERROR_CODE
+from engine.runtime.connectors import DEFAULT_ERROR_CODE, outcome_unknown
 
 if TYPE_CHECKING:
     from SpiffWorkflow.task import Task
@@ -33,7 +33,9 @@ class ConnectorServiceTask(ServiceTask):
 
     SpiffWorkflow's own ``call_service`` error path hides the original exception (NameError on
     ``script``), so we dispatch here and raise the error event ourselves. The event must be the
-    *spiff* ``ErrorEventDefinition``: event definitions compare by exact class.
+    *spiff* ``ErrorEventDefinition``: event definitions compare by exact class. Each failure also goes
+    to the top workflow's ``on_connector_failure`` callback where the caller set one (the service
+    layer puts it on the audit trail, whether a boundary event catches it or not).
     """
 
     def _execute(self, task: Task) -> bool:
@@ -52,8 +54,16 @@ class ConnectorServiceTask(ServiceTask):
             code = getattr(exc, "code", None) or DEFAULT_ERROR_CODE
             message = str(exc) or exc.__class__.__name__
             log.info("connector %s failed with %s", self.operation_name, code)
-            payload: dict[str, Any] = {"code": code, "message": message, "connector": self.operation_name}
+            payload: dict[str, Any] = {
+                "code": code,
+                "message": message,
+                "connector": self.operation_name,
+                "outcome_unknown": outcome_unknown(exc),
+            }
             top = task.workflow.top_workflow
+            failed = getattr(top, "on_connector_failure", None)
+            if failed is not None:
+                failed(task, payload)
             event = BpmnEvent(ErrorEventDefinition(code, code=code), payload=payload, target=task.workflow)
             top.catch(event)
             if event in top.bpmn_events:  # nothing caught it: it escaped to the top as an external event

@@ -8,7 +8,7 @@ is a business outcome, not a crash: the instance is saved in ``error`` status wi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +26,8 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import String, delete, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from engine.inbox.assignment import Assignment, administrators
+from engine.errors import Conflict
+from engine.inbox.assignment import Assignment, administrators, holders
 from engine.jobs.queue import cancel, enqueue
 from engine.notify.outbox import publish
 from engine.runtime.decision_task import EVALUATION_KEY
@@ -51,6 +52,10 @@ _RUNNING: ContextVar[Execution | None] = ContextVar("creditflow_execution", defa
 
 # Connectors that move money, and the audit event (and ``application.<event>`` message) each success is
 MONEY_MOVES = {"core_banking/disburse": "disbursed", "core_banking/renew": "renewed"}
+MOVED, UNCONFIRMED = "moved", "unconfirmed"  # what became of its payouts (``payout_state``)
+FAILED = "connector_failed"
+_MOVED_EVENTS = frozenset(MONEY_MOVES.values())
+_PAYOUT_EVENTS = [*sorted(_MOVED_EVENTS), FAILED]
 GRANTED = "approved"  # the outcome of an application whose loan was granted (``products.end_outcomes``)
 
 
@@ -61,6 +66,24 @@ def current_execution() -> Execution:
     if execution is None:
         raise RuntimeError("no instance change is running in this context")
     return execution
+
+
+def payout_state(events: Iterable[tuple[str, dict[str, Any]]]) -> str | None:
+    """``MOVED`` once core banking confirmed a payout (or renewal), ``UNCONFIRMED`` while the last
+    call to move money failed without an answer, else None; ``events`` are (type, payload) in order.
+
+    Read from the audit trail, not from the outcome: a policy loan paid out and cancelled during its
+    subsidy filing ends ``cancelled``. A call core banking refused outright after an unanswered one
+    settles it: the contract's number is core banking's duplicate check, so a payout that had landed
+    would have been answered with, not refused.
+    """
+    state = None
+    for event_type, payload in events:
+        if event_type in _MOVED_EVENTS:
+            return MOVED
+        if event_type == FAILED and payload.get("connector") in MONEY_MOVES:
+            state = UNCONFIRMED if payload.get("outcome_unknown") else None
+    return state
 
 
 @dataclass
@@ -146,6 +169,7 @@ class Execution:
         """Apply ``action`` (e.g. completing a user task), then run the engine until it waits."""
         error: dict[str, Any] | None = None
         running = _RUNNING.set(self)
+        self.workflow.on_connector_failure = self._connector_failed
         try:
             if action is not None:
                 action()
@@ -154,6 +178,7 @@ class Execution:
             error = describe_error(exc)
         finally:
             _RUNNING.reset(running)
+            self.workflow.on_connector_failure = None
         instance = self.instance
         if error is not None:
             instance.status, instance.error = ERROR, error
@@ -269,40 +294,73 @@ class Execution:
         binding. Written with the end, in its transaction, on the audit trail (``contract_voided``).
 
         A granted outcome keeps the contract, should a payout ever go by a connector ``MONEY_MOVES``
-        does not name: voiding a paid loan's contract is the costlier mistake. A contract generated but
-        never sealed (its step aborted) carries no seal to misread and is left as it is.
+        does not name: voiding a paid loan's contract is the costlier mistake. For the same reason a
+        payout core banking never answered keeps it (``contract_kept``), and the disbursers hear of it
+        to settle the payout with core banking. A contract generated but never sealed (its step
+        aborted) carries no seal to misread and is left as it is.
         """
-        if outcome == GRANTED or self._money_moved_before():
+        payout = self._payout()
+        if outcome == GRANTED or payout == MOVED:
             return
         documents = self._live_documents()
         if not any(d.kind == CONTRACT_SEALED for d in documents):
             return
         end = _end_task(self.workflow) if self.instance.status == COMPLETED else None
         reason = f"{outcome}: {end.task_spec.bpmn_name}" if end is not None and end.task_spec.bpmn_name else outcome
-        self._void(documents, reason)
+        if payout == UNCONFIRMED:
+            self._keep_unconfirmed(documents, reason)
+        else:
+            self._void(documents, reason)
 
     def void_superseded_contracts(self, reason: str) -> None:
         """A return to a step before the contract was made: the contract steps run again and make a new
         one, and the earlier round's documents (a sealed contract with the old terms among them) are
-        void, unless the money already moved on them."""
-        if self._money_moved_before():
-            return
-        done = {t.task_spec.bpmn_id for t in self.workflow.get_tasks(state=TaskState.COMPLETED)}
-        self._void([d for d in self._live_documents() if d.bpmn_id is not None and d.bpmn_id not in done], reason)
+        void, unless the money already moved on them.
 
-    def _money_moved_before(self) -> bool:
-        """Whether core banking confirmed a payout (or renewal) of this application: read from the audit
-        trail (``disbursed``/``renewed``, recorded in the transaction in which it was confirmed, so also
-        in this one's pending events), not from the outcome: a policy loan paid out and cancelled during
-        its subsidy filing ends ``cancelled``."""
-        moved = set(MONEY_MOVES.values())
-        if any(event.event_type in moved for event in self.journal.events):
-            return True
-        with self.session.no_autoflush:  # this change's rows are written in save's order, after this
-            paid = select(AuditEvent.seq).where(
-                AuditEvent.instance_id == self.instance.id, AuditEvent.event_type.in_(moved)
+        While a payout on the old contract is unconfirmed the return is refused: the new contract's
+        number would slip past core banking's duplicate check, and the borrower could be paid twice.
+        """
+        done = {t.task_spec.bpmn_id for t in self.workflow.get_tasks(state=TaskState.COMPLETED)}
+        superseded = [d for d in self._live_documents() if d.bpmn_id is not None and d.bpmn_id not in done]
+        payout = self._payout()
+        if payout == UNCONFIRMED and superseded:
+            raise Conflict(
+                "core banking never answered a payout on this application's contract, so the money may "
+                "have moved: settle the payout first (retrying it is safe: core banking answers a repeated "
+                "contract number with the first payout), then return"
             )
-            return self.session.scalars(paid.limit(1)).first() is not None
+        if payout != MOVED:
+            self._void(superseded, reason)
+
+    def _payout(self) -> str | None:
+        """What became of this application's payouts (``payout_state``), from the audit trail: the
+        events stored and this change's pending ones (the call's own transaction records them)."""
+        with self.session.no_autoflush:  # this change's rows are written in save's order, after this
+            stored = self.session.execute(
+                select(AuditEvent.event_type, AuditEvent.payload)
+                .where(AuditEvent.instance_id == self.instance.id, AuditEvent.event_type.in_(_PAYOUT_EVENTS))
+                .order_by(AuditEvent.seq)
+            ).all()
+        return payout_state([*stored, *((e.event_type, e.payload) for e in self.journal.events)])
+
+    def _connector_failed(self, task: Task, failure: dict[str, Any]) -> None:
+        self.journal.record(FAILED, task_id=str(task.id), bpmn_id=task.task_spec.bpmn_id, actor=False, **failure)
+
+    def _keep_unconfirmed(self, documents: list[Any], reason: str) -> None:
+        """The application ends with a payout unanswered: its contract stays binding until the
+        disbursers settle with core banking whether the money moved."""
+        kept = [d.id for d in documents]
+        self.journal.record("contract_kept", actor=False, reason=reason, cause="payout_unconfirmed", documents=kept)
+        instance = self.instance
+        disbursers = holders(self.session, instance.tenant_id, "disburser", None)
+        publish(
+            self.session,
+            self.now,
+            tenant_id=instance.tenant_id,
+            topic="application.payout_unconfirmed",
+            recipients=[*disbursers, *([instance.started_by_id] if instance.started_by_id is not None else [])],
+            payload={"instance_id": instance.id, "business_key": instance.business_key, "reason": reason},
+        )
 
     def _live_documents(self) -> list[Any]:
         """The instance's documents not yet void, stored or made in this change, oldest first."""
