@@ -9,8 +9,8 @@ A folder holds three kinds of ``*.json`` file:
 Everything is checked when the catalog loads, so a broken file fails at start-up or publish time,
 not when a loan officer submits a task: JSON syntax, the draft 2020-12 meta-schema, every ``$ref``
 (resolved only within the catalog, by file name; nothing is ever fetched from the network; ``$id`` is
-refused) and every ``format`` (an unknown one would silently check nothing). All broken files are
-reported at once.
+refused), every ``format`` (an unknown one would silently check nothing) and every field's part in the
+opinion record (``x-creditflow-opinion``). All broken files are reported at once.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from referencing.jsonschema import DRAFT202012
 
 from engine.errors import CreditFlowError
 from engine.forms.formats import FORMAT_CHECKER
+from engine.forms.opinion_fields import opinion_problems
 from engine.forms.validation import FormValidator
 from engine.json_documents import load_object
 
@@ -155,9 +156,10 @@ class FormCatalog:
         self._registry = registry
         self.schema_files = frozenset(schemas)  # what a ``$ref`` may name: the catalog's own files
         dependencies: dict[str, set[str]] = {}
-        for file_name in schemas:
+        for file_name, schema in schemas.items():
             found, dependencies[file_name] = _check_keywords(file_name, registry)
             problems.extend({"location": file_name, "message": message} for message in found)
+            problems.extend({"location": file_name, "message": message} for message in opinion_problems(schema))
 
         form_names = {name.removesuffix(_SCHEMA_SUFFIX) for name in raw if name.endswith(_SCHEMA_SUFFIX)}
         problems.extend(

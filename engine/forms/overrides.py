@@ -13,7 +13,7 @@ _UPPER_BOUNDS = ("maximum", "exclusiveMaximum", "maxLength", "maxItems")
 _KEPT = (
     "$ref", "type", "format", "pattern", "const", "if", "then", "else", "not", "anyOf", "oneOf",
     "additionalProperties", "dependentRequired", "dependentSchemas", "items", "x-creditflow-bounds",
-    "x-creditflow-matches",
+    "x-creditflow-matches", "x-creditflow-opinion",
 )  # fmt: skip
 # a group that repeats and is itself repeated or alternating ("(a|a)*", "(a+)+"): exponential backtracking
 _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*|}](?:[^()\\]|\\.)*\)[+*{]")

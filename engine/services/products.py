@@ -59,6 +59,7 @@ from engine.config import REPO_ROOT
 from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFound
 from engine.forms.catalog import FormDefinition, InvalidFormDefinition
 from engine.forms.formats import FORMAT_CHECKER, age_on, resident_id_problem
+from engine.forms.opinion_fields import opinion_problems
 from engine.forms.overrides import loosening_problems, unsafe_keywords
 from engine.forms.validation import FormValidator, bound_problems, unknown_fields, validate_form_data
 from engine.inbox.applicant import application_key
@@ -434,6 +435,7 @@ class ProductService:
                 problems.append({"field": field, "message": exc.detail})
                 continue
             found = [*loosening_problems(base, derived), *unsafe_keywords(patch, set(self.platform.forms.schema_files))]
+            found += opinion_problems(derived)  # a field a bank adds may state a part of the opinion, one each
             problems.extend({"field": field, "message": m} for m in found)
             problems.extend(undefined_required(derived, field))
         return problems
