@@ -193,8 +193,10 @@ class TaskService:
             if row.assignee_id is None:  # completing an unclaimed task offered to you claims it
                 row.assignee_id = principal.user_id
             execution.close_task(task_id, "completed", principal.user_id)
+            # what was submitted, changed or not: the opinion record reads each round's decision from it (an
+            # officer who confirms their conclusion after 退回补充 changes nothing in the data, yet decides)
             execution.journal.record(
-                "task_completed", task_id=task_id, bpmn_id=row.bpmn_id, name=row.name, changes=changes
+                "task_completed", task_id=task_id, bpmn_id=row.bpmn_id, name=row.name, changes=changes, submitted=data
             )
 
             def run_task() -> None:
