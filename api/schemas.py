@@ -248,6 +248,48 @@ class ReturnStepSchema(Schema):
     ended_at = fields.DateTime()
 
 
+class ActorSchema(Schema):
+    id = Integer()
+    username = fields.String(allow_none=True)
+    name = fields.String(allow_none=True, metadata={"description": "the display name"})
+    role = fields.String(allow_none=True, metadata={"description": "the role they acted in"})
+    role_name = fields.String(allow_none=True, metadata={"description": "that role's Chinese name, e.g. 审批岗"})
+
+
+class OpinionSchema(Schema):
+    seq = Integer(metadata={"description": "the audit event it is read from (GET …/history)"})
+    kind = fields.String(
+        metadata={
+            "description": "decision (a step done), return (退回), delegation (a delegate's finding, handed back), "
+            "comment, cancellation"
+        }
+    )
+    at = fields.DateTime()
+    actor = fields.Nested(ActorSchema, allow_none=True, metadata={"description": "null: the system"})
+    step = fields.String(allow_none=True, metadata={"description": "the step (BPMN id)"})
+    step_name = fields.String(allow_none=True, metadata={"description": "e.g. 审查, 贷审会表决"})
+    round = Integer(allow_none=True, metadata={"description": "1, 2, … each time the step is done again"})
+    task_id = fields.String(allow_none=True)
+    opened_at = fields.DateTime(allow_none=True, metadata={"description": "when the round's task opened"})
+    decision = fields.String(
+        allow_none=True, metadata={"description": "the form's value: approve, reject, return, agree, …"}
+    )
+    decision_label = fields.String(allow_none=True, metadata={"description": "as the form shows it: 同意, 反对, …"})
+    proposed_amount = fields.String(allow_none=True, metadata={"description": 'yuan, e.g. "800000.00" (建议金额)'})
+    approved_amount = fields.String(allow_none=True, metadata={"description": "yuan (批准金额)"})
+    term_months = Integer(allow_none=True)
+    rate_bp = Integer(allow_none=True, metadata={"description": "spread over the product's benchmark rate"})
+    comment = fields.String(allow_none=True, metadata={"description": "ID and card numbers masked"})
+    conditions = fields.String(allow_none=True, metadata={"description": "a committee member's 附加条件"})
+    returned_to = fields.String(allow_none=True, metadata={"description": "a return's step (BPMN id)"})
+    returned_to_name = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True, metadata={"description": "of a return or a cancellation"})
+
+
+class OpinionListSchema(Schema):
+    items = fields.List(fields.Nested(OpinionSchema), metadata={"description": "in the order they were given"})
+
+
 class TaskDetailSchema(InboxRowSchema):
     remaining_working_minutes = Integer(
         allow_none=True, metadata={"description": "working time left until the step is due; negative once overdue"}
@@ -260,6 +302,10 @@ class TaskDetailSchema(InboxRowSchema):
     return_steps = fields.List(
         fields.Nested(ReturnStepSchema),
         metadata={"description": "the completed earlier steps this task may be returned to (退回), latest first"},
+    )
+    opinions = fields.List(
+        fields.Nested(OpinionSchema),
+        metadata={"description": "the application's opinion record so far (GET /process-instances/{id}/opinions)"},
     )
 
 

@@ -36,6 +36,7 @@ from engine.services.incidents import IncidentService
 from engine.services.instances import InstanceService
 from engine.services.monitor import MonitorService
 from engine.services.notifications import NotificationService
+from engine.services.opinions import OpinionService
 from engine.services.organization import OrganizationService
 from engine.services.products import ProductService
 from engine.services.spec_cache import SpecCache
@@ -77,6 +78,7 @@ class CreditFlow:
         self.definitions = DefinitionService(self)
         self.instances = InstanceService(self)
         self.tasks = TaskService(self)
+        self.opinions = OpinionService(self)
         self.products = ProductService(self)
         self.catalog_changes = ChangeTrailService(self, CATALOG_TRAIL)
         self.org_changes = ChangeTrailService(self, ORG_TRAIL)

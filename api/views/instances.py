@@ -1,4 +1,4 @@
-"""Process instances: start, read, list, history, cancel, retry."""
+"""Process instances: start, read, list, history, opinions, cancel, retry."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from api.schemas import (
     InstanceQuerySchema,
     InstanceSchema,
     MessageSchema,
+    OpinionListSchema,
     RetrySchema,
     StartInstanceSchema,
 )
@@ -114,6 +115,14 @@ def get_instance(instance_id: str) -> dict[str, Any]:
 @requires(AUDIT_READ)
 def history(instance_id: str) -> dict[str, Any]:
     return {"items": _service().history(current_principal(), instance_id)}
+
+
+@blp.route("/<instance_id>/opinions", methods=["GET"])
+@blp.response(200, OpinionListSchema)
+@requires(INSTANCES_READ)
+def opinions(instance_id: str) -> dict[str, Any]:
+    """Every person's decision on the application, round by round, read from its audit trail."""
+    return {"items": current_app.extensions["creditflow"].opinions.list(current_principal(), instance_id)}
 
 
 @blp.route("/<instance_id>/cancel", methods=["POST"])

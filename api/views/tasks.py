@@ -125,6 +125,7 @@ def get_task(task_id: str) -> dict[str, Any]:
         "data": view.data,
         "form_definition": form,
         "return_steps": view.return_steps,
+        "opinions": view.opinions,
     }
 
 

@@ -3,7 +3,8 @@
 Ending an instance (completed at any end event, or cancelled) writes an ``archive`` job in the same
 transaction (``Execution._schedule_jobs``); the scheduler builds the bag: the instance's documents,
 each completed task's form data, the rule results, the whole audit trail and a README for
-auditors, with the tag manifest sealed by the bank (CMS) and timestamped (RFC 3161). The bag goes
+auditors, with the tag manifest sealed by the bank (CMS) and timestamped (RFC 3161). ``opinions.json``
+is the application's opinion record (``engine.services.opinions``), read from the same trail. The bag goes
 to blob storage, the record and an ``archived`` audit event commit with the job's completion fence.
 A failure is retried by the job table with backoff and raises an incident after the last retry;
 the instance itself is untouched either way.
@@ -339,6 +340,9 @@ class ArchiveService:
         ]
         decisions = [_event(e) for e in events if e.event_type == "rule_evaluated"]
         files.append(BagFile("decisions/rule_evaluations.json", _json(decisions)))
+        # who decided what, round by round (审批意见), read from the trail below: a return's first round too
+        opinions = self.platform.opinions.record(session, instance, list(events))
+        files.append(BagFile("opinions.json", _json([opinion.as_json() for opinion in opinions])))
         trail = "".join(json.dumps(_event(e), ensure_ascii=False, sort_keys=True) + "\n" for e in events)
         files.append(BagFile("audit/audit_trail.jsonl", trail.encode("utf-8")))
         summary = {

@@ -84,6 +84,7 @@ class TaskView:
     form: FormDefinition | None = None
     remaining_minutes: int | None = None  # working time left until due (negative once overdue)
     return_steps: list[Any] = field(default_factory=list)  # completed earlier steps it may be returned to
+    opinions: list[Any] = field(default_factory=list)  # the application's opinion record so far (task detail)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class TaskService:
         return found
 
     def get(self, principal: Principal, task_id: str) -> TaskView:
-        """The task with its form and the data the form opens with."""
+        """The task with its form, the data the form opens with and the application's opinions so far."""
         with self.platform.db.transaction() as session:
             row = self._row(session, principal, task_id)
             instance = session.get(ProcessInstance, row.instance_id)
@@ -156,13 +157,15 @@ class TaskService:
                     r for r in latest.values() if r.bpmn_id != row.bpmn_id and _returnable(workflow, r) is not None
                 ]
             version = instance.product_version_id
-            form = self._form(row.form, version, session)
+            form = self.form_for(row.form, version, session)
             now = self.platform.clock.now()
             remaining = None
             if row.due_at is not None and row.status == "ready":
                 since = row.paused_at or now
                 remaining = self.platform.calendars.remaining_minutes(session, instance, since, row.due_at)
-            return TaskView(row, instance, stored_level(row, now), data, form, remaining, steps)
+            # whoever works the step reads what the earlier handlers decided; a channel's account does not
+            opinions = [] if principal.is_service else self.platform.opinions.record(session, instance)
+            return TaskView(row, instance, stored_level(row, now), data, form, remaining, steps, opinions)
 
     # -- completing ----------------------------------------------------------------------------
 
@@ -172,7 +175,7 @@ class TaskService:
         def complete(execution: Execution) -> None:
             row = self._open_row(execution, task_id)
             self._check_may_work(execution.session, principal, row)
-            form = self._form(row.form, execution.instance.product_version_id, execution.session)
+            form = self.form_for(row.form, execution.instance.product_version_id, execution.session)
             if form is not None and (problems := validate_form_data(form, data) + unknown_fields(form, data)):
                 raise InvalidInput(f"the submitted data does not match form {form.name}", problems)
             task = execution.workflow.get_task_from_id(uuid.UUID(task_id))
@@ -248,7 +251,7 @@ class TaskService:
             entered: dict[str, dict[str, Any]] = {}
             for point in points:
                 point_id = str(point.id)
-                form = self._form(done[point_id].form, version_id, execution.session) if point_id in done else None
+                form = self.form_for(done[point_id].form, version_id, execution.session) if point_id in done else None
                 entered[point_id] = _entered(point.data, form)
 
             def reset() -> None:
@@ -694,7 +697,7 @@ class TaskService:
             raise NotFound(f"task {task_id} does not exist")
         return row
 
-    def _form(self, name: str | None, product_version_id: int | None, session: Session) -> FormDefinition | None:
+    def form_for(self, name: str | None, product_version_id: int | None, session: Session) -> FormDefinition | None:
         """The task's form, as the instance's product version adjusted it (banks add or tighten fields)."""
         if not name:
             return None
