@@ -31,6 +31,7 @@ from api.views import (
     org_changes,
     organization,
     products,
+    publication_requests,
     tasks,
     webhooks,
 )
@@ -80,7 +81,8 @@ def create_app(platform: Any) -> Flask:
     )
     app.extensions["creditflow"] = platform
     api = CreditFlowApi(app)
-    blueprints = (health, auth, definitions, instances, tasks, products, admin, organization, api_keys)
+    blueprints = (health, auth, definitions, instances, tasks, products, publication_requests, admin, organization)
+    blueprints += (api_keys,)
     trails = (catalog_changes, org_changes)
     for module in (*blueprints, monitor, incidents, webhooks, documents, *trails, notifications):
         api.register_blueprint(module.blp)

@@ -40,6 +40,9 @@ class Settings:
     archive_renew_days: int = 365  # renew an archive's timestamp this long before its TSA certificate expires
     idempotency_days: int = 30  # how long a retried submission replays what it started
     notification_days: int = 180  # notifications and delivered messages are kept this long
+    # dual control (双人复核) of credit products: a person's publish is refused; a publication request is
+    # submitted by one product manager and published by a second one's approval
+    four_eyes: bool = True
 
     @property
     def pki_path(self) -> Path:
@@ -70,6 +73,8 @@ class Settings:
             values["webhook_networks"] = tuple(
                 cidr.strip() for cidr in os.environ["CREDITFLOW_WEBHOOK_NETWORKS"].split(",") if cidr.strip()
             )
+        if os.environ.get("CREDITFLOW_FOUR_EYES"):
+            values["four_eyes"] = _switch("CREDITFLOW_FOUR_EYES", os.environ["CREDITFLOW_FOUR_EYES"])
         for name, variable in _INT_VARIABLES.items():
             if os.environ.get(variable):
                 values[name] = _whole(variable, os.environ[variable], 0 if name == "pdf_workers" else 1)
@@ -91,6 +96,17 @@ def _whole(variable: str, text: str, least: int) -> int:
         raise ConfigError(f"{variable} must be a whole number, not {text!r}") from None
     if value < least:
         raise ConfigError(f"{variable} must be at least {least}, not {value}")
+    return value
+
+
+_SWITCH = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
+
+
+def _switch(variable: str, text: str) -> bool:
+    """An on/off setting; anything but the usual spellings is refused rather than read as off."""
+    value = _SWITCH.get(text.strip().lower())
+    if value is None:
+        raise ConfigError(f"{variable} must be on or off (true/false, 1/0, yes/no), not {text!r}")
     return value
 
 

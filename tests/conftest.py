@@ -143,8 +143,14 @@ def documents_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, documents_dirs: dict[str, Path]) -> Settings:
+    """Four-eyes control off, so that tests publish products directly; tests/test_publication_requests.py
+    runs with the installation's default (on)."""
     return Settings(
-        database_url=database_url, data_dir=tmp_path, secret_key="test-secret-key-" + "x" * 32, **documents_dirs
+        database_url=database_url,
+        data_dir=tmp_path,
+        secret_key="test-secret-key-" + "x" * 32,
+        four_eyes=False,
+        **documents_dirs,
     )
 
 

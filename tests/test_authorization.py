@@ -85,6 +85,8 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
             )
     officer, pm, bank_admin = (login(app, u) for u in ("ly_officer", "ly_pm", "ly_admin"))
     assert pm.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-X"}).status_code == 201
+    submitted = pm.post("/api/v1/products/LY-X/publication-requests", json={})
+    assert submitted.status_code == 201, submitted.get_json()
     started = officer.post(
         "/api/v1/process-instances",
         json={
@@ -153,6 +155,7 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         "document_id": document_id,
         "notification_id": notification,
         "code": "LY-X",
+        "request_id": submitted.get_json()["id"],
         "unit_id": unit,
         "group_id": group,
         "user_id": user,
@@ -172,6 +175,7 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         "document_id": str(uuid.uuid4()),
         "notification_id": 999999,
         "code": "NO-SUCH-PRODUCT",
+        "request_id": 999999,
         "unit_id": 999999,
         "group_id": 999999,
         "user_id": 999999,
@@ -191,6 +195,7 @@ BODIES: dict[str, Any] = {
     "products.clone": {"code": "QH-X"},
     "products.set_draft": {"draft": {"name": "改名"}},
     "products.retire": {"reason": "停办"},
+    "publication_requests.reject": {"reason": "退回"},
     "products.apply": {"applicant": {"name": "x"}, "data": {}},
     "organization.update_unit": {"name": "改名"},
     "organization.update_user": {"display_name": "改名"},

@@ -92,8 +92,11 @@ def versions(code: str) -> dict[str, Any]:
 @blp.route("/<code>/publish", methods=["POST"])
 @blp.response(200, ProductVersionSchema)
 @blp.alt_response(422, description="the config or its rule decisions do not pass; `errors` lists every problem")
+@blp.alt_response(409, description="four-eyes control is on: submit a publication request instead")
 @requires(PRODUCTS_PUBLISH)
 def publish(code: str) -> Any:
+    """Publish alone, where the installation does not require four-eyes control (``CREDITFLOW_FOUR_EYES=off``);
+    otherwise 409: submit a publication request, which another product manager approves."""
     return _service().publish(current_principal(), code)
 
 

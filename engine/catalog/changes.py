@@ -23,6 +23,13 @@ PRODUCT_VARIANT_CREATED = "product.variant_created"  # a bank cloned a template
 PRODUCT_REBASED = "product.rebased"  # a bank's product moved onto a newer template version
 PRODUCT_RETIRED = "product.retired"  # withdrawn from sale (下架)
 PRODUCT_REINSTATED = "product.reinstated"
+# publication requests (双人复核): submitted by one product manager, approved (published) or rejected by
+# another, withdrawn by the submitter, superseded when the draft they pinned changed
+PUBLICATION_SUBMITTED = "product.publication_submitted"
+PUBLICATION_APPROVED = "product.publication_approved"
+PUBLICATION_REJECTED = "product.publication_rejected"
+PUBLICATION_WITHDRAWN = "product.publication_withdrawn"
+PUBLICATION_SUPERSEDED = "product.publication_superseded"
 DEFINITION_DEPLOYED = "definition.deployed"
 ACTIONS = (
     PRODUCT_CREATED,
@@ -32,5 +39,10 @@ ACTIONS = (
     PRODUCT_REBASED,
     PRODUCT_RETIRED,
     PRODUCT_REINSTATED,
+    PUBLICATION_SUBMITTED,
+    PUBLICATION_APPROVED,
+    PUBLICATION_REJECTED,
+    PUBLICATION_WITHDRAWN,
+    PUBLICATION_SUPERSEDED,
     DEFINITION_DEPLOYED,
 )

@@ -35,6 +35,11 @@ LINES = {
     "product.template_published": (
         "省联社模板「{template_name}」发布第{version}版，贵行{product}基于第{based_on}版，请比对后变基"
     ),
+    "product.publication_submitted": "{submitted_by_name}提交了产品「{product_name}」的发布申请，请复核",
+    "product.publication_approved": (
+        "产品「{product_name}」的发布申请已由{decided_by_name}复核通过，已发布第{version}版"
+    ),
+    "product.publication_rejected": "产品「{product_name}」的发布申请被{decided_by_name}驳回：{reason}",
 }
 
 

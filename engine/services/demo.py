@@ -46,6 +46,8 @@ UNITS = [
 USERS: list[tuple[str, str, str, list[tuple[str, str | None]]]] = [
     ("admin", "系统管理员", "province", [("admin", None)]),
     ("pm", "省联社产品经理", "province", [("product_manager", "province-hq")]),
+    # a second product manager everywhere: one submits a product for publication, the other approves it (双人复核)
+    ("pm2", "省联社产品经理（复核）", "province", [("product_manager", "province-hq")]),
     ("prov_risk", "省联社风险经理", "province", [("risk_manager", "province-hq")]),
 ]
 _BANK_STAFF = [
@@ -66,6 +68,7 @@ _BANK_STAFF = [
     ("collateral", "押品管理岗", [("collateral_officer", "hq")]),
     ("village", "村委会协办员", [("village_committee", "grid")]),
     ("pm", "产品经理", [("product_manager", "hq")]),
+    ("pm2", "产品经理（复核）", [("product_manager", "hq")]),
     ("admin", "系统管理员", [("admin", None)]),
 ]
 _BANKS = [

@@ -34,6 +34,7 @@ from engine.catalog.changes import (
     PRODUCT_REINSTATED,
     PRODUCT_RETIRED,
     PRODUCT_VARIANT_CREATED,
+    PUBLICATION_SUPERSEDED,
 )
 from engine.catalog.config import (
     DEFAULT_STANDARD_DIR,
@@ -83,10 +84,12 @@ from engine.sla.deadlines import (
 from engine.store.change_trail import json_diff, record_change
 from engine.store.models import (
     OPEN_STATUSES,
+    REQUEST_SUBMITTED,
     ProcessDefinition,
     ProcessInstance,
     Product,
     ProductVersion,
+    PublicationRequest,
     RuleDecision,
     Tenant,
     User,
@@ -160,6 +163,17 @@ class Binding:
 
 
 @dataclass(frozen=True)
+class Checked:
+    """A draft that passed every check publishing makes: what its version would hold."""
+
+    config: dict[str, Any]
+    definition_id: int
+    decisions: dict[str, str]
+    sha256: str
+    base: ProductVersion | None  # the template version a bank's variant narrows
+
+
+@dataclass(frozen=True)
 class ProductView:
     product: Product
     current: ProductVersion | None
@@ -196,10 +210,13 @@ class ProductService:
                 session.add(product)
                 if changes:
                     action = PRODUCT_DRAFT_CHANGED if code in existing else PRODUCT_CREATED
-                    self._record(session, principal, None, action, code, details={"changes": changes})
+                    self.record(session, principal, None, action, code, details={"changes": changes})
+                    self.supersede_stale(session, principal, product)
         versions = []
         for index, code in enumerate(sorted(configs), 1):
-            versions.append(self.publish(principal, code))
+            # the shipped templates: files released with the platform and loaded by its operator, not a
+            # draft someone edited; four-eyes control is for what people change
+            versions.append(self._publish(principal, code, alone=True))
             if index % 10 == 0 or index == len(configs):
                 progress(f"published {index}/{len(configs)} products")
         return versions
@@ -207,70 +224,92 @@ class ProductService:
     # -- publishing ----------------------------------------------------------------------------
 
     def publish(self, principal: Principal, code: str) -> ProductVersion:
-        """Freeze the product's current config as a new version, or return the identical latest one."""
+        """Freeze the product's current config as a new version, or return the identical latest one.
+
+        Under four-eyes control (``Settings.four_eyes``, on unless switched off) nobody publishes alone:
+        one product manager submits a publication request and another's approval publishes it."""
+        return self._publish(principal, code, alone=not self.platform.settings.four_eyes)
+
+    def _publish(self, principal: Principal, code: str, *, alone: bool) -> ProductVersion:
         with self.platform.db.transaction(write=True) as session:
-            product = self._product(session, principal, code)
-            self._check_owner(session, principal, product)
-            base = session.get(ProductVersion, product.base_version_id) if product.base_version_id else None
-            config = _resolved(base, product.draft)
-            problems = validate_product_config(
-                config,
-                archetypes=self._deployed_archetypes(session, product.tenant_id),
-                forms=self.platform.forms,
-                rule_files=rule_files(self.rules_dir),
-            )
-            if problems:
-                raise InvalidInput(f"product {code} cannot be published", problems)
-            definition = self.platform.definitions.find(session, config["archetype"])
-            problems = [
-                *(widening_problems(base.config, config, self._default_parameters) if base is not None else []),
-                *self._reference_problems(session, config, definition, product.tenant_id),
-                *self._form_override_problems(config),
-            ]
-            if problems:
-                raise InvalidInput(f"product {code} cannot be published", problems)
-            decisions, rule_problems = self._build_decisions(session, config)
-            if rule_problems:
-                raise InvalidModel(f"the rule decisions of product {code} do not pass", rule_problems)
-            problems = (
-                self.platform.documents.template_problems(config, self._data_paths(config))
-                if self.signs_contract(config["archetype"])
-                else []
-            )
-            if problems:
-                raise InvalidInput(f"the contract template of product {code} cannot be filled", problems)
-            digest = _sha256(
-                {"config": config, "definition": definition.id, "decisions": decisions, "base": product.base_version_id}
-            )
-            latest = session.scalars(
-                select(ProductVersion)
-                .where(ProductVersion.product_id == product.id)
-                .order_by(ProductVersion.version.desc())
-            ).first()
-            if latest is not None and latest.sha256 == digest:
-                return latest
-            version = ProductVersion(
-                product_id=product.id,
-                version=(latest.version + 1) if latest else 1,
-                sha256=digest,
-                config=config,
-                definition_id=definition.id,
-                decisions=decisions,
-                template_version_id=base.id if base is not None else None,
-                published_at=self.platform.clock.now(),
-                published_by_id=principal.user_id,
-            )
-            session.add(version)
-            _describe(product, config)  # the catalog lists what applications get, not an unpublished draft
-            session.flush()
-            published = {"sha256": digest, **({"template_version": base.version} if base is not None else {})}
-            self._record(session, principal, product.tenant_id, PRODUCT_PUBLISHED, code, version.version, published)
-            if product.tenant_id is None and latest is not None:  # the banks decide whether to rebase
-                changed = [c["path"] for c in json_diff(latest.config, config)]
-                self._tell_variants(
-                    session, product, "product.template_published", version=version.version, changed=changed
+            product = self.owned(session, principal, code)
+            if not alone:
+                raise Conflict(
+                    f"product {code} is published under four-eyes control (双人复核): submit a publication request "
+                    f"(POST /api/v1/products/{code}/publication-requests) and another product manager approves it"
                 )
-            return version
+            return self.freeze(session, principal, product, product.draft)
+
+    def freeze(self, session: Session, principal: Principal, product: Product, draft: dict[str, Any]) -> ProductVersion:
+        """Freeze ``draft`` (the product's, or the one a publication request pinned) as a new version, or
+        return the identical latest one; what refuses it is raised, and the caller's transaction then
+        writes nothing."""
+        checked = self.check(session, product, draft)
+        latest = self.latest(session, product.id)
+        if latest is not None and latest.sha256 == checked.sha256:
+            return latest
+        base = checked.base
+        version = ProductVersion(
+            product_id=product.id,
+            version=(latest.version + 1) if latest else 1,
+            sha256=checked.sha256,
+            config=checked.config,
+            definition_id=checked.definition_id,
+            decisions=checked.decisions,
+            template_version_id=base.id if base is not None else None,
+            published_at=self.platform.clock.now(),
+            published_by_id=principal.user_id,
+        )
+        session.add(version)
+        _describe(product, checked.config)  # the catalog lists what applications get, not an unpublished draft
+        session.flush()
+        published = {"sha256": checked.sha256, **({"template_version": base.version} if base is not None else {})}
+        self.record(session, principal, product.tenant_id, PRODUCT_PUBLISHED, product.code, version.version, published)
+        if product.tenant_id is None and latest is not None:  # the banks decide whether to rebase
+            changed = [c["path"] for c in json_diff(latest.config, checked.config)]
+            self._tell_variants(
+                session, product, "product.template_published", version=version.version, changed=changed
+            )
+        return version
+
+    def check(self, session: Session, product: Product, draft: dict[str, Any]) -> Checked:
+        """What publishing ``draft`` would freeze, or every problem that refuses it (raised): the config
+        schema, the template it narrows, its process, roles, people, form overrides, rule decisions and
+        contract template. The rule decisions it writes are content-addressed: a later publish of the
+        same draft uses them."""
+        code = product.code
+        base = session.get(ProductVersion, product.base_version_id) if product.base_version_id else None
+        config = _resolved(base, draft)
+        problems = validate_product_config(
+            config,
+            archetypes=self._deployed_archetypes(session, product.tenant_id),
+            forms=self.platform.forms,
+            rule_files=rule_files(self.rules_dir),
+        )
+        if problems:
+            raise InvalidInput(f"product {code} cannot be published", problems)
+        definition = self.platform.definitions.find(session, config["archetype"])
+        problems = [
+            *(widening_problems(base.config, config, self._default_parameters) if base is not None else []),
+            *self._reference_problems(session, config, definition, product.tenant_id),
+            *self._form_override_problems(config),
+        ]
+        if problems:
+            raise InvalidInput(f"product {code} cannot be published", problems)
+        decisions, rule_problems = self._build_decisions(session, config)
+        if rule_problems:
+            raise InvalidModel(f"the rule decisions of product {code} do not pass", rule_problems)
+        problems = (
+            self.platform.documents.template_problems(config, self._data_paths(config))
+            if self.signs_contract(config["archetype"])
+            else []
+        )
+        if problems:
+            raise InvalidInput(f"the contract template of product {code} cannot be filled", problems)
+        digest = _sha256(
+            {"config": config, "definition": definition.id, "decisions": decisions, "base": product.base_version_id}
+        )
+        return Checked(config, definition.id, decisions, digest, base)
 
     def _tell_variants(self, session: Session, template: Product, topic: str, **details: Any) -> None:
         """Tell the product managers of each bank whose variant (on sale) is based on ``template``:
@@ -472,9 +511,9 @@ class ProductService:
         if problems:
             raise InvalidInput(f"cannot clone {template_code} into {code!r}", problems)
         with self.platform.db.transaction(write=True) as session:
-            template = self._product(session, principal, template_code)
-            _on_sale(template)
-            base = self._latest(session, template.id)
+            template = self.find(session, principal, template_code)
+            check_on_sale(template)
+            base = self.latest(session, template.id)
             if template.template_id is not None or base is None:
                 raise InvalidInput(
                     f"{template_code} is not a published province template",
@@ -498,26 +537,26 @@ class ProductService:
             session.flush()
             changes = json_diff(base.config, resolved)  # the bank's values against the template's
             details = {"template": template_code, "template_version": base.version, "changes": changes}
-            self._record(session, principal, principal.tenant_id, PRODUCT_VARIANT_CREATED, code, details=details)
+            self.record(session, principal, principal.tenant_id, PRODUCT_VARIANT_CREATED, code, details=details)
             return ProductView(product, None)
 
     def set_draft(self, principal: Principal, code: str, draft: dict[str, Any]) -> ProductView:
         """Replace the editable config (a local product's overrides); running applications are untouched."""
         with self.platform.db.transaction(write=True) as session:
-            product = self._product(session, principal, code)
-            self._check_owner(session, principal, product)
+            product = self.owned(session, principal, code)
             if draft.get("code", code) != code:
                 raise InvalidInput("the code of a product cannot change", [{"field": "code", "message": "must stay"}])
             base = session.get(ProductVersion, product.base_version_id) if product.base_version_id else None
             before = product.draft
             product.draft = {**draft, "code": code} if base is not None else draft
-            latest = self._latest(session, product.id)
+            latest = self.latest(session, product.id)
             if latest is None:  # listed by its draft until it is first published, then by what it runs
                 _describe(product, _resolved(base, product.draft))
             product.updated_at = self.platform.clock.now()
             if json_diff(before, product.draft):  # recorded as what it changes in the config publishing resolves
                 details = {"changes": json_diff(_resolved(base, before), _resolved(base, product.draft))}
-                self._record(session, principal, product.tenant_id, PRODUCT_DRAFT_CHANGED, code, details=details)
+                self.record(session, principal, product.tenant_id, PRODUCT_DRAFT_CHANGED, code, details=details)
+            self.supersede_stale(session, principal, product)
             return ProductView(product, latest)
 
     def retire(self, principal: Principal, code: str, reason: str) -> ProductView:
@@ -536,8 +575,7 @@ class ProductService:
 
     def _set_retired(self, principal: Principal, code: str, reason: str | None) -> ProductView:
         with self.platform.db.transaction(write=True) as session:
-            product = self._product(session, principal, code)
-            self._check_owner(session, principal, product)
+            product = self.owned(session, principal, code)
             if (product.retired_at is not None) == (reason is not None):
                 state = "withdrawn from sale" if reason is not None else "on sale"
                 raise Conflict(f"product {code} is already {state}")
@@ -545,21 +583,21 @@ class ProductService:
             product.retired_at, product.retired_reason = (now, reason) if reason is not None else (None, None)
             product.updated_at = now
             action = PRODUCT_RETIRED if reason is not None else PRODUCT_REINSTATED
-            self._record(session, principal, product.tenant_id, action, code, details={"reason": reason})
+            self.record(session, principal, product.tenant_id, action, code, details={"reason": reason})
             if product.tenant_id is None and reason is not None:  # each bank decides for its own variant
                 self._tell_variants(session, product, "product.template_retired", reason=reason)
-            return ProductView(product, self._latest(session, product.id))
+            return ProductView(product, self.latest(session, product.id))
 
     def diff(self, principal: Principal, code: str) -> dict[str, Any]:
         """A local product's overrides against its template base, and whether the template moved on."""
         with self.platform.db.transaction() as session:
-            product = self._product(session, principal, code)
+            product = self.find(session, principal, code)
             if product.base_version_id is None:
                 raise InvalidInput(
                     f"{code} is a template, not a local product", [{"field": "code", "message": "template"}]
                 )
             base = session.get(ProductVersion, product.base_version_id)
-            newest = self._latest(session, product.template_id)
+            newest = self.latest(session, product.template_id)
             resolved = merge_patch(base.config, product.draft)
             changes = [
                 {"path": dotted(path), "template": value_at(base.config, path), "local": value_at(resolved, path)}
@@ -581,14 +619,13 @@ class ProductService:
         change is reported as a conflict for a person to decide, never silently overwritten.
         """
         with self.platform.db.transaction(write=True) as session:
-            product = self._product(session, principal, code)
-            self._check_owner(session, principal, product)
+            product = self.owned(session, principal, code)
             if product.base_version_id is None:
                 raise InvalidInput(
                     f"{code} is a template, not a local product", [{"field": "code", "message": "template"}]
                 )
             old = session.get(ProductVersion, product.base_version_id)
-            new = self._latest(session, product.template_id)
+            new = self.latest(session, product.template_id)
             conflicts = [
                 {
                     "path": dotted(path),
@@ -602,15 +639,16 @@ class ProductService:
                 and value_at(new.config, path) != value  # the province came round to the bank's value: no conflict
             ]
             product.base_version_id, product.updated_at = new.id, self.platform.clock.now()
-            if self._latest(session, product.id) is None:
+            if self.latest(session, product.id) is None:
                 _describe(product, merge_patch(new.config, product.draft))
             if new.id != old.id:  # what the draft's config gains from the template (the bank's values stay)
                 changes = json_diff(merge_patch(old.config, product.draft), merge_patch(new.config, product.draft))
                 details = {"from_version": old.version, "to_version": new.version, "changes": changes}
-                self._record(session, principal, product.tenant_id, PRODUCT_REBASED, code, details=details)
+                self.record(session, principal, product.tenant_id, PRODUCT_REBASED, code, details=details)
+                self.supersede_stale(session, principal, product)  # the same overrides on another template
             return {"code": code, "from_version": old.version, "to_version": new.version, "conflicts": conflicts}
 
-    def _record(
+    def record(
         self,
         session: Session,
         principal: Principal,
@@ -632,6 +670,24 @@ class ProductService:
             version=version,
             details=details,
         )
+
+    def supersede_stale(self, session: Session, principal: Principal, product: Product) -> PublicationRequest | None:
+        """The product's open publication request, superseded (and recorded) once the product's draft or
+        template version is no longer what it pinned: nothing the checker did not see is published, and
+        the submitter may submit the new draft. None when nothing was open or it still pins the draft."""
+        found = open_request(session, product.id)
+        if found is None or found.sha256 == draft_pin(product.draft, product.base_version_id):
+            return None
+        found.status, found.decided_by_id, found.decided_at = "superseded", principal.user_id, self.platform.clock.now()
+        details = {"request": found.id, "submitted_by": found.submitted_by_id}
+        self.record(session, principal, product.tenant_id, PUBLICATION_SUPERSEDED, product.code, details=details)
+        return found
+
+    def owned(self, session: Session, principal: Principal, code: str) -> Product:
+        """A product the caller may change: its bank's own, or a template for the province."""
+        product = self.find(session, principal, code)
+        self._check_owner(session, principal, product)
+        return product
 
     def _check_owner(self, session: Session, principal: Principal, product: Product) -> None:
         """Banks edit and publish only their own products; the province owns the templates."""
@@ -714,12 +770,12 @@ class ProductService:
 
     def get(self, principal: Principal, code: str) -> ProductView:
         with self.platform.db.transaction() as session:
-            product = self._product(session, principal, code)
-            return ProductView(product, self._latest(session, product.id))
+            product = self.find(session, principal, code)
+            return ProductView(product, self.latest(session, product.id))
 
     def versions(self, principal: Principal, code: str) -> list[ProductVersion]:
         with self.platform.db.transaction() as session:
-            product = self._product(session, principal, code)
+            product = self.find(session, principal, code)
             return list(
                 session.scalars(
                     select(ProductVersion)
@@ -748,9 +804,9 @@ class ProductService:
         with self.platform.db.transaction() as session:
             if self.is_province(principal, session):  # its staff hold no role that could work one
                 raise Forbidden("the province reads its banks' applications but takes none: a bank's staff apply")
-            product = self._product(session, principal, code)
-            _on_sale(product)
-            version = self._latest(session, product.id)
+            product = self.find(session, principal, code)
+            check_on_sale(product)
+            version = self.latest(session, product.id)
             if version is None:
                 raise InvalidInput(
                     f"product {code} has no published version", [{"field": "code", "message": "not published"}]
@@ -973,14 +1029,16 @@ class ProductService:
     # -- helpers -------------------------------------------------------------------------------
 
     @staticmethod
-    def _product(session: Session, principal: Principal, code: str) -> Product:
+    def find(session: Session, principal: Principal, code: str) -> Product:
+        """A product the caller may read; another bank's answers like a missing one."""
         product = session.scalars(select(Product).where(Product.code == code)).first()
         if product is None or not principal.sees(product.tenant_id):
             raise NotFound(f"product {code} does not exist")
         return product
 
     @staticmethod
-    def _latest(session: Session, product_id: int) -> ProductVersion | None:
+    def latest(session: Session, product_id: int) -> ProductVersion | None:
+        """The product's newest published version (what new applications start on), or None."""
         return session.scalars(
             select(ProductVersion)
             .where(ProductVersion.product_id == product_id)
@@ -1008,6 +1066,21 @@ def _describe(product: Product, config: dict[str, Any]) -> None:
             setattr(product, column, value[:200])
         elif getattr(product, column) is None:
             setattr(product, column, "")
+
+
+def open_request(session: Session, product_id: int) -> PublicationRequest | None:
+    """The product's open (submitted) publication request, locked, or None: there is at most one."""
+    return session.scalars(
+        select(PublicationRequest)
+        .where(PublicationRequest.product_id == product_id, PublicationRequest.status == REQUEST_SUBMITTED)
+        .with_for_update()
+    ).first()
+
+
+def draft_pin(draft: dict[str, Any], base_version_id: int | None) -> str:
+    """What a publication request pins: the draft and, for a bank's variant, the template version its
+    overrides apply to (a rebase changes what the same overrides publish)."""
+    return _sha256({"draft": draft, "base_version_id": base_version_id})
 
 
 def _resolved(base: ProductVersion | None, draft: dict[str, Any]) -> dict[str, Any]:
@@ -1117,7 +1190,7 @@ def _application_extras(config: dict[str, Any]) -> set[str]:
     return {*config.get("data_dictionary", {}), *CHOICES}
 
 
-def _on_sale(product: Product) -> None:
+def check_on_sale(product: Product) -> None:
     """A product withdrawn from sale takes no new applications and gives no new variants (409)."""
     if product.retired_at is not None:
         on = product.retired_at.astimezone(CHINA).date().isoformat()

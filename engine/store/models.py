@@ -241,6 +241,49 @@ class RuleDecision(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+REQUEST_SUBMITTED = "submitted"  # the only open state of a publication request; the others are final
+REQUEST_STATUSES = (REQUEST_SUBMITTED, "approved", "rejected", "withdrawn", "superseded")
+
+
+class PublicationRequest(Base):
+    """A product manager's request to publish one draft (双人复核): another product manager approves it.
+
+    ``sha256`` pins the draft and the template version it applies to; an approval publishes ``draft``
+    only while the product's own draft still hashes the same, so nothing the checker did not see is
+    ever published. ``tenant_id`` is the owner acting: the bank, or the province for a template."""
+
+    __tablename__ = "publication_request"
+    __table_args__ = (
+        # at most one open request per product: a second submission names the open one (409)
+        Index(
+            "uq_publication_request_open",
+            "product_id",
+            unique=True,
+            postgresql_where=text("status = 'submitted'"),
+            sqlite_where=text("status = 'submitted'"),
+        ),
+        Index("ix_publication_request_product_id_id", "product_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # submitted | approved | rejected | withdrawn | superseded
+    sha256: Mapped[str] = mapped_column(String(64))
+    draft: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    base_version_id: Mapped[int | None] = mapped_column(ForeignKey("product_version.id"))
+    # what it changes against the version on sale when it was submitted (null: none was)
+    compared_to_version: Mapped[int | None] = mapped_column(Integer)
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
+    note: Mapped[str | None] = mapped_column(String(500))
+    submitted_by_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    submitted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # who approved, rejected or withdrew it, or changed the draft it pinned (null: the system)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reason: Mapped[str | None] = mapped_column(String(500))  # why it was rejected
+    published_version: Mapped[int | None] = mapped_column(Integer)  # what its approval published
+
+
 OPEN_STATUSES = ("running", "error")  # an instance that has not ended: a failed one still waits for a fix
 _OPEN = text("status IN ('running', 'error')")
 
