@@ -88,6 +88,7 @@ def create_app(platform: Any) -> Flask:
         api.register_blueprint(module.blp)
     api.register_blueprint(tasks.files)
     api.register_blueprint(monitor.escalations_blp)
+    api.register_blueprint(publication_requests.worklist)
 
     request_ids.install(app)  # first: every answer below, errors included, carries the id
 

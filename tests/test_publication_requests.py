@@ -361,3 +361,23 @@ def test_the_province_s_templates_go_through_two_of_its_product_managers(
         checker = session.scalars(select(User.display_name).where(User.username == "pm2")).one()
     (note,) = told(catalog, "pm")
     assert note.payload["decided_by_name"] == checker and note.payload["version"] == 2
+
+
+def test_a_checker_finds_what_waits_for_them_across_products(app: Any, pm: ApiClient, checker: ApiClient) -> None:
+    WORKLIST = "/api/v1/publication-requests"
+    assert pm.post("/api/v1/products/FND-DAINONG/clone", json={"code": "LY-DAINONG-2"}).status_code == 201
+    first = pm.post(REQUESTS, json={"note": "流程时限7天"}).get_json()
+    second = pm.post("/api/v1/products/LY-DAINONG-2/publication-requests", json={}).get_json()
+    waiting = checker.get(f"{WORKLIST}?status=submitted").get_json()
+    assert [(r["id"], r["product"]) for r in waiting["items"]] == [
+        (second["id"], "LY-DAINONG-2"),
+        (first["id"], "LY-DAINONG"),
+    ]
+    assert waiting["total"] == 2
+    assert checker.post(f"{REQUESTS}/{first['id']}/approve").status_code == 200
+    assert [r["id"] for r in checker.get(f"{WORKLIST}?status=submitted").get_json()["items"]] == [second["id"]]
+    assert [r["status"] for r in checker.get(WORKLIST).get_json()["items"]] == ["submitted", "approved"]
+    other = login(app, "qh_pm2")  # another bank sees none of 陵源's
+    assert other.get(WORKLIST).get_json() == {"items": [], "total": 0}
+    refused = checker.get(f"{WORKLIST}?status=pending")
+    assert refused.status_code == 422 and refused.get_json()["errors"][0]["field"] == "status"

@@ -21,6 +21,12 @@ blp = Blueprint(
     url_prefix="/api/v1/products",
     description="Four-eyes publication of products (双人复核): submit, approve, reject, withdraw",
 )
+worklist = Blueprint(
+    "publication_worklist",
+    __name__,
+    url_prefix="/api/v1/publication-requests",
+    description="Publication requests across products: what waits for a checker (双人复核)",
+)
 
 
 class PublicationRequestSchema(Schema):
@@ -98,15 +104,28 @@ def submit(body: dict[str, Any], code: str) -> dict[str, Any]:
     return request_body(_service().submit(current_principal(), code, body.get("note")))
 
 
+def _listed(query: dict[str, Any], code: str | None) -> dict[str, Any]:
+    items, total = _service().list(
+        current_principal(), code, status=query.get("status"), limit=query["limit"], offset=query["offset"]
+    )
+    return {"items": [request_body(view) for view in items], "total": total}
+
+
 @blp.route("/<code>/publication-requests", methods=["GET"])
 @blp.arguments(PublicationRequestQuerySchema, location="query")
 @blp.response(200, PublicationRequestListSchema)
 @requires(CATALOG_CHANGES_READ)
 def list_requests(query: dict[str, Any], code: str) -> dict[str, Any]:
-    items, total = _service().list(
-        current_principal(), code, status=query.get("status"), limit=query["limit"], offset=query["offset"]
-    )
-    return {"items": [request_body(view) for view in items], "total": total}
+    return _listed(query, code)
+
+
+@worklist.route("", methods=["GET"])
+@worklist.arguments(PublicationRequestQuerySchema, location="query")
+@worklist.response(200, PublicationRequestListSchema)
+@requires(CATALOG_CHANGES_READ)
+def list_all_requests(query: dict[str, Any]) -> dict[str, Any]:
+    """Every product's requests the caller sees: ``?status=submitted`` is what waits for a checker."""
+    return _listed(query, None)
 
 
 @blp.route("/<code>/publication-requests/<int:request_id>", methods=["GET"])

@@ -157,21 +157,28 @@ class PublicationRequestService:
             return self._view(session, product, request)
 
     def list(
-        self, principal: Principal, code: str, *, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        principal: Principal,
+        code: str | None = None,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> tuple[list[RequestView], int]:
-        """The product's publication requests the caller may see, newest first: a bank its own, the
-        province its templates' and its banks'."""
+        """The publication requests the caller may see, newest first: a bank its own, the province its
+        templates' and its banks'. ``code`` None: across every product, a checker's worklist."""
         with self.platform.db.transaction() as session:
-            product = self.platform.products.find(session, principal, code)
-            stmt = principal.scope(select(PublicationRequest), PublicationRequest.tenant_id).where(
-                PublicationRequest.product_id == product.id
-            )
+            joined = select(PublicationRequest, Product).join(Product, Product.id == PublicationRequest.product_id)
+            stmt = principal.scope(joined, PublicationRequest.tenant_id)
+            if code is not None:
+                product = self.platform.products.find(session, principal, code)
+                stmt = stmt.where(PublicationRequest.product_id == product.id)
             if status:
                 stmt = stmt.where(PublicationRequest.status == status)
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            found = session.scalars(stmt.order_by(PublicationRequest.id.desc()).limit(limit).offset(offset)).all()
-            names = _usernames(session, [u for r in found for u in (r.submitted_by_id, r.decided_by_id)])
-            return [_view(product, r, names) for r in found], total
+            found = session.execute(stmt.order_by(PublicationRequest.id.desc()).limit(limit).offset(offset)).all()
+            names = _usernames(session, [u for r, _ in found for u in (r.submitted_by_id, r.decided_by_id)])
+            return [_view(product, r, names) for r, product in found], total
 
     def get(self, principal: Principal, code: str, request_id: int) -> RequestView:
         with self.platform.db.transaction() as session:
