@@ -26,6 +26,7 @@ from api.views import (
     health,
     incidents,
     instances,
+    lpr_quotes,
     monitor,
     notifications,
     org_changes,
@@ -84,7 +85,7 @@ def create_app(platform: Any) -> Flask:
     blueprints = (health, auth, definitions, instances, tasks, products, publication_requests, admin, organization)
     blueprints += (api_keys,)
     trails = (catalog_changes, org_changes)
-    for module in (*blueprints, monitor, incidents, webhooks, documents, *trails, notifications):
+    for module in (*blueprints, monitor, incidents, webhooks, documents, *trails, notifications, lpr_quotes):
         api.register_blueprint(module.blp)
     api.register_blueprint(tasks.files)
     api.register_blueprint(monitor.escalations_blp)

@@ -34,6 +34,7 @@ from engine.services.escalation_log import EscalationLog
 from engine.services.execution import ARCHIVE, TIMER
 from engine.services.incidents import IncidentService
 from engine.services.instances import InstanceService
+from engine.services.lpr_quotes import LprQuoteService
 from engine.services.monitor import MonitorService
 from engine.services.notifications import NotificationService
 from engine.services.opinions import OpinionService
@@ -66,6 +67,7 @@ class CreditFlow:
             connectors = ConnectorRegistry()
             register_demo_connectors(connectors)
         self.connectors = connectors
+        self.lpr_quotes = LprQuoteService(self)
         self.documents = DocumentService(self)
         self.archives = ArchiveService(self)
         register_contract_connectors(connectors, self.documents)

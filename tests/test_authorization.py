@@ -162,6 +162,7 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         "definition_id": 1,
         "day": "2026-12-25",
         "year": 2026,
+        "effective": "2026-11-20",
     }
     missing = {
         **ours,
@@ -201,11 +202,12 @@ BODIES: dict[str, Any] = {
     "organization.update_user": {"display_name": "改名"},
     "organization.grant": {"role": "reviewer"},
     "organization.revoke": {"role": "loan_officer"},
+    "lpr-quotes.enter_quote": {"LPR_1Y": "3.05", "LPR_5Y": "3.55"},
 }
 
 # Path parameters that name something shared by every tenant (or the caller's own settings), not a
 # bank's resource: the cross-tenant check does not apply to them.
-SHARED = {"definition_id", "day", "year"}
+SHARED = {"definition_id", "day", "year", "effective"}
 
 
 def test_every_endpoint_declares_a_permission(app: Any) -> None:

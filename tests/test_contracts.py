@@ -657,6 +657,26 @@ def test_a_server_without_libreoffice_says_what_to_install(
     assert "soffice" in warning and "pdftotext" in warning and "apt-get install libreoffice-writer-nogui" in warning
 
 
+def test_a_contract_is_priced_on_the_announcement_the_province_entered(
+    bank: CreditFlow, officer: ApiClient, tmp_path: Path
+) -> None:
+    """The province's administrator enters November's LPR: the next contract states it as the rate in
+    force on the signing day, and nobody is told the table is outdated."""
+    admin = login(api_app(bank), "admin")
+    entered = admin.put("/api/v1/lpr-quotes/2026-11-20", json={"LPR_1Y": "3.05", "LPR_5Y": "3.55"})
+    assert entered.status_code == 200, entered.get_json()
+    body = apply(officer)
+    trail = bank.instances.history(SYSTEM, body["id"])
+    (generated,) = [e for e in trail if e.event_type == "contract_generated"]
+    assert generated.payload["lpr_effective"] == "2026-11-20" and "lpr_stale" not in [e.event_type for e in trail]
+    documents = officer.get(f"/api/v1/process-instances/{body['id']}/documents").get_json()["items"]
+    (pdf,) = [d for d in documents if d["kind"] == "contract_pdf"]
+    text = pdf_text(officer.get(f"/api/v1/documents/{pdf['id']}/content").data, tmp_path)
+    assert "3.05" in text and "3.00%" not in text
+    with bank.db.transaction() as session:
+        assert session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "lpr.stale")).all() == []
+
+
 def test_a_contract_priced_on_an_outdated_lpr_table_tells_the_administrators_once_a_day(
     bank: CreditFlow, officer: ApiClient
 ) -> None:

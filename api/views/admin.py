@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from flask import current_app
 from marshmallow import Schema, fields, validate
 
 from api.blueprint import Blueprint
+from api.days import path_day
 from api.integers import Integer
 from api.schemas import CalendarDayListSchema, CalendarDaySchema, CalendarQuerySchema
 from api.security import current_principal, requires
@@ -41,13 +41,6 @@ def _service() -> Any:
     return current_app.extensions["creditflow"].calendars
 
 
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{text!r} is not a date", [{"field": "day", "message": "use YYYY-MM-DD"}]) from None
-
-
 @blp.route("/calendar/days", methods=["GET"])
 @blp.arguments(CalendarQuerySchema, location="query")
 @blp.response(200, CalendarDayListSchema)
@@ -62,7 +55,7 @@ def list_days(query: dict[str, Any]) -> dict[str, Any]:
 @blp.alt_response(403, description="only administrators maintain the calendar")
 @requires(CALENDAR_ADMIN)
 def set_day(body: dict[str, Any], day: str) -> Any:
-    return _service().set_day(current_principal(), _day(day), body["workday"], body["note"])
+    return _service().set_day(current_principal(), path_day(day, "day"), body["workday"], body["note"])
 
 
 @blp.route("/calendar/years/<int:year>", methods=["PUT"])

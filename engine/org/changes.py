@@ -46,6 +46,8 @@ GROUP_CREATED = "group.created"
 CALENDAR_DAY_SET = "calendar.day_set"
 CALENDAR_YEAR_COVERED = "calendar.year_covered"
 HOURS_SET = "hours.set"
+# subject: the quote's effective day (ISO 8601); the province's, for every bank
+LPR_QUOTE_SET = "lpr.quote_set"
 # subject: the key's or the webhook's id
 API_KEY_CREATED = "api_key.created"
 API_KEY_REVOKED = "api_key.revoked"
@@ -69,6 +71,7 @@ ACTIONS = (
     CALENDAR_DAY_SET,
     CALENDAR_YEAR_COVERED,
     HOURS_SET,
+    LPR_QUOTE_SET,
     API_KEY_CREATED,
     API_KEY_REVOKED,
     WEBHOOK_CREATED,

@@ -32,6 +32,7 @@ ORG_ADMIN = "org.admin"  # units, users, role grants, groups, API keys
 # working hours; administrators and risk managers (who answer for segregation of duties), not every reader
 ORG_CHANGES_READ = "org.changes.read"
 CALENDAR_ADMIN = "calendar.admin"
+RATES_ADMIN = "rates.admin"  # enter the LPR announcements contracts are priced on (the province's)
 AUDIT_READ = "audit.read"
 MONITOR_READ = "monitor.read"  # the overdue monitor: counts, on-time rates, CSV export
 INCIDENTS_MANAGE = "incidents.manage"  # see and retry failed background jobs
@@ -57,6 +58,7 @@ ALL_PERMISSIONS = frozenset(
         ORG_ADMIN,
         ORG_CHANGES_READ,
         CALENDAR_ADMIN,
+        RATES_ADMIN,
         AUDIT_READ,
         MONITOR_READ,
         INCIDENTS_MANAGE,

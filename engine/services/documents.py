@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 
 from engine.archive.storage import BlobStorage, storage_from_settings
 from engine.documents.contract_fields import FIELD_SOURCES, contract_context, unfillable_tags
-from engine.documents.lpr import LprTable
 from engine.documents.pdf import INSTALL_COMMAND, PdfConverter, missing_tools, shared_converter
 from engine.documents.pki import BankIdentity, Pki, SealConfig, init_pki
 from engine.documents.sealing import Sealer
@@ -116,10 +115,6 @@ class DocumentService:
         return ContractTemplates(self.platform.settings.contracts_dir)
 
     @cached_property
-    def lpr(self) -> LprTable:
-        return LprTable.load(self.platform.settings.lpr_file)
-
-    @cached_property
     def storage(self) -> BlobStorage:
         settings = self.platform.settings
         return storage_from_settings(settings.data_dir, settings.storage_url)
@@ -202,6 +197,7 @@ class DocumentService:
         contract_no = f"HT{signed_on:%Y%m%d}{instance.id[:8].upper()}"
         benchmark = product["parameters"]["rate"]["benchmark"]
         template = product["contract_template"]
+        lpr = self.platform.lpr_quotes.table(execution.session)
         try:
             context = contract_context(
                 task.data,
@@ -209,7 +205,7 @@ class DocumentService:
                 product=product,
                 contract_no=contract_no,
                 signed_on=signed_on,
-                lpr=self.lpr.rate(benchmark, signed_on),
+                lpr=lpr.rate(benchmark, signed_on),
                 template_tags=self.templates.tags(template),
             )
         except (KeyError, ValueError) as exc:
@@ -219,9 +215,9 @@ class DocumentService:
         title = f"借款合同-{contract_no}"
         word = self._store(execution, task, CONTRACT_DOCX, f"{title}.docx", DOCX, docx, contract_no, template, None)
         made = self._store(execution, task, CONTRACT_PDF, f"{title}.pdf", PDF, pdf, contract_no, template, word.id)
-        quote = self.lpr.in_force(signed_on).effective.isoformat()
+        quote = lpr.in_force(signed_on).effective.isoformat()
         _journal(execution, task, "contract_generated", made, template=template, lpr_effective=quote)
-        if self.lpr.stale_on(signed_on):
+        if lpr.stale_on(signed_on):
             self._lpr_stale(execution, signed_on, quote)
         return {"document_id": made.id, "contract_no": contract_no, "template": template, "sha256": made.sha256}
 
@@ -240,7 +236,7 @@ class DocumentService:
             )
         )
         if told is None:
-            message = f"product_configs/lpr.json's newest LPR quote is of {quote}: enter the announcements since"
+            message = f"the newest LPR quote is of {quote}: the province's administrators enter the announcements since"
             publish(
                 session,
                 execution.now,

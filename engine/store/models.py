@@ -567,6 +567,18 @@ class CalendarYear(Base):
     year: Mapped[int] = mapped_column(Integer)
 
 
+class LprQuoteEntry(Base):
+    """An LPR announcement entered by the province's administrators (the shipped table ends where the
+    release was made); on the same day it wins over the shipped quote. Rates in basis points."""
+
+    __tablename__ = "lpr_quote"
+    effective: Mapped[date] = mapped_column(Date, primary_key=True)
+    lpr_1y_bp: Mapped[int] = mapped_column(Integer)
+    lpr_5y_bp: Mapped[int] = mapped_column(Integer)
+    entered_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    entered_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class CalendarHours(Base):
     """A tenant's working hours (``tenant_id`` null: the province's default for every bank)."""
 
