@@ -18,8 +18,9 @@ def problem(
     detail: str | None = None,
     problems: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    problem_type: str = "about:blank",
 ) -> Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    body: dict[str, Any] = {"type": problem_type, "title": title, "status": status}
     if detail:
         body["detail"] = detail
     if problems:
@@ -35,7 +36,7 @@ def from_domain_error(exc: CreditFlowError) -> Response:
         401: {"WWW-Authenticate": 'Bearer realm="creditflow", ApiKey realm="creditflow"'},
         503: {"Retry-After": "1"},  # another writer held the records; they are usually free within a second
     }.get(exc.status)
-    return problem(exc.status, exc.title, exc.detail, exc.problems, headers)
+    return problem(exc.status, exc.title, exc.detail, exc.problems, headers, exc.problem_type)
 
 
 def from_http_exception(exc: HTTPException) -> Response:

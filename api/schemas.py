@@ -31,6 +31,12 @@ class TokenSchema(Schema):
     access_token = fields.String()
     token_type = fields.String()
     expires_in = Integer()
+    password_change_required = fields.Boolean(
+        metadata={
+            "description": "signed in with a temporary password: this token may only change it (POST "
+            "/auth/password), read /auth/me and sign out; everything else answers 403"
+        }
+    )
 
 
 class PageQuerySchema(Schema):

@@ -7,7 +7,8 @@ endpoint to make sure none is missing one).
 
 Callers authenticate with a bearer token from ``POST /api/v1/auth/token`` or, for integrations, an
 API key: ``Authorization: ApiKey cfk_…`` or ``X-API-Key: cfk_…`` (``Authorization`` wins if both
-are sent).
+are sent). A session signed in with a temporary password (an administrator's reset) reaches only
+``PASSWORD_CHANGE_ENDPOINTS``; everything else answers "password change required".
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from engine.errors import Forbidden, Unauthorized
+from engine.errors import Forbidden, PasswordChangeRequired, Unauthorized
 from engine.services.principal import Principal
 
 PUBLIC_ENDPOINTS = frozenset(
@@ -31,6 +32,8 @@ PUBLIC_ENDPOINTS = frozenset(
 )
 # Endpoints every signed-in caller may use (their own session and account).
 AUTHENTICATED = "authenticated"
+# All that a session signed in with a temporary password may do: change it, see who it is, sign out.
+PASSWORD_CHANGE_ENDPOINTS = frozenset({"auth.change_password", "auth.me", "auth.logout"})
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -64,6 +67,10 @@ def authenticate_request() -> None:
     else:
         raise Unauthorized("a bearer token (POST /api/v1/auth/token) or an API key is required")
     g.principal = principal
+    if principal.password_change_required and request.endpoint not in PASSWORD_CHANGE_ENDPOINTS:
+        raise PasswordChangeRequired(
+            "you signed in with a temporary password: change it first (POST /api/v1/auth/password)"
+        )
     permission = required_permission(request.endpoint)
     if permission is None:
         raise Forbidden("this endpoint declares no permission, so nobody may use it")

@@ -468,6 +468,8 @@ def users_show(username: str) -> None:
     click.echo(f"  failed logins in a row: {user.failed_logins or 0}")
     locked = user.locked_until is not None and user.locked_until > datetime.now(UTC)
     click.echo(f"  locked until: {user.locked_until.isoformat() if locked else '-'}")
+    temporary = user.temporary_password_expires_at
+    click.echo(f"  temporary password (to be changed) until: {temporary.isoformat() if temporary else '-'}")
     click.echo(f"  groups: {', '.join(user.groups) or '-'}")
 
 
@@ -530,6 +532,35 @@ def users_activate(username: str) -> None:
 def users_unlock(username: str) -> None:
     """Lift a lock-out after failed logins."""
     click.echo(_describe_user(_organization(lambda service, me: service.unlock_user(me, username))))
+
+
+@users.command("set-password")
+@click.argument("username")
+@click.option("--generate", is_flag=True, help="Generate a strong password and print it, instead of reading one.")
+@click.option("--permanent", is_flag=True, help="The user keeps it: no change at the next sign-in, no expiry.")
+def users_set_password(username: str, generate: bool, permanent: bool) -> None:
+    """Break glass: set USERNAME's password when no administrator can sign in to reset it.
+
+    The password is read from standard input: typed twice without echo on a terminal, else its first
+    line (scripts). The account is unlocked and signed out everywhere; unless --permanent the password
+    is temporary: the user must change it at the next sign-in, and it expires after
+    CREDITFLOW_TEMPORARY_PASSWORD_HOURS."""
+    from engine.services.auth import generate_password
+
+    if generate:
+        password = generate_password()
+    elif sys.stdin.isatty():
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    user = _organization(lambda service, me: service.set_password(me, username, password, temporary=not permanent))
+    if user.temporary_password_expires_at is None:
+        click.echo(f"password of {user.username} set; the account is unlocked and signed out everywhere")
+    else:
+        until = user.temporary_password_expires_at.isoformat()
+        click.echo(f"temporary password of {user.username} set: to be changed at the next sign-in, before {until}")
+    if generate:
+        click.echo(f"password (shown only this once): {password}")
 
 
 @main.group()

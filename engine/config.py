@@ -27,6 +27,7 @@ class Settings:
     lock_wait_ms: int = LOCK_WAIT_MS  # a write waits this long for a lock held by another, then answers 503
     login_max_failures: int = 5  # failed passwords in a row that lock an account...
     lockout_minutes: int = 15  # ...for this long, so passwords cannot be guessed online
+    temporary_password_hours: int = 72  # an administrator's reset password works this long, for one change
     contracts_dir: Path = REPO_ROOT / "product_configs" / "contracts"
     lpr_file: Path = REPO_ROOT / "product_configs" / "lpr.json"
     pki_dir: Path | None = None  # the development PKI; default <data_dir>/pki
@@ -113,6 +114,7 @@ def _switch(variable: str, text: str) -> bool:
 _INT_VARIABLES = {
     "login_max_failures": "CREDITFLOW_LOGIN_MAX_FAILURES",
     "lockout_minutes": "CREDITFLOW_LOCKOUT_MINUTES",
+    "temporary_password_hours": "CREDITFLOW_TEMPORARY_PASSWORD_HOURS",
     "pdf_workers": "CREDITFLOW_PDF_WORKERS",
     "lock_wait_ms": "CREDITFLOW_LOCK_WAIT_MS",
     "retention_years_approved": "CREDITFLOW_RETENTION_YEARS_APPROVED",

@@ -14,6 +14,8 @@ class CreditFlowError(Exception):
 
     status = 400
     title = "Bad request"
+    # RFC 9457's ``type``: a URI for a problem a client must tell apart from others of its status
+    problem_type = "about:blank"
 
     def __init__(self, detail: str, problems: list[dict[str, Any]] | None = None) -> None:
         super().__init__(detail)
@@ -79,6 +81,13 @@ class Unauthorized(CreditFlowError):
 class Forbidden(CreditFlowError):
     status = 403
     title = "Forbidden"
+
+
+class PasswordChangeRequired(Forbidden):
+    """Signed in with a temporary password: nothing but changing it (and who am I, sign out) until then."""
+
+    title = "Password change required"
+    problem_type = "urn:creditflow:problem:password-change-required"
 
 
 class ScriptError(CreditFlowError):

@@ -340,7 +340,8 @@ def test_openapi_documents_every_route_with_schemas(app: Any) -> None:
                 "/activate",
                 "/unlock",
             )
-            no_body += ("/deactivate", "/revoke-sessions", "/members/{user_id}", "/resume", "/retry", "/resolve")
+            no_body += ("/deactivate", "/revoke-sessions", "/reset-password", "/members/{user_id}", "/resume", "/retry")
+            no_body += ("/resolve",)
             no_body += ("/documents/{document_id}/verify", "/archives/{instance_id}/verify", "/reinstate", "/read")
             no_body += ("/approve", "/withdraw")
             if method == "post" and not path.endswith(no_body):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask import current_app
@@ -11,6 +12,7 @@ from api.blueprint import Blueprint
 from api.integers import Integer
 from api.schemas import TokenRequestSchema, TokenSchema
 from api.security import AUTHENTICATED, current_bearer_token, current_principal, requires
+from engine.services.auth import IssuedToken
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Authentication")
 
@@ -43,15 +45,21 @@ class AccountSchema(Schema):
     tenant = fields.String(metadata={"description": "tenant code"})
     org_unit_id = Integer(allow_none=True, metadata={"description": "home org unit"})
     roles = fields.List(fields.Nested(GrantSchema))
-    permissions = fields.List(fields.String())
+    permissions = fields.List(fields.String(), metadata={"description": "what this session may do"})
+    password_change_required = fields.Boolean(
+        metadata={"description": "signed in with a temporary password: change it before anything else"}
+    )
+    temporary_password_expires_at = fields.DateTime(
+        allow_none=True, metadata={"description": "when the temporary password stops working"}
+    )
 
 
 def _service() -> Any:
     return current_app.extensions["creditflow"].auth
 
 
-def _token_body(access_token: str, ttl: int) -> dict[str, Any]:
-    return {"access_token": access_token, "token_type": "Bearer", "expires_in": ttl}
+def _token_body(issued: IssuedToken) -> dict[str, Any]:
+    return {**asdict(issued), "token_type": "Bearer"}
 
 
 @blp.route("/token", methods=["POST"])
@@ -60,7 +68,7 @@ def _token_body(access_token: str, ttl: int) -> dict[str, Any]:
 @blp.alt_response(401, description="Invalid username or password, or the account is temporarily locked")
 @blp.doc(security=[])
 def token(body: dict[str, Any]) -> dict[str, Any]:
-    return _token_body(*_service().issue_token(body["username"], body["password"]))
+    return _token_body(_service().issue_token(body["username"], body["password"]))
 
 
 @blp.route("/me", methods=["GET"])
@@ -87,9 +95,10 @@ def logout(body: dict[str, Any]) -> None:
 @blp.alt_response(403, description="API keys have no password session")
 @requires(AUTHENTICATED)
 def change_password(body: dict[str, Any]) -> dict[str, Any]:
-    """Change the own password; every session ends and the returned token starts a new one."""
+    """Change the own password; every session ends and the returned token starts a new one. After an
+    administrator's reset, the temporary password is the old one, and this is all its session may do."""
     return _token_body(
-        *_service().change_password(
+        _service().change_password(
             current_principal(), current_bearer_token(), body["old_password"], body["new_password"]
         )
     )

@@ -93,6 +93,10 @@ class UserSchema(Schema):
     failed_logins = Integer(allow_none=True, metadata={"description": "null unless the caller administers users"})
     locked_until = fields.DateTime(allow_none=True)
     tokens_valid_after = fields.DateTime(allow_none=True)
+    temporary_password_expires_at = fields.DateTime(
+        allow_none=True,
+        metadata={"description": "after a password reset: when the temporary password stops working, until changed"},
+    )
     created_at = fields.DateTime()
     roles = fields.List(fields.Nested(HeldRoleSchema))
     groups = fields.List(fields.String())
@@ -101,6 +105,15 @@ class UserSchema(Schema):
 class CreatedUserSchema(UserSchema):
     generated_password = fields.String(
         allow_none=True, metadata={"description": "set when no password was given; shown this once only"}
+    )
+
+
+class PasswordResetSchema(UserSchema):
+    temporary_password = fields.String(
+        metadata={
+            "description": "hand it to the user: shown this once only, it signs in until "
+            "temporary_password_expires_at, and only to choose a new password"
+        }
     )
 
 
@@ -273,6 +286,17 @@ def unlock_user(user_id: int) -> Any:
 def revoke_sessions(user_id: int) -> Any:
     """Sign the user out everywhere: tokens issued before now stop working."""
     return _service().revoke_sessions(current_principal(), user_id)
+
+
+@blp.route("/users/<int:user_id>/reset-password", methods=["POST"])
+@blp.response(200, PasswordResetSchema)
+@blp.alt_response(409, description="a service account (API keys only), or your own account (POST /auth/password)")
+@requires(ORG_ADMIN)
+def reset_password(user_id: int) -> Any:
+    """A forgotten password: a generated temporary one, to be changed at the next sign-in; the account is
+    unlocked and signed out everywhere."""
+    user, password = _service().reset_password(current_principal(), user_id)
+    return {**asdict(user), "temporary_password": password}, 200, {"Cache-Control": "no-store"}
 
 
 @blp.route("/users/<int:user_id>/roles", methods=["POST"])

@@ -36,6 +36,7 @@ USER_DEACTIVATED = "user.deactivated"
 USER_ACTIVATED = "user.activated"
 USER_UNLOCKED = "user.unlocked"
 USER_SESSIONS_REVOKED = "user.sessions_revoked"
+USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an action name; details: whether temporary
 ROLE_GRANTED = "role.granted"
 ROLE_REVOKED = "role.revoked"
 GROUP_MEMBER_ADDED = "group.member_added"
@@ -63,6 +64,7 @@ ACTIONS = (
     USER_ACTIVATED,
     USER_UNLOCKED,
     USER_SESSIONS_REVOKED,
+    USER_PASSWORD_RESET,
     ROLE_GRANTED,
     ROLE_REVOKED,
     GROUP_CREATED,

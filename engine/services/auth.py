@@ -5,12 +5,18 @@ user's ``tokens_valid_after``) and carries a random ``jti`` so that one session 
 on its own. A token is refused once expired, signed out (its jti is in ``revoked_token``), issued
 before the user's ``tokens_valid_after`` (password change, "sign out everywhere", an admin ending
 the sessions) or when its user is inactive.
+
+After an administrator's reset the password is temporary (``temporary_password_expires_at``): a
+session signed in with it holds no permissions, so the user can do nothing but change it (and ask
+who they are, or sign out), and once it expires it opens nothing at all. The state is the user
+row's, not the token's, so the change takes effect for every session at once.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +41,10 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 200  # what the login endpoint accepts
 # One answer for every refused login: "locked" only for accounts that exist would tell a guesser which do.
 INVALID_LOGIN = "invalid username or password (after repeated failed logins an account is locked for a while)"
+# Said only to someone who typed the temporary password right: it tells nothing to a guesser.
+TEMPORARY_PASSWORD_EXPIRED = "the temporary password has expired; ask an administrator to reset it again"  # noqa: S105 - a message
+# Generated passwords are read out or copied by hand: no 0/O, 1/l/I to confuse.
+_PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"  # noqa: S105
 _HASHER = PasswordHasher()
 # Verifying against a real hash when the user does not exist keeps response times alike, so a
 # caller cannot tell "no such user" from "wrong password" by the clock.
@@ -60,12 +70,34 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+def generate_password() -> str:
+    """A password the platform hands out once (a new user's, a reset's): 20 random characters of 57
+    (about 117 bits), in groups of five so that it can be read out and typed without slips."""
+    return "-".join("".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(5)) for _ in range(4))
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int  # seconds
+    password_change_required: bool  # the session may only change the password (``auth/password``)
+
+
+def password_change_required(user: User, now: datetime) -> bool:
+    """Signed in with a temporary password; an expired one is refused before this is asked."""
+    if user.temporary_password_expires_at is None:
+        return False
+    if user.temporary_password_expires_at <= now:
+        raise Unauthorized(TEMPORARY_PASSWORD_EXPIRED)
+    return True
+
+
 class AuthService:
     def __init__(self, platform: CreditFlow) -> None:
         self.platform = platform
 
-    def issue_token(self, username: str, password: str) -> tuple[str, int]:
-        """Return ``(token, expires_in_seconds)`` or raise Unauthorized without saying which part was wrong.
+    def issue_token(self, username: str, password: str) -> IssuedToken:
+        """Return a token or raise Unauthorized without saying which part was wrong.
 
         Service accounts and inactive users get the same answer as a wrong password: the response
         must not tell an outsider which accounts exist or what they are.
@@ -79,8 +111,13 @@ class AuthService:
             kind = "a service account (API keys only)" if user.is_service else "inactive"
             log.warning("login refused for %r: the account is %s", username, kind)
             raise Unauthorized(INVALID_LOGIN)
+        try:
+            restricted = password_change_required(user, now)
+        except Unauthorized:
+            log.warning("login refused for %r: the temporary password has expired", username)
+            raise
         with self.platform.db.transaction() as session:
-            return self._sign(session, user, now)
+            return self._sign(session, user, now, restricted)
 
     def authenticate(self, token: str) -> Principal:
         """Check signature, expiry, sign-outs and that the user still exists and is active."""
@@ -93,7 +130,11 @@ class AuthService:
                 raise Unauthorized("this session has ended (password changed or signed out everywhere); log in again")
             if session.get(RevokedToken, claims["jti"]) is not None:
                 raise Unauthorized("this token was signed out; log in again")
-            return load_principal(session, user)
+            principal = load_principal(session, user)
+        if password_change_required(user, self.platform.clock.now()):
+            # the roles stay the person's (tasks are still offered to them); this session may use none
+            return replace(principal, permissions=frozenset(), password_change_required=True)
+        return principal
 
     def logout(self, token: str, *, everywhere: bool = False) -> None:
         """Sign out this token (and with ``everywhere`` every session of its user).
@@ -113,10 +154,9 @@ class AuthService:
         with self.platform.db.transaction(write=True) as session:
             self._end_sessions(session, user_id, self.platform.clock.now())
 
-    def change_password(
-        self, principal: Principal, token: str, old_password: str, new_password: str
-    ) -> tuple[str, int]:
-        """Set a new password, end every session (including ``token``) and return a fresh token.
+    def change_password(self, principal: Principal, token: str, old_password: str, new_password: str) -> IssuedToken:
+        """Set a new password, end every session (including ``token``) and return a fresh token; a
+        temporary password becomes the user's own.
 
         A wrong old password counts towards the lockout like a failed login, so a stolen token
         cannot be used to guess the password either.
@@ -137,11 +177,15 @@ class AuthService:
                 "the old password is wrong", [{"field": "old_password", "message": "is not your current password"}]
             )
         with self.platform.db.transaction(write=True) as session:
-            session.execute(update(User).where(User.id == user.id).values(password_hash=hash_password(new_password)))
+            session.execute(
+                update(User)
+                .where(User.id == user.id)
+                .values(password_hash=hash_password(new_password), temporary_password_expires_at=None)
+            )
             self._end_sessions(session, user.id, now)
             self._revoke(session, claims)
             log.info("user %r changed the password; every other session has ended", user.username)
-            return self._sign(session, user, now)
+            return self._sign(session, user, now, restricted=False)
 
     def me(self, principal: Principal) -> dict[str, Any]:
         """The signed-in user as a client shows it: who, where, which roles and what they allow."""
@@ -158,6 +202,8 @@ class AuthService:
             "org_unit_id": user.org_unit_id,
             "roles": [{"role": g.role, "org_unit_id": g.org_unit_id} for g in principal.grants],
             "permissions": sorted(principal.permissions),
+            "password_change_required": principal.password_change_required,
+            "temporary_password_expires_at": user.temporary_password_expires_at,
         }
 
     # -- internals -------------------------------------------------------------------------------
@@ -195,7 +241,7 @@ class AuthService:
             raise Unauthorized(INVALID_LOGIN)
         return False
 
-    def _sign(self, session: Session, user: User, now: datetime) -> tuple[str, int]:
+    def _sign(self, session: Session, user: User, now: datetime, restricted: bool) -> IssuedToken:
         roles = sorted(session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
         ttl = self.platform.settings.token_ttl_seconds
         claims = {
@@ -208,7 +254,8 @@ class AuthService:
             "iat": now.timestamp(),
             "exp": int((now + timedelta(seconds=ttl)).timestamp()),
         }
-        return jwt.encode(claims, self.platform.settings.secret_key, algorithm="HS256"), ttl
+        token = jwt.encode(claims, self.platform.settings.secret_key, algorithm="HS256")
+        return IssuedToken(token, ttl, restricted)
 
     def _decode(self, token: str) -> dict[str, Any]:
         """Signature, issuer, the claims we rely on, and expiry."""

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
@@ -36,6 +35,7 @@ from engine.org.changes import (
     USER_ACTIVATED,
     USER_CREATED,
     USER_DEACTIVATED,
+    USER_PASSWORD_RESET,
     USER_SESSIONS_REVOKED,
     USER_UNLOCKED,
     USER_UPDATED,
@@ -45,7 +45,7 @@ from engine.org.changes import (
 from engine.org.roles import ORG_ADMIN, ORG_READ, ROLES
 from engine.org.units import unit_ids, unit_path
 from engine.runtime.workflow_state import plain_json
-from engine.services.auth import hash_password, password_problem
+from engine.services.auth import generate_password, hash_password, password_problem
 from engine.services.principal import Principal
 from engine.store.change_trail import json_diff
 from engine.store.models import ApiKey, OrgUnit, Tenant, User, UserGroup, UserGroupMember, UserRole
@@ -73,7 +73,15 @@ Problems = list[dict[str, str]]
 Details = dict[str, Any]  # what a change records besides the old and new values the trail compares
 
 # what the trail compares of a user before and after a change (roles and groups are recorded as granted)
-_USER_STATE = ("display_name", "org_unit_code", "is_active", "failed_logins", "locked_until", "tokens_valid_after")
+_USER_STATE = (
+    "display_name",
+    "org_unit_code",
+    "is_active",
+    "failed_logins",
+    "locked_until",
+    "tokens_valid_after",
+    "temporary_password_expires_at",
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ class UserView:
     failed_logins: int | None  # None for a reader who is no administrator: a colleague's login trouble
     locked_until: datetime | None
     tokens_valid_after: datetime | None
+    temporary_password_expires_at: datetime | None  # set after a reset, until the user changes it
     created_at: datetime
     roles: list[HeldRole]
     groups: list[str]
@@ -294,7 +303,7 @@ class OrganizationService:
             problems.append({"field": "password", "message": "a service account signs in with API keys only"})
         elif password is not None and (problem := password_problem(password)) is not None:
             problems.append({"field": "password", "message": problem})
-        secret = password or secrets.token_urlsafe(16)
+        secret = password or generate_password()
         password_hash = hash_password(secret)  # slow on purpose: outside the write transaction
         with self.platform.db.transaction(write=True) as session:
             tenant = _tenant(session, principal, tenant_code)
@@ -406,6 +415,42 @@ class OrganizationService:
             return {}
 
         return self._change_user(principal, user, USER_SESSIONS_REVOKED, "signed out everywhere", change)
+
+    def reset_password(self, principal: Principal, user: UserRef) -> tuple[UserView, str]:
+        """A forgotten password: the user gets a generated temporary one (returned here, once, for the
+        administrator to hand over; stored only as a hash), to be changed at the next sign-in."""
+        password = generate_password()
+        return self.set_password(principal, user, password), password
+
+    def set_password(self, principal: Principal, user: UserRef, password: str, *, temporary: bool = True) -> UserView:
+        """Give a user a password: the account is unlocked and every session ends, as someone else may
+        know the old password. A temporary one works for ``temporary_password_hours`` and only to change
+        it; a permanent one (the operators' break-glass ``users set-password --permanent``) is the user's.
+
+        Not for a service account (API keys only), nor one's own: an administrator who knows their
+        password changes it themselves (``auth/password``), the old one proving it is them.
+        """
+        principal.require(ORG_ADMIN)
+        if (problem := password_problem(password)) is not None:
+            raise InvalidInput(f"the password must have {problem}", [{"field": "password", "message": problem}])
+        password_hash = hash_password(password)  # slow on purpose: outside the write transaction
+        now = self.platform.clock.now()
+        hours = self.platform.settings.temporary_password_hours
+        expires = now + timedelta(hours=hours) if temporary else None
+
+        def change(_session: Session, row: User) -> Details:
+            if row.is_service:
+                raise Conflict(f"{row.username} is a service account: it signs in with API keys, not a password")
+            if row.id == principal.user_id:
+                raise Conflict("change your own password with POST /api/v1/auth/password")
+            row.password_hash = password_hash
+            row.temporary_password_expires_at = expires
+            row.failed_logins, row.locked_until = 0, None
+            row.tokens_valid_after = now
+            return {"temporary": temporary}
+
+        what = f"given a temporary password (until {expires.isoformat()})" if expires else "given a password"
+        return self._change_user(principal, user, USER_PASSWORD_RESET, what, change)
 
     # -- role grants ---------------------------------------------------------------------------
 
@@ -718,10 +763,12 @@ def _codes(session: Session, model: type[Tenant] | type[OrgUnit], ids: set[int])
 
 
 def _shown_to(principal: Principal, views: list[UserView]) -> list[UserView]:
-    """Failed logins, locks and session ends are for administrators, who unlock and revoke."""
+    """Failed logins, locks, session ends and password resets are for administrators, who unlock, revoke
+    and reset."""
     if principal.can(ORG_ADMIN):
         return views
-    return [replace(view, failed_logins=None, locked_until=None, tokens_valid_after=None) for view in views]
+    hidden = dict.fromkeys(("failed_logins", "locked_until", "tokens_valid_after", "temporary_password_expires_at"))
+    return [replace(view, **hidden) for view in views]
 
 
 def _user_views(session: Session, users: list[User]) -> list[UserView]:
@@ -757,6 +804,7 @@ def _user_views(session: Session, users: list[User]) -> list[UserView]:
             failed_logins=u.failed_logins,
             locked_until=u.locked_until,
             tokens_valid_after=u.tokens_valid_after,
+            temporary_password_expires_at=u.temporary_password_expires_at,
             created_at=u.created_at,
             roles=roles[u.id],
             groups=groups[u.id],

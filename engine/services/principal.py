@@ -35,6 +35,8 @@ class Principal:
     # per request so inbox queries filter on ids rather than on path patterns
     supervised_unit_ids: frozenset[int] = field(default_factory=frozenset)
     is_service: bool = False  # an integration account (API keys): it submits and reads, a person decides
+    # signed in with a temporary password (an administrator's reset): no permissions until it is changed
+    password_change_required: bool = False
 
     @classmethod
     def system(cls) -> Principal:

@@ -89,6 +89,9 @@ class User(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # tokens issued before this moment are void ("sign out everywhere", password reset, revocation)
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # set while the password is a temporary one (an administrator's reset): it stops working at this
+    # moment, and a session signed in with it may do nothing but change it
+    temporary_password_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
