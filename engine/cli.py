@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -762,18 +763,42 @@ def archive_renew(instance_id: str) -> None:
 @click.option("--interval", default=2.0, show_default=True, type=float, help="Seconds between passes.")
 def scheduler(once: bool, interval: float) -> None:
     """Run due jobs (BPMN timers, escalations, notifications); APScheduler only keeps time, the
-    database decides what is due and which node does it."""
+    database decides what is due and which node does it. SIGTERM or Ctrl-C stops it gracefully: no new
+    jobs, the running ones finish (CREDITFLOW_SHUTDOWN_GRACE_SECONDS), the rest go back to the queue."""
+    import threading
+
     from engine.jobs.housekeeping import ensure_scheduled
-    from engine.jobs.scheduler import run_forever, run_pass
+    from engine.jobs.scheduler import Scheduler, run_pass
+    from engine.jobs.stop_signals import on_stop_signals
 
     platform = _platform()
     if once:
+        stop = threading.Event()
+        on_stop_signals(stop.set)
         ensure_scheduled(platform)
-        result = run_pass(platform)
+        result = run_pass(platform, stop=stop)
         click.echo(f"{result.done} job(s) done of {result.acquired} due, in {result.seconds:.3f} s")
+        if result.released:
+            click.echo(f"stopped: {result.released} leased job(s) handed back to the queue")
         return
+    node = Scheduler(platform, interval)
+    on_stop_signals(node.request_stop)
+    node.start()
     click.echo(f"scheduler running every {interval:g} s")
-    run_forever(platform, interval)
+    sys.stdout.flush()
+    node.stopping.wait()
+    _stop_scheduler(node, platform)
+
+
+def _stop_scheduler(node: Any, platform: Any) -> None:
+    """The graceful end of a process running the scheduler: wait for the jobs running, say what became
+    of the others; exit 1 at once if the grace period ran out first (rather than wait for the job)."""
+    from engine.jobs.stop_signals import exit_now
+
+    report = node.stop(platform.settings.shutdown_grace_seconds)
+    click.echo(report.summary())
+    if not report.finished:
+        exit_now(1)
 
 
 @main.group()
@@ -863,19 +888,33 @@ def serve(host: str, port: int, threads: int, with_scheduler: bool) -> None:
 
     from api import create_app
     from api.request_ids import RequestIdFilter
-    from engine.jobs.scheduler import start_background
+    from engine.jobs.scheduler import Scheduler
+    from engine.jobs.stop_signals import on_stop_signals
 
     for handler in logging.getLogger().handlers:  # "-" outside a request: the scheduler's lines
         handler.addFilter(RequestIdFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
     platform = _platform()
     server = create_server(create_app(platform), host=host, port=port, threads=threads, ident="creditflow")
-    if with_scheduler:
-        start_background(platform)
+    node = Scheduler(platform) if with_scheduler else None
+
+    def stop_serving() -> None:
+        if node is not None:
+            node.request_stop()
+        raise SystemExit(0)  # leaves waitress's loop, which then lets the requests in progress finish
+
     platform.documents.warm_up()  # the first contract should not wait for LibreOffice to start
-    click.echo(f"CreditFlow API listening on http://{host}:{server.effective_port}/api/docs", nl=True)
-    sys.stdout.flush()
-    server.run()
+    on_stop_signals(stop_serving)
+    with contextlib.suppress(SystemExit):  # a stop before the loop began
+        if node is not None:
+            node.start()
+        click.echo(f"CreditFlow API listening on http://{host}:{server.effective_port}/api/docs", nl=True)
+        sys.stdout.flush()
+        server.run()
+    server.close()
+    if node is not None:
+        _stop_scheduler(node, platform)
+    click.echo("CreditFlow API stopped")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ class Settings:
     # dual control (双人复核) of credit products: a person's publish is refused; a publication request is
     # submitted by one product manager and published by a second one's approval
     four_eyes: bool = True
+    shutdown_grace_seconds: int = 30  # on SIGTERM, how long the jobs running then may take to finish
 
     @property
     def pki_path(self) -> Path:
@@ -122,6 +123,7 @@ _INT_VARIABLES = {
     "archive_renew_days": "CREDITFLOW_ARCHIVE_RENEW_DAYS",
     "idempotency_days": "CREDITFLOW_IDEMPOTENCY_DAYS",
     "notification_days": "CREDITFLOW_NOTIFICATION_DAYS",
+    "shutdown_grace_seconds": "CREDITFLOW_SHUTDOWN_GRACE_SECONDS",
 }
 
 

@@ -39,13 +39,17 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
         upgrade(database)
         database.dispose()
         return PG_URL
-    path = tmp_path_factory.mktemp("template") / "template.db"
+    return str(migrated_sqlite(tmp_path_factory.mktemp("template") / "template.db"))
+
+
+def migrated_sqlite(path: Path) -> Path:
+    """A SQLite file at the newest schema, whole in itself (no WAL beside it) so that copies of it work."""
     database = Database(f"sqlite:///{path}")
     upgrade(database)
     with database.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     database.dispose()
-    return str(path)
+    return path
 
 
 @pytest.fixture

@@ -218,6 +218,24 @@ class JobQueue:
             self._give_back(job, now + BACKOFF[min(job.attempts, len(BACKOFF)) - 1], error=message, spend_retry=True)
             return FAILED
 
+    def release(self, jobs: list[AcquiredJob]) -> int:
+        """Hand back jobs this node acquired but will not start (it is stopping): due as they were, no
+        attempt spent, and free for another node at once instead of when the lease runs out."""
+        if not jobs:
+            return 0
+        with self.platform.db.transaction(write=True) as session:
+            released = sum(
+                session.execute(
+                    update(Job)
+                    .where(*_held(job))
+                    .values(lock_owner=None, lock_expires_at=None, attempts=Job.attempts - 1)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                for job in jobs
+            )
+        log.info("handed back %d job(s) acquired but not started: %s", released, ", ".join(str(j.id) for j in jobs))
+        return released
+
     def _still_ours(self, job: AcquiredJob) -> bool:
         """Renew the lease of a job that waited long in its batch, or find it taken over.
 
@@ -230,7 +248,7 @@ class JobQueue:
         with self.platform.db.transaction(write=True) as session:
             renewed = session.execute(
                 update(Job)
-                .where(Job.id == job.id, Job.version == job.version, Job.lock_owner == job.owner)
+                .where(*_held(job))
                 .values(lock_expires_at=now + LEASE)
                 .execution_options(synchronize_session=False)
             )
@@ -245,10 +263,7 @@ class JobQueue:
             else:
                 values["attempts"] = Job.attempts - 1
             result = session.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.version == job.version, Job.lock_owner == job.owner)
-                .values(**values)
-                .returning(Job.retries_left)
+                update(Job).where(*_held(job)).values(**values).returning(Job.retries_left)
             ).first()
             if result is not None and spend_retry and result.retries_left <= 0:
                 session.add(
@@ -262,3 +277,8 @@ class JobQueue:
                     )
                 )
                 log.error("job %s (%s) failed its last retry: incident raised", job.id, job.kind)
+
+
+def _held(job: AcquiredJob) -> tuple[Any, ...]:
+    """The job row as this acquisition left it: any other node's acquisition since moved its version."""
+    return Job.id == job.id, Job.version == job.version, Job.lock_owner == job.owner
