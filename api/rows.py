@@ -26,6 +26,7 @@ def inbox_row(view: Any) -> dict[str, Any]:
         "applicant_name": instance.applicant_name,
         "applicant_id_masked": instance.applicant_id_masked,
         "application_org_unit_id": instance.org_unit_id,
+        "covering_for": view.covering_for,
         **application_label(instance),
     }
 

@@ -132,6 +132,10 @@ class InboxRowSchema(TaskSchema, ApplicationLabelSchema):
     applicant_name = fields.String(allow_none=True)
     applicant_id_masked = fields.String(allow_none=True, metadata={"description": "the ID number, masked"})
     application_org_unit_id = Integer(allow_none=True)
+    covering_for = fields.String(
+        allow_none=True,
+        metadata={"description": "the username of the colleague on leave whose task you cover (休假代理)"},
+    )
 
 
 class TaskListSchema(Schema):

@@ -23,6 +23,7 @@ from engine.runtime.connectors import ConnectorRegistry
 from engine.runtime.demo_connectors import register_demo_connectors
 from engine.runtime.sandbox import RestrictedEnvironment, ScriptLimits, check_source
 from engine.runtime.workflow_state import CreditFlowScriptEngine
+from engine.services.absences import AbsenceService
 from engine.services.api_keys import ApiKeyService
 from engine.services.archives import ARCHIVE_RENEW, ArchiveService, archive_instance, renew_archive
 from engine.services.auth import AuthService
@@ -88,6 +89,7 @@ class CreditFlow:
         self.org_changes = ChangeTrailService(self, ORG_TRAIL)
         self.calendars = CalendarService(self)
         self.organization = OrganizationService(self)
+        self.absences = AbsenceService(self)
         self.api_keys = ApiKeyService(self)
         self.monitor = MonitorService(self)
         self.notifications = NotificationService(self)

@@ -184,6 +184,8 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
     return {"ours": ours, "missing": missing, "qh_user": qh_user, "secrets": [started["id"], task_id, "陵源客户"]}
 
 
+ABSENCE = {"starts_at": "2026-12-02T09:00:00+08:00", "ends_at": "2026-12-04T17:30:00+08:00", "substitute": "x"}
+
 # Bodies that pass validation, so that a cross-tenant call reaches the service's tenant check.
 BODIES: dict[str, Any] = {
     "tasks.complete": {"data": {}},
@@ -203,6 +205,8 @@ BODIES: dict[str, Any] = {
     "organization.grant": {"role": "reviewer"},
     "organization.revoke": {"role": "loan_officer"},
     "lpr-quotes.enter_quote": {"LPR_1Y": "3.05", "LPR_5Y": "3.55"},
+    "auth.set_my_absence": ABSENCE,
+    "organization.set_absence": ABSENCE,
 }
 
 # Path parameters that name something shared by every tenant (or the caller's own settings), not a

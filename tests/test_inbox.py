@@ -247,7 +247,7 @@ def test_views_filters_keyset_pages_and_counts(inbox_app: Any) -> None:
     assert set(inbox(bank_admin, "all", org_unit="ly-xiguan")) == set(tasks[5:])
 
     counts = officer.get("/api/v1/tasks/counts").get_json()["counts"]
-    assert counts == {"inbox": 5, "mine": 0, "candidate": 5, "delegated": 0}  # no team or all view for an officer
+    assert counts == {"inbox": 5, "mine": 0, "candidate": 5, "covering": 0, "delegated": 0}  # no team or all view
     assert officer.get("/api/v1/tasks?view=team").status_code == 403
     assert officer.get("/api/v1/tasks?view=all").status_code == 403
     assert branch_head.get("/api/v1/tasks/counts").get_json()["counts"]["team"] == 5

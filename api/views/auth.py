@@ -1,4 +1,4 @@
-"""Login, the signed-in account (who am I), sign-out and password change."""
+"""Login, the signed-in account (who am I), sign-out, password change and the own absence (休假代理)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 from flask import current_app
 from marshmallow import Schema, fields, validate
 
+from api.absences import AbsenceRequestSchema, AbsenceSchema, absence_body, absence_request
 from api.blueprint import Blueprint
 from api.integers import Integer
 from api.schemas import TokenRequestSchema, TokenSchema
 from api.security import AUTHENTICATED, current_bearer_token, current_principal, requires
+from engine.org.roles import TASKS_WORK
 from engine.services.auth import IssuedToken
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Authentication")
@@ -102,3 +104,33 @@ def change_password(body: dict[str, Any]) -> dict[str, Any]:
             current_principal(), current_bearer_token(), body["old_password"], body["new_password"]
         )
     )
+
+
+@blp.route("/me/absence", methods=["GET"])
+@blp.response(200, AbsenceSchema)
+@blp.alt_response(404, description="no absence set")
+@requires(TASKS_WORK)
+def my_absence() -> dict[str, Any]:
+    principal = current_principal()
+    return absence_body(current_app.extensions["creditflow"].absences.get(principal), principal.username)
+
+
+@blp.route("/me/absence", methods=["PUT"])
+@blp.arguments(AbsenceRequestSchema)
+@blp.response(200, AbsenceSchema)
+@blp.alt_response(422, description="the period or the substitute is not valid (the field is named)")
+@requires(TASKS_WORK)
+def set_my_absence(body: dict[str, Any]) -> dict[str, Any]:
+    """Going on leave: from ``starts_at`` to ``ends_at`` the substitute sees and works the tasks
+    assigned to you, and new work meant for you goes to them. Setting it again replaces it."""
+    view = current_app.extensions["creditflow"].absences.set(current_principal(), absence_request(body))
+    return absence_body(view, view.username)
+
+
+@blp.route("/me/absence", methods=["DELETE"])
+@blp.response(204)
+@blp.alt_response(404, description="no absence set")
+@requires(TASKS_WORK)
+def end_my_absence() -> None:
+    """Back early (or the leave is called off): your tasks are yours alone again."""
+    current_app.extensions["creditflow"].absences.end(current_principal())

@@ -12,11 +12,12 @@ from typing import Any
 from flask import current_app, request
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from api.absences import AbsenceRequestSchema, AbsenceSchema, absence_body, absence_request
 from api.blueprint import Blueprint
 from api.integers import Integer
 from api.schemas import PageQuerySchema
 from api.security import current_principal, requires
-from engine.org.roles import ORG_ADMIN, ORG_READ, ROLES
+from engine.org.roles import ORG_ADMIN, ORG_READ, ROLES, TASKS_ASSIGN
 from engine.services.organization import UNIT_KINDS
 
 blp = Blueprint("organization", __name__, url_prefix="/api/v1/admin", description="Organisation administration")
@@ -317,6 +318,37 @@ def revoke(user_id: int) -> Any:
     """The grant to revoke comes as query parameters or, since some clients send DELETE bodies, as JSON."""
     grant = blp.ARGUMENTS_PARSER.parse(HeldRoleSchema, location="json" if request.is_json else "query")
     return _service().revoke(current_principal(), user_id, grant["role"], grant["org_unit_code"])
+
+
+# -- absences (休假代理): supervisors (``tasks.assign``) for their units, administrators for the bank ------
+
+
+@blp.route("/users/<int:user_id>/absence", methods=["GET"])
+@blp.response(200, AbsenceSchema)
+@blp.alt_response(404, description="no such user in your scope, or no absence set")
+@requires(TASKS_ASSIGN)
+def get_absence(user_id: int) -> dict[str, Any]:
+    return absence_body(current_app.extensions["creditflow"].absences.get(current_principal(), user_id), user_id)
+
+
+@blp.route("/users/<int:user_id>/absence", methods=["PUT"])
+@blp.arguments(AbsenceRequestSchema)
+@blp.response(200, AbsenceSchema)
+@blp.alt_response(403, description="the user is not in a unit you supervise")
+@blp.alt_response(422, description="the period or the substitute is not valid (the field is named)")
+@requires(TASKS_ASSIGN)
+def set_absence(body: dict[str, Any], user_id: int) -> dict[str, Any]:
+    """Set the absence of someone who could not (taken ill, sent on training at short notice)."""
+    view = current_app.extensions["creditflow"].absences.set(current_principal(), absence_request(body), user_id)
+    return absence_body(view, user_id)
+
+
+@blp.route("/users/<int:user_id>/absence", methods=["DELETE"])
+@blp.response(204)
+@blp.alt_response(404, description="no such user in your scope, or no absence set")
+@requires(TASKS_ASSIGN)
+def end_absence(user_id: int) -> None:
+    current_app.extensions["creditflow"].absences.end(current_principal(), user_id)
 
 
 # -- groups -----------------------------------------------------------------------------------

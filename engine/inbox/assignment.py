@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
+from engine.inbox.absences import stand_in
 from engine.org.roles import APPLICATION, HEAD_OFFICE, ROLES, conflicting, role_for_lane
 from engine.org.units import unit_ids
 from engine.store.fast_rows import FastRows
@@ -55,6 +56,7 @@ class Assignment:
     instance: Any
     binding: Any = None
     is_new: bool = False  # nothing of this instance is in the database yet
+    now: datetime | None = None  # when the step runs: whose absence is in force (None: nobody's)
     _stored: list[tuple[int, str]] | None = None  # (user, duty) done in earlier steps, oldest first
     _candidates: list[dict[str, Any]] = field(default_factory=list)
     _exclusions: set[tuple[str, int]] = field(default_factory=set)
@@ -92,12 +94,14 @@ class Assignment:
         row.role, row.org_unit_id, row.duty, row.priority = offer.role, offer.org_unit_id, offer.duty, offer.priority
         self._candidates += [{"task_id": row.id, "user_id": u, "group_id": None} for u in offer.candidate_users]
         self._candidates += [{"task_id": row.id, "user_id": None, "group_id": g} for g in offer.candidate_groups]
-        if offer.duty is None:
-            return
-        barred = set(self._performers(conflicting(offer.duty)))
-        self._exclusions |= {(row.id, user_id) for user_id in barred}
-        if row.assignee_id is None:
-            row.assignee_id = offer.assignee or self._returning_performer(offer, barred)
+        barred: set[int] = set()
+        if offer.duty is not None:
+            barred = set(self._performers(conflicting(offer.duty)))
+            self._exclusions |= {(row.id, user_id) for user_id in barred}
+            if row.assignee_id is None:
+                row.assignee_id = offer.assignee or self._returning_performer(offer, barred)
+        if row.assignee_id is not None and offer.assignee is None and self.now is not None:
+            row.assignee_id = stand_in(self.session, row.assignee_id, self.now, barred)  # away: the substitute
 
     def performed(
         self, duty: str | None, task_id: str, user_id: int | None, open_tasks: list[Any], now: datetime

@@ -4,7 +4,9 @@ Views:
 - ``mine``: open tasks assigned to the user;
 - ``candidate``: unassigned open tasks offered to the user (a role they hold in the task's org
   unit, or as an explicit candidate user or group) that segregation of duties does not bar them from;
-- ``inbox`` (default): ``mine`` and ``candidate`` together, what a loan officer works through;
+- ``covering``: open tasks of colleagues on leave whom the user substitutes for (休假代理,
+  ``engine.inbox.absences``) that segregation of duties does not bar them from;
+- ``inbox`` (default): ``mine``, ``candidate`` and ``covering`` together, what a loan officer works through;
 - ``team``: every task in the units a supervisor (支行行长, 风险经理, admin) oversees;
 - ``all``: every task the caller's tenant scope lets them read (supervisors only; the province
   reads across its banks).
@@ -28,6 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from engine.errors import Forbidden
+from engine.inbox.absences import covered
 from engine.org.roles import ROLES, TASKS_OVERRIDE
 from engine.org.units import unit_ids
 from engine.services.instance_access import readable_tasks
@@ -44,7 +47,7 @@ from engine.store.models import (
     Tenant,
 )
 
-VIEWS = ("inbox", "mine", "candidate", "delegated", "team", "all")
+VIEWS = ("inbox", "mine", "candidate", "covering", "delegated", "team", "all")
 SORTS = ("due", "priority", "created")
 LEVELS = ("none", "yellow", "orange", "red")
 STATUSES = ("ready", "completed", "cancelled", "returned")
@@ -155,15 +158,35 @@ def supervised_units(principal: Principal, unit_column: Any = HumanTask.org_unit
     return unit_column.in_(sorted(principal.supervised_unit_ids))
 
 
-def view_clause(principal: Principal, view: str) -> ColumnElement[bool]:
+def covering(principal: Principal, now: datetime) -> ColumnElement[bool]:
+    """Tasks assigned, or offered by name, to the colleagues the principal covers for now, in their own
+    bank, that segregation of duties does not bar them from; not a committee member's ballot (it has
+    a duty and no role: a vote is the member's own), not one delegated onwards."""
+    away = covered(principal.user_id, now)
+    named = select(TaskCandidate.task_id).where(TaskCandidate.user_id.in_(away))
+    return and_(
+        HumanTask.tenant_id == principal.tenant_id,
+        or_(
+            InSubquery(HumanTask.assignee_id, away.scalar_subquery()),
+            and_(HumanTask.assignee_id.is_(None), InSubquery(HumanTask.id, named.scalar_subquery())),
+        ),
+        or_(HumanTask.role.is_not(None), HumanTask.duty.is_(None)),
+        or_(HumanTask.delegation.is_(None), HumanTask.delegation != "pending"),
+        not_barred(principal),
+    )
+
+
+def view_clause(principal: Principal, view: str, now: datetime) -> ColumnElement[bool]:
     if principal.is_system:
         return true()
     if view == "mine":
         return mine_clause(principal)
     if view == "candidate":
         return candidate_clause(principal)
+    if view == "covering":
+        return covering(principal, now)
     if view == "inbox":
-        return or_(mine_clause(principal), candidate_clause(principal))
+        return or_(mine_clause(principal), candidate_clause(principal), covering(principal, now))
     if view == "delegated":  # handed to someone else, still mine: it comes back when they resolve it
         return and_(HumanTask.owner_id == principal.user_id, HumanTask.delegation == "pending")
     if view == "team":
@@ -201,7 +224,7 @@ def clock_level_clause(row: Any, level: str, at: Any) -> ColumnElement[bool]:
 
 def filtered(principal: Principal, query: InboxQuery, now: datetime) -> Select[Any]:
     """The tasks of a view with the query's filters, not yet sorted or paged."""
-    stmt = select(HumanTask).where(view_clause(principal, query.view))
+    stmt = select(HumanTask).where(view_clause(principal, query.view, now))
     # The candidate clause pins the caller's own tenant, which the scope always holds; PostgreSQL would
     # multiply the two tenant tests' selectivities, expect 1/110 of the bank's tasks and scan them all.
     if query.view != "candidate":

@@ -29,6 +29,7 @@ LINES = {
     "task.returned": "「{step}」被退回：{who}（{reason}）",
     "task.assigned": "「{step}」已分派给您：{who}",
     "task.delegated": "「{step}」委托您办理：{who}",
+    "absence.substitute": "{absent_name}休假期间（{period}）由您代理其待办任务",
     "calendar.missing": "{year}年工作日历尚未维护，相关时限未能计算",
     "lpr.stale": "LPR报价表已过期（最新报价日{lpr_effective}），请省联社管理员补录",
     "product.template_retired": "省联社模板「{template_name}」已下架（{reason}），贵行{product}仍在售，请决定是否下架",

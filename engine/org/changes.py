@@ -1,9 +1,10 @@
 """The organisation's change trail (权限与配置变更留痕): who changed a tenant's organisation or configuration.
 
 Internal audit and the regulator ask who granted an officer the approver role at a bank and when,
-who unlocked an account, who changed the working hours the time limits are computed in, who created
-an API key or a webhook: segregation of duties (审贷分离) is only as good as the record of who handed
-out the roles. The services of the organisation, the calendar, API keys and webhooks record each
+who unlocked an account, who named whom to cover for an officer on leave, who changed the working
+hours the time limits are computed in, who created an API key or a webhook: segregation of duties
+(审贷分离) is only as good as the record of who handed out the roles. The services of the
+organisation, absences, the calendar, API keys and webhooks record each
 change in this trail (``engine.store.change_trail``) in the change's own transaction; never a
 password, a key or a secret. The owner is the tenant whose organisation or configuration changed;
 none for the province-wide calendar and working hours, which every bank runs on. Administrators and
@@ -37,6 +38,8 @@ USER_ACTIVATED = "user.activated"
 USER_UNLOCKED = "user.unlocked"
 USER_SESSIONS_REVOKED = "user.sessions_revoked"
 USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an action name; details: whether temporary
+USER_ABSENCE_SET = "user.absence_set"  # leave with a substitute (休假代理), set or changed
+USER_ABSENCE_ENDED = "user.absence_ended"
 ROLE_GRANTED = "role.granted"
 ROLE_REVOKED = "role.revoked"
 GROUP_MEMBER_ADDED = "group.member_added"
@@ -65,6 +68,8 @@ ACTIONS = (
     USER_UNLOCKED,
     USER_SESSIONS_REVOKED,
     USER_PASSWORD_RESET,
+    USER_ABSENCE_SET,
+    USER_ABSENCE_ENDED,
     ROLE_GRANTED,
     ROLE_REVOKED,
     GROUP_CREATED,

@@ -127,7 +127,9 @@ class Execution:
     def assignment(self) -> Assignment:
         if self._assignment is None:
             binding = getattr(self.workflow, "product_binding", None)
-            self._assignment = Assignment(self.session, self.rows, self.instance, binding, is_new=self.is_new)
+            self._assignment = Assignment(
+                self.session, self.rows, self.instance, binding, is_new=self.is_new, now=self.now
+            )
         return self._assignment
 
     @property

@@ -1,6 +1,7 @@
 """Human tasks: the inbox, reading a task with its form, completing it, and the inbox actions.
 
-Who may act: the assignee; a candidate (completing an unclaimed task claims it); a supervisor for
+Who may act: the assignee, or while they are away their substitute (``engine.inbox.absences``); a
+candidate (completing an unclaimed task claims it); a supervisor for
 assign and unclaim; ``tasks.override`` holders within their own tenant. Segregation of duties bars
 a user from a task whatever else they hold. The province reads its banks' tasks but acts on none.
 Every action is journaled on the application's audit trail with its actor.
@@ -25,12 +26,14 @@ from sqlalchemy.orm import Session, defer, load_only
 from engine.errors import Conflict, CreditFlowError, Forbidden, InvalidInput, NotFound
 from engine.forms.catalog import FormDefinition
 from engine.forms.validation import bound_problems, match_problems, unknown_fields, validate_form_data
+from engine.inbox.absences import covered_by, stand_in
 from engine.inbox.assignment import Assignment, holders, personal_username
 from engine.inbox.queries import (
     VIEWS,
     InboxQuery,
     after,
     count,
+    covering,
     cursor_of,
     eligible_clause,
     filtered,
@@ -85,6 +88,7 @@ class TaskView:
     remaining_minutes: int | None = None  # working time left until due (negative once overdue)
     return_steps: list[Any] = field(default_factory=list)  # completed earlier steps it may be returned to
     opinions: list[Any] = field(default_factory=list)  # the application's opinion record so far (task detail)
+    covering_for: str | None = None  # the absent colleague whose task the caller covers (休假代理)
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,11 @@ class TaskService:
                     .where(ProcessInstance.id.in_({t.instance_id for t in tasks}))
                 )
             }
-            items = [TaskView(t, instances[t.instance_id], stored_level(t, now)) for t in tasks]
+            away = covered_by(session, principal.user_id, now)
+            items = [
+                TaskView(t, instances[t.instance_id], stored_level(t, now), covering_for=away.get(t.assignee_id or 0))
+                for t in tasks
+            ]
             return InboxPage(items, total, cursor_of(query.sort, tasks[-1]) if more else None)
 
     def counts(self, principal: Principal, query: InboxQuery) -> dict[str, int]:
@@ -313,7 +321,10 @@ class TaskService:
             if row.delegation == "pending":
                 raise Conflict("the task is delegated; the delegate resolves it back first")
             target = self._colleague(session, row, user_id)
-            return {"assignee_id": target.id, "owner_id": None, "delegation": None}
+            barred = set(session.scalars(select(TaskExclusion.user_id).where(TaskExclusion.task_id == row.id)))
+            # someone on leave: their substitute gets it, as new personal work does (休假代理)
+            assignee = stand_in(session, target.id, self.platform.clock.now(), barred)
+            return {"assignee_id": assignee, "owner_id": None, "delegation": None}
 
         return self._act(principal, task_id, "task_assigned", assign, target=user_id)
 
@@ -612,6 +623,8 @@ class TaskService:
             if row.delegation == "pending":
                 raise Conflict("a delegated task is resolved back to its owner, who completes it")
             return
+        if self._covers(session, principal, row):  # a colleague on leave's work, and not barred
+            return
         if row.assignee_id is not None:
             raise Conflict("the task is claimed by someone else")
         if not self._offered(session, principal, row):
@@ -626,6 +639,11 @@ class TaskService:
     def _offered(session: Session, principal: Principal, row: Any) -> bool:
         """The inbox's own offer rule, evaluated for one task (one definition for both)."""
         stmt = select(HumanTask.id).where(HumanTask.id == row.id, eligible_clause(principal))
+        return session.scalar(stmt) is not None
+
+    def _covers(self, session: Session, principal: Principal, row: Any) -> bool:
+        """The task is an absent colleague's whom the caller substitutes for (the covering view's rule)."""
+        stmt = select(HumanTask.id).where(HumanTask.id == row.id, covering(principal, self.platform.clock.now()))
         return session.scalar(stmt) is not None
 
     @staticmethod
@@ -693,7 +711,8 @@ class TaskService:
             raise NotFound(f"task {task_id} does not exist")
         mine = principal.user_id is not None and principal.user_id in (row.assignee_id, row.owner_id)
         instance = session.get(ProcessInstance, row.instance_id)
-        if not (mine or reads(session, principal, instance) or self._offered(session, principal, row)):
+        visible = mine or reads(session, principal, instance) or self._offered(session, principal, row)
+        if not (visible or self._covers(session, principal, row)):
             raise NotFound(f"task {task_id} does not exist")
         return row
 

@@ -109,6 +109,22 @@ class UserRole(Base):
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"))
 
 
+class UserAbsence(Base):
+    """A person's leave (休假、培训、出差) with the colleague who covers their personal work meanwhile
+    (``engine.inbox.absences``); one per user, replaced when set again, deleted when ended early."""
+
+    __tablename__ = "user_absence"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), unique=True)
+    substitute_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    note: Mapped[str] = mapped_column(String(200), default="")
+    set_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    set_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class UserGroup(Base):
     """A named set of users that tasks can be offered to (candidate groups), e.g. 贷审会委员."""
 
