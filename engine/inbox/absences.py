@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -27,13 +26,9 @@ def in_force(now: datetime) -> ColumnElement[bool]:
     return and_(UserAbsence.starts_at <= now, UserAbsence.ends_at > now)
 
 
-def covered(user_id: int | None, now: datetime) -> Select[Any]:
-    """The ids of the people ``user_id`` covers for now."""
-    return select(UserAbsence.user_id).where(UserAbsence.substitute_id == user_id, in_force(now))
-
-
 def covered_by(session: Session, user_id: int | None, now: datetime) -> dict[int, str]:
-    """The people ``user_id`` covers for now: id -> username (to mark their tasks in an inbox)."""
+    """The people ``user_id`` covers for now: id -> username (to mark their tasks in an inbox). Read
+    once per request: almost always nobody, and then the inbox query has no covering clause at all."""
     if user_id is None:
         return {}
     rows = session.execute(

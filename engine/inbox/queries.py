@@ -18,11 +18,12 @@ Pages are keyset-paginated on (sort key, id), so page N costs what page 1 costs.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select, true
+from sqlalchemy import Select, and_, exists, false, func, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -30,7 +31,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from engine.errors import Forbidden
-from engine.inbox.absences import covered
 from engine.org.roles import ROLES, TASKS_OVERRIDE
 from engine.org.units import unit_ids
 from engine.services.instance_access import readable_tasks
@@ -158,16 +158,18 @@ def supervised_units(principal: Principal, unit_column: Any = HumanTask.org_unit
     return unit_column.in_(sorted(principal.supervised_unit_ids))
 
 
-def covering(principal: Principal, now: datetime) -> ColumnElement[bool]:
-    """Tasks assigned, or offered by name, to the colleagues the principal covers for now, in their own
-    bank, that segregation of duties does not bar them from; not a committee member's ballot (it has
-    a duty and no role: a vote is the member's own), not one delegated onwards."""
-    away = covered(principal.user_id, now)
-    named = select(TaskCandidate.task_id).where(TaskCandidate.user_id.in_(away))
+def covering(principal: Principal, away: Collection[int]) -> ColumnElement[bool]:
+    """Tasks assigned, or offered by name, to ``away`` (the colleagues the principal covers for now,
+    ``absences.covered_by``), in their own bank, that segregation of duties does not bar them from; not a
+    committee member's ballot (it has a duty and no role: a vote is the member's own), not one
+    delegated onwards. Nobody to cover for, the usual case, is no clause at all."""
+    if not away:
+        return false()
+    named = select(TaskCandidate.task_id).where(TaskCandidate.user_id.in_(sorted(away)))
     return and_(
         HumanTask.tenant_id == principal.tenant_id,
         or_(
-            InSubquery(HumanTask.assignee_id, away.scalar_subquery()),
+            HumanTask.assignee_id.in_(sorted(away)),
             and_(HumanTask.assignee_id.is_(None), InSubquery(HumanTask.id, named.scalar_subquery())),
         ),
         or_(HumanTask.role.is_not(None), HumanTask.duty.is_(None)),
@@ -176,7 +178,8 @@ def covering(principal: Principal, now: datetime) -> ColumnElement[bool]:
     )
 
 
-def view_clause(principal: Principal, view: str, now: datetime) -> ColumnElement[bool]:
+def view_clause(principal: Principal, view: str, away: Collection[int] = ()) -> ColumnElement[bool]:
+    """The view's rows for ``principal``; ``away``: whom they cover for now (``absences.covered_by``)."""
     if principal.is_system:
         return true()
     if view == "mine":
@@ -184,9 +187,10 @@ def view_clause(principal: Principal, view: str, now: datetime) -> ColumnElement
     if view == "candidate":
         return candidate_clause(principal)
     if view == "covering":
-        return covering(principal, now)
+        return covering(principal, away)
     if view == "inbox":
-        return or_(mine_clause(principal), candidate_clause(principal), covering(principal, now))
+        views = (mine_clause(principal), candidate_clause(principal))
+        return or_(*views, covering(principal, away)) if away else or_(*views)
     if view == "delegated":  # handed to someone else, still mine: it comes back when they resolve it
         return and_(HumanTask.owner_id == principal.user_id, HumanTask.delegation == "pending")
     if view == "team":
@@ -222,9 +226,10 @@ def clock_level_clause(row: Any, level: str, at: Any) -> ColumnElement[bool]:
     return or_(row.warn_at.is_(None), row.warn_at > at)
 
 
-def filtered(principal: Principal, query: InboxQuery, now: datetime) -> Select[Any]:
-    """The tasks of a view with the query's filters, not yet sorted or paged."""
-    stmt = select(HumanTask).where(view_clause(principal, query.view, now))
+def filtered(principal: Principal, query: InboxQuery, now: datetime, away: Collection[int] = ()) -> Select[Any]:
+    """The tasks of a view with the query's filters, not yet sorted or paged; ``away``: whom the
+    principal covers for now (``absences.covered_by``), for the inbox and covering views."""
+    stmt = select(HumanTask).where(view_clause(principal, query.view, away))
     # The candidate clause pins the caller's own tenant, which the scope always holds; PostgreSQL would
     # multiply the two tenant tests' selectivities, expect 1/110 of the bank's tasks and scan them all.
     if query.view != "candidate":

@@ -109,7 +109,8 @@ class TaskService:
         with self.platform.db.transaction() as session:
             if query.view not in VIEWS:
                 raise InvalidInput(f"unknown view {query.view!r}", [{"field": "view", "message": "unknown view"}])
-            stmt = filtered(principal, query, now)
+            away = covered_by(session, principal.user_id, now)
+            stmt = filtered(principal, query, now, away.keys())
             total = session.scalar(count(stmt)) or 0
             if query.cursor:
                 stmt = stmt.where(after(query.sort, parse_cursor(query.sort, query.cursor)))
@@ -124,7 +125,6 @@ class TaskService:
                     .where(ProcessInstance.id.in_({t.instance_id for t in tasks}))
                 )
             }
-            away = covered_by(session, principal.user_id, now)
             items = [
                 TaskView(t, instances[t.instance_id], stored_level(t, now), covering_for=away.get(t.assignee_id or 0))
                 for t in tasks
@@ -136,9 +136,13 @@ class TaskService:
         now = self.platform.clock.now()
         found: dict[str, int] = {}
         with self.platform.db.transaction() as session:
+            away = covered_by(session, principal.user_id, now).keys()
             for view in VIEWS:
+                if view == "covering" and not away:
+                    found[view] = 0  # nobody to cover for: no query
+                    continue
                 try:
-                    stmt = filtered(principal, replace(query, view=view), now)
+                    stmt = filtered(principal, replace(query, view=view), now, away)
                 except Forbidden:  # a view this caller may not use
                     continue
                 found[view] = session.scalar(count(stmt)) or 0
@@ -643,7 +647,8 @@ class TaskService:
 
     def _covers(self, session: Session, principal: Principal, row: Any) -> bool:
         """The task is an absent colleague's whom the caller substitutes for (the covering view's rule)."""
-        stmt = select(HumanTask.id).where(HumanTask.id == row.id, covering(principal, self.platform.clock.now()))
+        away = covered_by(session, principal.user_id, self.platform.clock.now()).keys()
+        stmt = select(HumanTask.id).where(HumanTask.id == row.id, covering(principal, away))
         return session.scalar(stmt) is not None
 
     @staticmethod
