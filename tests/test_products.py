@@ -350,6 +350,12 @@ def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: Cr
         ({"approval": {"properties": {"comment": {"$ref": "https://169.254.169.254/x.json"}}}}, "$ref"),
         ({"approval": {"properties": {"comment": {"$ref": "#"}}}}, "$ref must name a schema of the form catalog"),
         ({"approval": {"properties": {"comment": {"pattern": "^(a|a)*$"}}}}, "repeats a repeated group"),
+        # the province's shared definitions travel inside the bundled form, and stay the province's
+        (
+            {"approval": {"$defs": {"common-defs.json": {"$defs": {"amount": {"format": None}}}}}},
+            "cannot be overridden",
+        ),
+        ({"approval": {"$id": "other-schema.json"}}, "$id cannot be set"),
     ):
         catalog.products.set_draft(bank, "LY-DAINONG", {"form_overrides": override})
         with pytest.raises(InvalidInput) as refused:

@@ -6,6 +6,9 @@ A folder holds three kinds of ``*.json`` file:
 * ``<name>-uischema.json``: the RJSF-style UI schema of form ``<name>`` (optional);
 * anything else, e.g. ``common-defs.json``: shared definitions that forms ``$ref`` by file name.
 
+Each form is bundled on loading (``engine.forms.definition``): the shared files it ``$ref``s,
+directly or not, are embedded, so what a deploy or publish freezes is the whole form.
+
 Everything is checked when the catalog loads, so a broken file fails at start-up or publish time,
 not when a loan officer submits a task: JSON syntax, the draft 2020-12 meta-schema, every ``$ref``
 (resolved only within the catalog, by file name; nothing is ever fetched from the network; ``$id`` is
@@ -15,25 +18,21 @@ opinion record (``x-creditflow-opinion``). All broken files are reported at once
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from engine.errors import CreditFlowError
+from engine.forms.definition import SCHEMA_SUFFIX, UI_SCHEMA_SUFFIX, FormDefinition, compile_form
 from engine.forms.formats import FORMAT_CHECKER
 from engine.forms.opinion_fields import opinion_problems
-from engine.forms.validation import FormValidator
 from engine.json_documents import load_object
 
 __all__ = ["DEFAULT_FORMS_DIR", "FormCatalog", "FormDefinition", "InvalidFormDefinition"]
@@ -41,8 +40,6 @@ __all__ = ["DEFAULT_FORMS_DIR", "FormCatalog", "FormDefinition", "InvalidFormDef
 DEFAULT_FORMS_DIR = Path(__file__).resolve().parents[2] / "forms"
 """The repository's ``forms/`` folder, for a source checkout; deployments pass their own path."""
 
-_SCHEMA_SUFFIX = "-schema.json"
-_UI_SCHEMA_SUFFIX = "-uischema.json"
 _DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -51,21 +48,6 @@ class InvalidFormDefinition(CreditFlowError):
 
     status = 422
     title = "Invalid form definition"
-
-
-@dataclass(frozen=True)
-class FormDefinition:
-    """A loaded form. Treat ``schema`` and ``ui_schema`` as read-only: the validator shares them.
-
-    ``sha256`` covers the schema file, the UI schema file and every catalog file the schema
-    ``$ref``s (transitively), so editing a shared definition changes each dependent form's hash.
-    """
-
-    name: str
-    schema: dict[str, Any]
-    ui_schema: dict[str, Any] | None
-    sha256: str
-    validator: Validator = field(repr=False, compare=False)
 
 
 def _schema_problem(schema: dict[str, Any]) -> str | None:
@@ -141,8 +123,8 @@ class FormCatalog:
             except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 problems.append({"location": file_name, "message": f"not valid JSON: {error}"})
                 continue
-            if file_name.endswith(_UI_SCHEMA_SUFFIX):
-                ui_schemas[file_name.removesuffix(_UI_SCHEMA_SUFFIX)] = document
+            if file_name.endswith(UI_SCHEMA_SUFFIX):
+                ui_schemas[file_name.removesuffix(UI_SCHEMA_SUFFIX)] = document
             elif (problem := _schema_problem(document)) is not None:
                 problems.append({"location": file_name, "message": problem})
             else:
@@ -154,16 +136,19 @@ class FormCatalog:
             .crawl()
         )
         self._registry = registry
+        self._schemas = schemas
         self.schema_files = frozenset(schemas)  # what a ``$ref`` may name: the catalog's own files
-        dependencies: dict[str, set[str]] = {}
+        self._dependencies: dict[str, set[str]] = {}
         for file_name, schema in schemas.items():
-            found, dependencies[file_name] = _check_keywords(file_name, registry)
+            found, self._dependencies[file_name] = _check_keywords(file_name, registry)
+            if file_name.endswith(SCHEMA_SUFFIX):
+                found += _bundle_clashes(schema.get("$defs"), self.schema_files)
             problems.extend({"location": file_name, "message": message} for message in found)
             problems.extend({"location": file_name, "message": message} for message in opinion_problems(schema))
 
-        form_names = {name.removesuffix(_SCHEMA_SUFFIX) for name in raw if name.endswith(_SCHEMA_SUFFIX)}
+        form_names = {name.removesuffix(SCHEMA_SUFFIX) for name in raw if name.endswith(SCHEMA_SUFFIX)}
         problems.extend(
-            {"location": name + _UI_SCHEMA_SUFFIX, "message": f"there is no {name + _SCHEMA_SUFFIX}"}
+            {"location": name + UI_SCHEMA_SUFFIX, "message": f"there is no {name + SCHEMA_SUFFIX}"}
             for name in sorted(ui_schemas.keys() - form_names)
         )
         if problems:
@@ -171,19 +156,12 @@ class FormCatalog:
             raise InvalidFormDefinition(f"broken form files in {self.directory}: {listed}", problems)
 
         for name in sorted(form_names):
-            schema_file, ui_file = name + _SCHEMA_SUFFIX, name + _UI_SCHEMA_SUFFIX
-            hashed = [schema_file, *sorted(_closure(schema_file, dependencies))]
+            schema_file, ui_file = name + SCHEMA_SUFFIX, name + UI_SCHEMA_SUFFIX
             if name in ui_schemas:
-                hashed.insert(1, ui_file)
                 self._aliases[ui_file] = name
             self._aliases.update({name: name, schema_file: name})
-            self._forms[name] = FormDefinition(
-                name=name,
-                schema=schemas[schema_file],
-                ui_schema=ui_schemas.get(name),
-                sha256=_sha256({file_name: raw[file_name] for file_name in hashed}),
-                validator=FormValidator(schemas[schema_file], registry=registry, format_checker=FORMAT_CHECKER),
-            )
+            bundled = self._bundle(schema_file, schemas[schema_file], self._dependencies[schema_file])
+            self._forms[name] = compile_form(name, bundled, ui_schemas.get(name))
 
     def get(self, name: str) -> FormDefinition:
         """The form called ``name`` (or one of its file names); KeyError if there is none."""
@@ -194,18 +172,31 @@ class FormCatalog:
 
     def derive(self, name: str, schema: dict[str, Any], label: str) -> FormDefinition:
         """A variant of form ``name`` with another schema (a bank's product adding or tightening
-        fields), resolving ``$ref`` against this catalog like the shipped forms."""
+        fields, as a merge patch over the bundled form), its ``$ref``s resolved against this catalog
+        like the shipped forms' and bundled the same way."""
         base = self.get(name)
-        problem = _schema_problem(schema)
+        own = _unbundled(schema, self.schema_files)
+        problem = _schema_problem(own)
+        schema_file = base.name + SCHEMA_SUFFIX
+        if problem is None:
+            resource = DRAFT202012.create_resource(own)
+            found, targets = _check_keywords(schema_file, self._registry.with_resource(schema_file, resource))
+            problem = "; ".join(found) or None
         if problem is not None:
             raise InvalidFormDefinition(f"{label}: {problem}", [{"location": label, "message": problem}])
-        return FormDefinition(
-            name=base.name,
-            schema=schema,
-            ui_schema=base.ui_schema,
-            sha256=hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest(),
-            validator=FormValidator(schema, registry=self._registry, format_checker=FORMAT_CHECKER),
-        )
+        return compile_form(base.name, self._bundle(schema_file, own, targets), base.ui_schema)
+
+    def _bundle(self, file_name: str, schema: dict[str, Any], targets: set[str]) -> dict[str, Any]:
+        """``schema`` (of form file ``file_name``) with every catalog file it ``$ref``s, directly or
+        not, under ``$defs`` by file name with that name as ``$id``; the form's own ``$id`` is its
+        file name, so references by file name mean what they meant in the folder."""
+        embedded = {target for start in targets for target in {start, *_closure(start, self._dependencies)}}
+        embedded.discard(file_name)
+        bundled = {**schema, "$id": file_name}
+        if embedded:
+            shared = {target: {"$id": target, **self._schemas[target]} for target in sorted(embedded)}
+            bundled["$defs"] = {**(schema.get("$defs") or {}), **shared}
+        return bundled
 
     def names(self) -> list[str]:
         """Form names, sorted (shared-definition files are not forms)."""
@@ -227,10 +218,21 @@ def _closure(file_name: str, dependencies: dict[str, set[str]]) -> set[str]:
     return seen
 
 
-def _sha256(files: dict[str, bytes]) -> str:
-    """One digest over several files, each framed by its name and length so none can run into the next."""
-    digest = hashlib.sha256()
-    for file_name, content in files.items():
-        digest.update(f"{file_name}\n{len(content)}\n".encode())
-        digest.update(content)
-    return digest.hexdigest()
+def _bundle_clashes(definitions: Any, catalog_files: frozenset[str]) -> list[str]:
+    """A form's own ``$defs`` entries named like a catalog file: bundling embeds that file there."""
+    clashes = sorted(set(definitions) & catalog_files) if isinstance(definitions, dict) else []
+    return [f"$defs {name!r} is the name of a catalog file, which bundling puts there" for name in clashes]
+
+
+def _unbundled(schema: dict[str, Any], catalog_files: frozenset[str]) -> dict[str, Any]:
+    """A bundled form (or a merge patch's result over one) without what bundling added: the ``$id``
+    and the embedded catalog files, which bundling puts back from the catalog itself."""
+    own = {key: value for key, value in schema.items() if key != "$id"}
+    definitions = schema.get("$defs")
+    if isinstance(definitions, dict):
+        kept = {key: value for key, value in definitions.items() if key not in catalog_files}
+        if kept:
+            own["$defs"] = kept
+        else:
+            del own["$defs"]
+    return own

@@ -25,7 +25,7 @@ from jsonschema.protocols import Validator
 from engine.forms.formats import FORMAT_CHECKER, amount_problem, format_problem
 
 if TYPE_CHECKING:
-    from engine.forms.catalog import FormDefinition
+    from engine.forms.definition import FormDefinition
 
 __all__ = [
     "FormValidator",

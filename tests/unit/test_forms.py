@@ -15,6 +15,7 @@ import time_machine
 
 from engine.errors import CreditFlowError
 from engine.forms.catalog import DEFAULT_FORMS_DIR, FormCatalog, InvalidFormDefinition
+from engine.forms.definition import compile_form, form_name, form_sha256
 from engine.forms.formats import (
     FORMAT_CHECKER,
     age_on,
@@ -533,6 +534,48 @@ def test_hash_covers_ui_schema_and_shared_definitions(tmp_path: Path) -> None:
     assert third.get("plain").ui_schema == {"note": {"ui:widget": "textarea"}}
 
 
+def test_a_form_is_bundled_with_every_shared_file_it_uses(tmp_path: Path) -> None:
+    """What a deploy or publish freezes validates alone: the folder can change or go."""
+    write(tmp_path, "phones.json", {"$defs": {"mobile": {"$ref": "shared.json#/$defs/nested"}}})
+    write(tmp_path, "shared.json", SHARED)
+    write(tmp_path, "contact-schema.json", form_with(phone={"$ref": "phones.json#/$defs/mobile"}))
+    write(tmp_path, "plain-schema.json", form_with(note={"type": "string"}))
+    catalog = FormCatalog(tmp_path)
+    form = catalog.get("contact")
+    assert form.schema["$id"] == "contact-schema.json"
+    assert form.schema["$defs"] == {
+        "phones.json": {"$id": "phones.json", **json.loads((tmp_path / "phones.json").read_text())},
+        "shared.json": {"$id": "shared.json", **SHARED},
+    }
+    assert "$defs" not in catalog.get("plain").schema
+    shutil.rmtree(tmp_path)
+    alone = compile_form("contact", form.schema, None, form.sha256)  # as a stored snapshot is compiled
+    assert validate_form_data(alone, {"phone": "12345"}) == [
+        {
+            "field": "phone",
+            "message": "is not a valid mainland mobile number (11 digits starting with 13 to 19)",
+            "code": "format",
+        }
+    ]
+    assert alone.sha256 == form_sha256(form.schema, None)
+
+
+def test_a_variant_is_bundled_with_what_its_changes_use(tmp_path: Path) -> None:
+    write(tmp_path, "shared.json", SHARED)
+    write(tmp_path, "plain-schema.json", form_with(note={"type": "string"}))
+    catalog = FormCatalog(tmp_path)
+    base = catalog.get("plain")
+    variant = catalog.derive("plain", {**base.schema, **form_with(phone={"$ref": "shared.json#/$defs/mobile"})}, "x")
+    assert variant.schema["$defs"]["shared.json"]["$id"] == "shared.json" and variant.sha256 != base.sha256
+    assert validate_form_data(variant, {"phone": "12345"})[0]["field"] == "phone"
+    with pytest.raises(InvalidFormDefinition, match="does not resolve"):
+        catalog.derive("plain", form_with(phone={"$ref": "shared.json#/$defs/nope"}), "form_overrides.plain")
+
+
+def test_form_names_from_file_names() -> None:
+    assert {form_name(n) for n in ("review-schema.json", "review-uischema.json", "review")} == {"review"}
+
+
 def load_broken(folder: Path) -> InvalidFormDefinition:
     with pytest.raises(InvalidFormDefinition) as caught:
         FormCatalog(folder)
@@ -554,6 +597,7 @@ def load_broken(folder: Path) -> InvalidFormDefinition:
         ("bad-schema.json", '{"$ref": "#/$defs/nope"}', "$ref '#/$defs/nope' does not resolve"),
         ("bad-schema.json", '{"properties": {"a": {"format": "cn-residentid"}}}', "format 'cn-residentid'"),
         ("bad-schema.json", '{"$defs": {"a": {"$id": "a.json"}}}', "$id 'a.json' is not allowed"),
+        ("bad-schema.json", '{"$defs": {"shared.json": {}}}', "$defs 'shared.json' is the name of a catalog file"),
         ("shared-defs.json", '{"type": 5}', "not a valid JSON Schema"),
         ("orphan-uischema.json", "{}", "there is no orphan-schema.json"),
         ("orphan-uischema.json", "{", "not valid JSON"),
