@@ -247,8 +247,21 @@ class BulkResultSchema(Schema):
 
 class FormSchema(Schema):
     name = fields.String()
-    schema = fields.Dict()
+    sha256 = fields.String(
+        metadata={"description": "the form's content (schema and UI schema) as the application's version froze it"}
+    )
+    schema = fields.Dict(metadata={"description": "JSON Schema 2020-12, bundled: shared files it uses under $defs"})
     ui_schema = fields.Dict(allow_none=True)
+
+
+class FrozenFormSchema(Schema):
+    name = fields.String(metadata={"description": "the form, or archetype/start_data for what applications start with"})
+    sha256 = fields.String(metadata={"description": "as the published version froze it"})
+    current_sha256 = fields.String(
+        allow_none=True,
+        metadata={"description": "as publishing again would freeze it from the form files now (null: gone)"},
+    )
+    changed = fields.Boolean(metadata={"description": "the form files changed since: publish again to use them"})
 
 
 class ReturnStepSchema(Schema):
@@ -460,6 +473,10 @@ class RetireSchema(Schema):
 
 class ProductDetailSchema(ProductSchema):
     config = fields.Dict(metadata={"description": "the config of the current published version"})
+    forms = fields.List(
+        fields.Nested(FrozenFormSchema),
+        metadata={"description": "the forms the current published version froze, and whether the files changed"},
+    )
     draft = fields.Dict(
         allow_none=True,
         metadata={
@@ -521,6 +538,10 @@ class DiffSchema(Schema):
     base_version = Integer()
     latest_template_version = Integer()
     changes = fields.List(fields.Dict())
+    forms = fields.List(
+        fields.Nested(FrozenFormSchema),
+        metadata={"description": "the forms the product's published version froze, and whether the files changed"},
+    )
 
 
 class RebaseSchema(Schema):

@@ -65,7 +65,7 @@ def db_upgrade(revision: str) -> None:
     from engine.store.migrate import upgrade
 
     platform = _platform()
-    upgrade(platform.db, revision)
+    upgrade(platform.db, revision, forms_dir=platform.settings.forms_dir, bpmn_dir=platform.settings.bpmn_dir)
     click.echo(f"database at {platform.db.engine.url.render_as_string(hide_password=True)} is at {revision}")
 
 
@@ -89,6 +89,14 @@ def catalog_load() -> None:
         f"forms: {len(platform.forms.names())}; products: {platform.products.list(Principal.system())[1]}; processes: "
         + ", ".join(f"{d.key} v{d.version}" for d in result.definitions)
     )
+    stale = platform.products.stale_forms(Principal.system())
+    if not stale:
+        click.echo("every product on sale uses the form files as they are")
+        return
+    click.echo("forms changed since these products on sale were published (publish them again for new applications):")
+    for name, products in stale.items():
+        shown = ", ".join(products[:10]) + (f" and {len(products) - 10} more" if len(products) > 10 else "")
+        click.echo(f"  {name}: {len(products)} product(s): {shown}")
 
 
 @catalog.group("changes")

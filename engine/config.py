@@ -67,6 +67,8 @@ class Settings:
         values: dict[str, object] = {"database_url": database_url, "data_dir": data_dir, "secret_key": secret}
         if os.environ.get("CREDITFLOW_SEAL_CONFIG"):
             values["seal_config"] = Path(os.environ["CREDITFLOW_SEAL_CONFIG"])
+        if os.environ.get("CREDITFLOW_FORMS_DIR"):
+            values["forms_dir"] = Path(os.environ["CREDITFLOW_FORMS_DIR"])
         if os.environ.get("CREDITFLOW_PKI_DIR"):
             values["pki_dir"] = Path(os.environ["CREDITFLOW_PKI_DIR"])
         if os.environ.get("CREDITFLOW_STORAGE_URL"):

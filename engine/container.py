@@ -33,6 +33,7 @@ from engine.services.definitions import DefinitionService
 from engine.services.documents import DocumentService, register_contract_connectors
 from engine.services.escalation_log import EscalationLog
 from engine.services.execution import ARCHIVE, TIMER
+from engine.services.form_snapshots import FormSnapshots
 from engine.services.incidents import IncidentService
 from engine.services.instances import InstanceService
 from engine.services.lpr_quotes import LprQuoteService
@@ -76,7 +77,8 @@ class CreditFlow:
         self.script_engine = CreditFlowScriptEngine(
             RestrictedEnvironment(limits=ScriptLimits(max_seconds=settings.script_max_seconds)), connectors, self.rules
         )
-        self.specs = SpecCache()
+        self.form_snapshots = FormSnapshots()
+        self.specs = SpecCache(self.form_snapshots)
         self.workflows = WorkflowCache()
         self.auth = AuthService(self)
         self.definitions = DefinitionService(self)

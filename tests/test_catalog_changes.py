@@ -82,7 +82,12 @@ def test_a_banks_clone_edit_and_publish_are_recorded_with_their_actor_and_old_va
         "version": 1,
         **who,
     }
-    assert newest["details"] == {"sha256": published.get_json()["sha256"], "template_version": 1}
+    frozen = {f["name"]: f["sha256"] for f in pm.get("/api/v1/products/LY-XEKD-XIN").get_json()["forms"]}
+    assert frozen == {
+        "archetype/start_data": frozen["archetype/start_data"],
+        **{n: seeded.forms.get(n).sha256 for n in ("connector-exception", "manual-review")},
+    }
+    assert newest["details"] == {"sha256": published.get_json()["sha256"], "template_version": 1, "forms": frozen}
     # the same draft again and the same version again change nothing, and record nothing
     assert pm.put("/api/v1/products/LY-XEKD-XIN/draft", json={"draft": edited.get_json()["draft"]}).status_code == 200
     assert pm.post("/api/v1/products/LY-XEKD-XIN/publish").get_json()["version"] == 1
@@ -136,7 +141,8 @@ def test_a_deploy_is_recorded_and_an_identical_one_is_not(app: Any) -> None:
     definition = first.get_json()["definitions"][0]
     assert deployed["action"] == "definition.deployed" and deployed["tenant"] == "bank-lingyuan"
     assert deployed["version"] == 1 and deployed["actor"] == "ly_pm"
-    assert deployed["details"] == {"sha256": definition["sha256"], "files": ["flow.bpmn"]}
+    forms = {name: platform.forms.get(name).sha256 for name in ("review", "approval")}  # the forms it froze
+    assert deployed["details"] == {"sha256": definition["sha256"], "files": ["flow.bpmn"], "forms": forms}
 
     before = count(platform)
     assert upload(pm, own).status_code == 200  # identical: the existing version

@@ -51,6 +51,7 @@ def test_catalog_load_and_deploy(settings: Any, monkeypatch: Any) -> None:
     assert "demo_loan v1" in loaded.output
     again = invoke(settings, monkeypatch, "catalog", "load")
     assert "demo_loan v1" in again.output
+    assert again.output.splitlines()[-1] == "every product on sale uses the form files as they are"
 
     deployed = invoke(settings, monkeypatch, "definitions", "deploy", str(MODELS / "linear.bpmn"))
     assert deployed.exit_code == 0 and "deployed: linear version 1" in deployed.output

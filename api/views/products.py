@@ -53,6 +53,7 @@ def product_body(view: ProductView) -> dict[str, Any]:
         "retired_reason": p.retired_reason,
         "config": current.config if current else None,
         "draft": p.draft if editor else None,
+        "forms": view.forms,
     }
 
 

@@ -118,7 +118,12 @@ def get_task(task_id: str) -> dict[str, Any]:
     view = _service().get(current_principal(), task_id)
     form = None
     if view.form is not None:
-        form = {"name": view.form.name, "schema": view.form.schema, "ui_schema": view.form.ui_schema}
+        form = {
+            "name": view.form.name,
+            "sha256": view.form.sha256,
+            "schema": view.form.schema,
+            "ui_schema": view.form.ui_schema,
+        }
     return {
         **inbox_row(view),
         "remaining_working_minutes": view.remaining_minutes,

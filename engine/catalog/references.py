@@ -28,11 +28,13 @@ class ProcessOutline:
     user_tasks: frozenset[str]  # user task ids: the steps (forms, step limits)
     lanes: frozenset[str]  # lanes holding user tasks (role mapping, assignment)
     decision_slots: frozenset[str]  # business-rule tasks' calledDecisionId
+    # (user task id, the form its BPMN names or None): what a deploy or publish freezes
+    task_forms: frozenset[tuple[str, str | None]]
 
     @classmethod
     def of(cls, key: str, specs: Iterable[Any]) -> ProcessOutline:
         """From parsed process specs (the process and its subprocesses)."""
-        tasks, lanes, slots = set(), set(), set()
+        tasks, lanes, slots, forms = set(), set(), set(), set()
         for spec in specs:
             for task in spec.task_specs.values():
                 bpmn_id = getattr(task, "bpmn_id", None)
@@ -40,12 +42,14 @@ class ProcessOutline:
                     continue
                 if getattr(task, "manual", False):
                     tasks.add(bpmn_id)
+                    properties = (getattr(task, "extensions", None) or {}).get("properties") or {}
+                    forms.add((bpmn_id, properties.get("formJsonSchemaFilename")))
                     if getattr(task, "lane", None):
                         lanes.add(task.lane)
                 decision = getattr(task, "decision", None)
                 if isinstance(decision, str):
                     slots.add(decision)
-        return cls(key, frozenset(tasks), frozenset(lanes), frozenset(slots))
+        return cls(key, frozenset(tasks), frozenset(lanes), frozenset(slots), frozenset(forms))
 
 
 @dataclass(frozen=True)

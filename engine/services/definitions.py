@@ -4,6 +4,10 @@ A process id (key) belongs to whoever deployed it first: the province's and the 
 (``tenant_id`` None) and run every bank's products; a bank's are its own. Only the owner deploys new
 versions of a key, so no bank can change the process the province and the other banks run, and a
 bank's own definitions are invisible to the other banks.
+
+A definition version freezes the forms its user tasks name, as ``forms/`` holds them at deploy time
+(``engine.forms.freezing``): its instances keep them. Deploying the same models again after a form
+changed is therefore a new version, which new instances start on.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.catalog.changes import CATALOG_TRAIL, DEFINITION_DEPLOYED
+from engine.catalog.references import ProcessOutline
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.forms.definition import FormDefinition
+from engine.forms.freezing import digests, frozen_forms
 from engine.jobs.start_timers import schedule_start_timers
 from engine.runtime.model_check import ModelFile, build_parser, lint, raise_if_problems, read_model_files
 from engine.runtime.parser import BPMN_NS, CreditFlowParser
@@ -96,7 +103,7 @@ class DefinitionService:
                 if definition is None or definition.tenant_id not in (None, owner):
                     continue  # lint reports the unresolved call activity
                 external[key] = definition
-                dependency_parser, _ = build_parser(resources_for(session, definition), validate=False)
+                dependency_parser, _ = build_parser(resources_for(session, definition.id), validate=False)
                 for pid, process_parser in dependency_parser.process_parsers.items():
                     parser.process_parsers.setdefault(pid, process_parser)
             if all(key not in external for key in missing):
@@ -119,15 +126,27 @@ class DefinitionService:
         )
         called_ids = sorted(d.id for d in external.values())
         wanted: dict[str, str] = {}
+        forms: dict[str, dict[str, FormDefinition]] = {}
         for pid in own:
             digest = bundle.copy()
             digest.update(f"{pid}\0{called_ids}".encode())
             wanted[pid] = digest.hexdigest()
+            spec, subprocesses = resolved[pid]
+            outline = ProcessOutline.of(pid, [spec, *subprocesses.values()])
+            forms[pid] = frozen_forms(self.platform.forms, outline.task_forms)
         existing = {pid: self._latest(session, pid) for pid in own}
+        snapshots = self.platform.form_snapshots
+        unchanged = {
+            pid
+            for pid, d in existing.items()
+            if d is not None
+            and d.sha256 == wanted[pid]
+            and snapshots.digests(session, definition_id=d.id) == digests(forms[pid])
+        }
         # identical content answers with what is there only if the caller may see it: another bank's
         # private process came back as a success, telling them that bank had deployed the same thing
         visible = all(d is None or d.tenant_id in (owner, None) for d in existing.values())
-        if visible and all(d is not None and d.sha256 == wanted[pid] for pid, d in existing.items()):
+        if visible and unchanged == set(own):
             return DeployResult([d for d in existing.values() if d is not None], created=False)
         taken = sorted(pid for pid, d in existing.items() if d is not None and d.tenant_id != owner)
         if taken:  # someone else's process id: neither whose nor what is said
@@ -153,7 +172,7 @@ class DefinitionService:
         definitions = []
         for pid in own:
             current = existing[pid]
-            if current is not None and current.sha256 == wanted[pid]:
+            if current is not None and pid in unchanged:
                 definitions.append(current)
                 continue
             definition = ProcessDefinition(
@@ -168,6 +187,7 @@ class DefinitionService:
             )
             session.add(definition)
             session.flush()
+            self.platform.form_snapshots.freeze(session, forms[pid], now, definition_id=definition.id)
             record_change(
                 session,
                 CATALOG_TRAIL,
@@ -177,9 +197,13 @@ class DefinitionService:
                 action=DEFINITION_DEPLOYED,
                 subject=pid,
                 version=definition.version,
-                details={"sha256": definition.sha256, "files": sorted(m.name for m in models)},
+                details={
+                    "sha256": definition.sha256,
+                    "files": sorted(m.name for m in models),
+                    "forms": digests(forms[pid]),
+                },
             )
-            self.platform.specs.put(definition, resolved[pid])
+            self.platform.specs.put(definition, resolved[pid], forms[pid])
             schedule_start_timers(session, definition, resolved[pid][0], now)
             definitions.append(definition)
         return DeployResult(definitions, created=True)

@@ -225,9 +225,7 @@ class OpinionService:
             .distinct()
         )
         tasks = self.platform.tasks
-        return {
-            step: opinion_fields(tasks.form_for(form, instance.product_version_id, session)) for step, form in steps
-        }
+        return {step: opinion_fields(tasks.form_for(form, instance, session)) for step, form in steps}
 
 
 def _opinion(

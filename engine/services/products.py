@@ -4,8 +4,9 @@ Publishing resolves a product's config, validates it (schema, cross-checks, the 
 deployed; a bank's variant only narrows its template; bindings name the tasks, lanes and decision
 slots of the deployed process, catalogue roles, and users and groups of the product's bank),
 writes the product's rule parameters into each bound rule decision, lints those decisions against
-the product's data dictionary (fail closed), and freezes the result under a content hash. An
-application is a process instance bound to one product version for its whole life.
+the product's data dictionary (fail closed), and freezes the result under a content hash, with the
+forms its tasks and applications are checked against (``engine.forms.freezing``). An application
+is a process instance bound to one product version for its whole life, forms included.
 """
 
 from __future__ import annotations
@@ -58,8 +59,10 @@ from engine.catalog.references import (
 from engine.catalog.variants import widening_problems
 from engine.config import REPO_ROOT
 from engine.errors import Conflict, Forbidden, InvalidInput, InvalidModel, NotFound
-from engine.forms.catalog import FormDefinition, InvalidFormDefinition
+from engine.forms.catalog import InvalidFormDefinition
+from engine.forms.definition import FormDefinition, form_name
 from engine.forms.formats import FORMAT_CHECKER, age_on, resident_id_problem
+from engine.forms.freezing import START_FORM, digests, frozen_forms, published_form
 from engine.forms.opinion_fields import opinion_problems
 from engine.forms.overrides import loosening_problems, unsafe_keywords
 from engine.forms.validation import FormValidator, bound_problems, unknown_fields, validate_form_data
@@ -109,14 +112,15 @@ CHINA = ZoneInfo("Asia/Shanghai")  # the business calendar's zone: a birthday st
 class Binding:
     """What an application runs: the product version's process, and how it fills the archetype's
     slots: rule decisions per business-rule task, the form per user task, the role per lane, and
-    its own variants of forms (``form_overrides``) by form name."""
+    the forms the version froze by form name (its ``form_overrides`` applied; ``START_FORM``: what
+    its applications start with)."""
 
     version_id: int
     definition_id: int
     decisions: dict[str, str]
     task_forms: dict[str, str]
     roles: dict[str, str]
-    derived_forms: dict[str, FormDefinition]
+    forms: dict[str, FormDefinition]
     time_limits: dict[str, Any] = field(default_factory=dict)  # the config's time_limits section
     assignment: dict[str, dict[str, Any]] = field(default_factory=dict)  # lane -> scope, priority, candidates
     contract: dict[str, Any] = field(default_factory=dict)  # code, name, contract_template, parameters
@@ -171,12 +175,14 @@ class Checked:
     decisions: dict[str, str]
     sha256: str
     base: ProductVersion | None  # the template version a bank's variant narrows
+    forms: dict[str, FormDefinition]  # what it freezes: each task's form (overrides applied), the start form
 
 
 @dataclass(frozen=True)
 class ProductView:
     product: Product
     current: ProductVersion | None
+    forms: list[dict[str, Any]] = field(default_factory=list)  # ``form_changes`` of ``current`` (one product's view)
 
 
 class ProductService:
@@ -185,7 +191,6 @@ class ProductService:
         self.rules_dir = rules_dir
         self._bindings: dict[int, Binding] = {}
         self._lint_results: dict[str, list[dict[str, Any]]] = {}
-        self._start: dict[str, FormDefinition] | None = None
         self._input_schemas: dict[str, tuple[int, dict[str, Any] | None]] = {}  # rule -> (file mtime, schema)
         self._lock = threading.Lock()
 
@@ -246,7 +251,9 @@ class ProductService:
         writes nothing."""
         checked = self.check(session, product, draft)
         latest = self.latest(session, product.id)
-        if latest is not None and latest.sha256 == checked.sha256:
+        snapshots = self.platform.form_snapshots
+        before = snapshots.digests(session, product_version_id=latest.id) if latest is not None else {}
+        if latest is not None and latest.sha256 == checked.sha256 and before == digests(checked.forms):
             return latest
         base = checked.base
         version = ProductVersion(
@@ -263,12 +270,23 @@ class ProductService:
         session.add(version)
         _describe(product, checked.config)  # the catalog lists what applications get, not an unpublished draft
         session.flush()
-        published = {"sha256": checked.sha256, **({"template_version": base.version} if base is not None else {})}
+        snapshots.freeze(session, checked.forms, version.published_at, product_version_id=version.id)
+        published = {
+            "sha256": checked.sha256,
+            **({"template_version": base.version} if base is not None else {}),
+            "forms": digests(checked.forms),
+        }
         self.record(session, principal, product.tenant_id, PRODUCT_PUBLISHED, product.code, version.version, published)
         if product.tenant_id is None and latest is not None:  # the banks decide whether to rebase
             changed = [c["path"] for c in json_diff(latest.config, checked.config)]
+            new_forms = sorted(name for name, sha256 in digests(checked.forms).items() if before.get(name) != sha256)
             self._tell_variants(
-                session, product, "product.template_published", version=version.version, changed=changed
+                session,
+                product,
+                "product.template_published",
+                version=version.version,
+                changed=changed,
+                changed_forms=new_forms,
             )
         return version
 
@@ -289,18 +307,21 @@ class ProductService:
         if problems:
             raise InvalidInput(f"product {code} cannot be published", problems)
         definition = self.platform.definitions.find(session, config["archetype"])
+        loaded = self.platform.specs.get(session, definition.id)
+        process = ProcessOutline.of(definition.key, [loaded.spec, *loaded.subprocess_specs.values()])
         problems = [
             *(widening_problems(base.config, config, self._default_parameters) if base is not None else []),
-            *self._reference_problems(session, config, definition, product.tenant_id),
+            *self._reference_problems(session, config, process, product.tenant_id),
             *self._form_override_problems(config),
         ]
         if problems:
             raise InvalidInput(f"product {code} cannot be published", problems)
+        forms = self._frozen_forms(config, process)
         decisions, rule_problems = self._build_decisions(session, config)
         if rule_problems:
             raise InvalidModel(f"the rule decisions of product {code} do not pass", rule_problems)
         problems = (
-            self.platform.documents.template_problems(config, self._data_paths(config))
+            self.platform.documents.template_problems(config, self._data_paths(config, forms))
             if self.signs_contract(config["archetype"])
             else []
         )
@@ -309,7 +330,7 @@ class ProductService:
         digest = _sha256(
             {"config": config, "definition": definition.id, "decisions": decisions, "base": product.base_version_id}
         )
-        return Checked(config, definition.id, decisions, digest, base)
+        return Checked(config, definition.id, decisions, digest, base, forms)
 
     def _tell_variants(self, session: Session, template: Product, topic: str, **details: Any) -> None:
         """Tell the product managers of each bank whose variant (on sale) is based on ``template``:
@@ -366,13 +387,11 @@ class ProductService:
         return found
 
     def _reference_problems(
-        self, session: Session, config: dict[str, Any], definition: ProcessDefinition, tenant_id: int | None
+        self, session: Session, config: dict[str, Any], process: ProcessOutline, tenant_id: int | None
     ) -> list[dict[str, str]]:
         """What the config names in its deployed process (task ids, lanes, decision slots), in the
         role catalogue, among the bound rules' placeholders, and among the users and groups of the
         product's own bank."""
-        loaded = self.platform.specs.get(session, definition.id)
-        process = ProcessOutline.of(definition.key, [loaded.spec, *loaded.subprocess_specs.values()])
         return [
             *process_problems(config, process),
             *role_problems(config),
@@ -479,13 +498,66 @@ class ProductService:
             problems.extend(undefined_required(derived, field))
         return problems
 
-    def derived_forms(self, config: dict[str, Any]) -> dict[str, FormDefinition]:
-        """The product's own variants of forms, by the form name its user tasks reference."""
-        forms = self.platform.forms
-        return {
-            forms.get(name).name: forms.derive(name, merge_patch(forms.get(name).schema, patch), name)
-            for name, patch in (config.get("form_overrides") or {}).items()
-        }
+    def _frozen_forms(self, config: dict[str, Any], process: ProcessOutline) -> dict[str, FormDefinition]:
+        """The forms a version of ``config`` freezes: its tasks' (its overrides applied) and its start form."""
+        try:
+            return frozen_forms(
+                self.platform.forms,
+                process.task_forms,
+                bound=(config.get("bindings") or {}).get("forms") or {},
+                overrides=config.get("form_overrides") or {},
+                start_data=self._start_data(config["archetype"]),
+            )
+        except KeyError as missing:  # a form the process was deployed with, gone from forms/ since
+            message = f"{missing.args[0]}: deploy {process.key} again with the forms it needs"
+            raise InvalidInput(
+                f"product {config['code']} cannot be published", [{"field": "archetype", "message": message}]
+            ) from None
+
+    def stale_forms(self, principal: Principal) -> dict[str, list[str]]:
+        """Form name -> the products on sale (``CODE vN``) whose current version froze that form other
+        than publishing it again would now: after new form files, what still needs a publish."""
+        newest = (
+            select(ProductVersion.product_id, func.max(ProductVersion.version).label("v"))
+            .group_by(ProductVersion.product_id)
+            .subquery()
+        )
+        on_sale = (
+            principal.scope(select(Product.code, ProductVersion), Product.tenant_id)
+            .join(ProductVersion, ProductVersion.product_id == Product.id)
+            .join(newest, (newest.c.product_id == Product.id) & (newest.c.v == ProductVersion.version))
+            .where(Product.retired_at.is_(None))
+            .order_by(Product.code)
+        )
+        stale: dict[str, list[str]] = {}
+        with self.platform.db.transaction() as session:
+            for code, version in session.execute(on_sale):
+                for form in self.form_changes(session, version):
+                    if form["changed"]:
+                        stale.setdefault(form["name"], []).append(f"{code} v{version.version}")
+        return dict(sorted(stale.items()))
+
+    def _start_data(self, key: str) -> dict[str, Any] | None:
+        """The JSON Schema of what an archetype's applications start with (the manifest's ``start_data``)."""
+        entry = self._archetype(key)
+        return entry["start_data"] if entry else None
+
+    def form_changes(self, session: Session, version: ProductVersion) -> list[dict[str, Any]]:
+        """Each form ``version`` froze, with what publishing it again would freeze from the form files
+        now (``current_sha256``, null when the form is gone or its override no longer fits): a product
+        manager republishes when they differ, and new applications get the new forms."""
+        overrides = version.config.get("form_overrides") or {}
+        start_data = self._start_data(version.config["archetype"])
+        found = []
+        for name, sha256 in sorted(
+            self.platform.form_snapshots.digests(session, product_version_id=version.id).items()
+        ):
+            try:
+                current: str | None = published_form(self.platform.forms, name, overrides, start_data).sha256
+            except (KeyError, InvalidFormDefinition):
+                current = None
+            found.append({"name": name, "sha256": sha256, "current_sha256": current, "changed": current != sha256})
+        return found
 
     def _default_parameters(self, rule_name: str) -> dict[str, Any]:
         path = self.rules_dir / f"{rule_name}.params.json"
@@ -598,6 +670,7 @@ class ProductService:
                 )
             base = session.get(ProductVersion, product.base_version_id)
             newest = self.latest(session, product.template_id)
+            published = self.latest(session, product.id)
             resolved = merge_patch(base.config, product.draft)
             changes = [
                 {"path": dotted(path), "template": value_at(base.config, path), "local": value_at(resolved, path)}
@@ -610,6 +683,7 @@ class ProductService:
                 "base_version": base.version,
                 "latest_template_version": newest.version,
                 "changes": changes,
+                "forms": self.form_changes(session, published) if published else [],
             }
 
     def rebase(self, principal: Principal, code: str) -> dict[str, Any]:
@@ -771,7 +845,8 @@ class ProductService:
     def get(self, principal: Principal, code: str) -> ProductView:
         with self.platform.db.transaction() as session:
             product = self.find(session, principal, code)
-            return ProductView(product, self.latest(session, product.id))
+            current = self.latest(session, product.id)
+            return ProductView(product, current, self.form_changes(session, current) if current else [])
 
     def versions(self, principal: Principal, code: str) -> list[ProductVersion]:
         with self.platform.db.transaction() as session:
@@ -835,7 +910,7 @@ class ProductService:
             "applicant": applicant,
             "product": {"code": code, "version": version.version, "name": config["name"]},
         }
-        start_form = self._start_forms().get(config["archetype"])
+        start_form = binding.forms.get(START_FORM)  # as the version froze it
         if start_form is None and limits:
             raise InvalidInput(f"the application is outside the limits of product {code}", limits)
         if start_form is not None:
@@ -962,32 +1037,15 @@ class ProductService:
         found = next((m for m in entry["messages"] if m["message"] == message), None) if entry else None
         return found["payload"]["schema"] if found else None
 
-    def _data_paths(self, config: dict[str, Any]) -> set[str]:
+    def _data_paths(self, config: dict[str, Any], forms: dict[str, FormDefinition]) -> set[str]:
         """What the product's applications carry at signing: what its contract template may use."""
-        derived = self.derived_forms(config)
 
         def schema(name: str) -> dict[str, Any]:
-            return (derived.get(name) or self.platform.forms.get(name)).schema
+            return (forms.get(form_name(name)) or self.platform.forms.get(name)).schema
 
         entry = next(a for a in self.manifest["archetypes"] if a["key"] == config["archetype"])
         xml = (self.platform.settings.bpmn_dir / entry["file"]).read_bytes()
         return archetype_data_paths(self.manifest, config["archetype"], config, schema, xml)
-
-    def _start_forms(self) -> dict[str, FormDefinition]:
-        """What each archetype needs to start (the manifest's ``start_data`` schemas), as forms."""
-        if self._start is None:
-            manifest = self.manifest
-            self._start = {
-                entry["key"]: FormDefinition(
-                    name=f"start:{entry['key']}",
-                    schema=entry["start_data"],
-                    ui_schema=None,
-                    sha256=_sha256(entry["start_data"]),
-                    validator=FormValidator(entry["start_data"], format_checker=FORMAT_CHECKER),
-                )
-                for entry in manifest["archetypes"]
-            }
-        return self._start
 
     def label(self, version_id: int | None) -> tuple[str, str] | None:
         """A product version's code and name, for list rows: from the binding cache, which the
@@ -1012,7 +1070,7 @@ class ProductService:
                 dict(version.decisions),
                 dict(bindings.get("forms") or {}),
                 dict(bindings.get("roles") or {}),
-                self.derived_forms(version.config),
+                self.platform.form_snapshots.load(session, product_version_id=version.id),
                 self._time_limits(version.config),
                 dict(bindings.get("assignment") or {}),
                 {k: version.config[k] for k in ("code", "name", "contract_template", "parameters")},

@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, defer, load_only
 
 from engine.errors import Conflict, CreditFlowError, Forbidden, InvalidInput, NotFound
-from engine.forms.catalog import FormDefinition
+from engine.forms.definition import FormDefinition, form_name
 from engine.forms.validation import bound_problems, match_problems, unknown_fields, validate_form_data
 from engine.inbox.absences import covered_by, stand_in
 from engine.inbox.assignment import Assignment, holders, personal_username
@@ -168,8 +168,7 @@ class TaskService:
                 steps = [
                     r for r in latest.values() if r.bpmn_id != row.bpmn_id and _returnable(workflow, r) is not None
                 ]
-            version = instance.product_version_id
-            form = self.form_for(row.form, version, session)
+            form = self.form_for(row.form, instance, session)
             now = self.platform.clock.now()
             remaining = None
             if row.due_at is not None and row.status == "ready":
@@ -187,7 +186,7 @@ class TaskService:
         def complete(execution: Execution) -> None:
             row = self._open_row(execution, task_id)
             self._check_may_work(execution.session, principal, row)
-            form = self.form_for(row.form, execution.instance.product_version_id, execution.session)
+            form = self.form_for(row.form, execution.instance, execution.session)
             if form is not None and (problems := validate_form_data(form, data) + unknown_fields(form, data)):
                 raise InvalidInput(f"the submitted data does not match form {form.name}", problems)
             task = execution.workflow.get_task_from_id(uuid.UUID(task_id))
@@ -210,8 +209,15 @@ class TaskService:
             execution.close_task(task_id, "completed", principal.user_id)
             # what was submitted, changed or not: the opinion record reads each round's decision from it (an
             # officer who confirms their conclusion after 退回补充 changes nothing in the data, yet decides)
+            validated = {"form_sha256": form.sha256} if form is not None else {}  # which form it met
             execution.journal.record(
-                "task_completed", task_id=task_id, bpmn_id=row.bpmn_id, name=row.name, changes=changes, submitted=data
+                "task_completed",
+                task_id=task_id,
+                bpmn_id=row.bpmn_id,
+                name=row.name,
+                changes=changes,
+                submitted=data,
+                **validated,
             )
 
             def run_task() -> None:
@@ -259,11 +265,14 @@ class TaskService:
             )
             execution.session.add(note)
             points = _reset_points(earlier, execution.workflow.get_task_from_id(uuid.UUID(task_id)))
-            version_id = execution.instance.product_version_id
             entered: dict[str, dict[str, Any]] = {}
             for point in points:
                 point_id = str(point.id)
-                form = self.form_for(done[point_id].form, version_id, execution.session) if point_id in done else None
+                form = (
+                    self.form_for(done[point_id].form, execution.instance, execution.session)
+                    if point_id in done
+                    else None
+                )
                 entered[point_id] = _entered(point.data, form)
 
             def reset() -> None:
@@ -721,17 +730,17 @@ class TaskService:
             raise NotFound(f"task {task_id} does not exist")
         return row
 
-    def form_for(self, name: str | None, product_version_id: int | None, session: Session) -> FormDefinition | None:
-        """The task's form, as the instance's product version adjusted it (banks add or tighten fields)."""
-        if not name:
+    def form_for(self, reference: str | None, instance: Any, session: Session) -> FormDefinition | None:
+        """The task's form as the instance's product version (its overrides applied) or, without a
+        product, its process definition froze it: the form the instance started with, whatever the
+        form files hold now."""
+        if not reference:
             return None
-        try:
-            form = self.platform.forms.get(name)
-        except KeyError:
-            return None
-        if product_version_id is None:
-            return form
-        return self.platform.products.binding(session, product_version_id).derived_forms.get(form.name, form)
+        if instance.product_version_id is not None:
+            forms = self.platform.products.binding(session, instance.product_version_id).forms
+        else:
+            forms = self.platform.specs.get(session, instance.definition_id).forms
+        return forms.get(form_name(reference))
 
 
 def _returnable(workflow: Any, row: HumanTask | None) -> Any:

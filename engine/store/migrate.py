@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -20,14 +21,23 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(database: Database, revision: str = "head") -> None:
+def upgrade(
+    database: Database,
+    revision: str = "head",
+    *,
+    forms_dir: Path = REPO_ROOT / "forms",
+    bpmn_dir: Path = REPO_ROOT / "bpmn",
+) -> None:
     """Apply migrations on the platform's own engine (SQLite pragmas included).
 
     SQLite can only change a table by copying it ("batch" migrations), and dropping the old copy
     trips foreign keys that point at it; so, as SQLite documents, foreign keys are off while the
     migration runs and the result is checked with ``foreign_key_check`` before it commits.
+    ``forms_dir`` and ``bpmn_dir`` are the platform's: revision 0021 freezes the forms they hold
+    for the definitions and product versions already there.
     """
     config = alembic_config(database.engine.url.render_as_string(hide_password=False))
+    config.attributes.update(forms_dir=forms_dir, bpmn_dir=bpmn_dir)
     with database.engine.connect() as connection:
         raw = connection.connection.driver_connection if database.is_sqlite else None
         if raw is not None:

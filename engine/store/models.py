@@ -11,8 +11,10 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     ForeignKey,
     Index,
@@ -301,6 +303,35 @@ class PublicationRequest(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     reason: Mapped[str | None] = mapped_column(String(500))  # why it was rejected
     published_version: Mapped[int | None] = mapped_column(Integer)  # what its approval published
+
+
+class FormSnapshot(Base):
+    """A form as a deploy or publish froze it: its bundled (self-contained) JSON Schema and UI schema,
+    stored once per content however many definitions and product versions use it. Plain JSON, not
+    PostgreSQL's jsonb: jsonb reorders keys, and the order of a form's fields is how it is laid out."""
+
+    __tablename__ = "form_snapshot"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)  # engine.forms.definition.form_sha256
+    schema: Mapped[dict[str, Any]] = mapped_column(JSON)
+    ui_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class FrozenForm(Base):
+    """Which snapshot a process definition's or a product version's user tasks use, by form name:
+    what its running instances validate against and show, whatever ``forms/`` holds later."""
+
+    __tablename__ = "frozen_form"
+    __table_args__ = (
+        UniqueConstraint("definition_id", "name"),
+        UniqueConstraint("product_version_id", "name"),
+        CheckConstraint("(definition_id IS NULL) <> (product_version_id IS NULL)", name="one_owner"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition_id: Mapped[int | None] = mapped_column(ForeignKey("process_definition.id"))
+    product_version_id: Mapped[int | None] = mapped_column(ForeignKey("product_version.id"))
+    name: Mapped[str] = mapped_column(String(255))  # form name (``review``), or the start form
+    sha256: Mapped[str] = mapped_column(ForeignKey("form_snapshot.sha256"))
 
 
 OPEN_STATUSES = ("running", "error")  # an instance that has not ended: a failed one still waits for a fix
