@@ -355,7 +355,7 @@ def test_a_bank_adds_and_tightens_form_fields_but_cannot_loosen_them(catalog: Cr
             {"approval": {"$defs": {"common-defs.json": {"$defs": {"amount": {"format": None}}}}}},
             "cannot be overridden",
         ),
-        ({"approval": {"$id": "other-schema.json"}}, "$id cannot be set"),
+        ({"approval": {"$id": "other-schema.json"}}, "$id 'other-schema.json' is not allowed"),
     ):
         catalog.products.set_draft(bank, "LY-DAINONG", {"form_overrides": override})
         with pytest.raises(InvalidInput) as refused:

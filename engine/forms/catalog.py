@@ -67,7 +67,9 @@ def _check_keywords(file_name: str, registry: Registry[Any]) -> tuple[list[str],
     """Check every ``$id``, ``$ref`` and ``format`` in one schema file.
 
     ``$id`` is refused so that a file's name is its only identity and ``$ref``s mean the same at
-    load and at validation time. Returns the problems and the other files referred to directly.
+    load and at validation time; a form refers to itself as ``#…``, since the bundled form that is
+    frozen and validated has no file name. Returns the problems and the other files referred to
+    directly.
     """
     problems: list[str] = []
     targets: set[str] = set()
@@ -85,7 +87,9 @@ def _check_keywords(file_name: str, registry: Registry[Any]) -> tuple[list[str],
                 except Unresolvable:
                     problems.append(f"$ref {ref!r} does not resolve to a schema in the form catalog")
                 else:
-                    targets.add(urldefrag(urljoin(file_name, ref)).url)
+                    targets.add(target := urldefrag(urljoin(file_name, ref)).url)
+                    if target == file_name and urldefrag(ref).url and file_name.endswith(SCHEMA_SUFFIX):
+                        problems.append(f"$ref {ref!r} names the form's own file: write it as '#…'")
             name = contents.get("format")
             if name is not None and name not in FORMAT_CHECKER.checkers:
                 problems.append(f"format {name!r} is not checked by this server")
@@ -188,11 +192,12 @@ class FormCatalog:
 
     def _bundle(self, file_name: str, schema: dict[str, Any], targets: set[str]) -> dict[str, Any]:
         """``schema`` (of form file ``file_name``) with every catalog file it ``$ref``s, directly or
-        not, under ``$defs`` by file name with that name as ``$id``; the form's own ``$id`` is its
-        file name, so references by file name mean what they meant in the folder."""
+        not, under ``$defs`` by file name with that name as ``$id``, where its ``$ref``s by file name
+        find them. The form itself has no ``$id``: resolving every reference against one cost a URL
+        join per ``$ref`` and submission."""
         embedded = {target for start in targets for target in {start, *_closure(start, self._dependencies)}}
         embedded.discard(file_name)
-        bundled = {**schema, "$id": file_name}
+        bundled = dict(schema)
         if embedded:
             shared = {target: {"$id": target, **self._schemas[target]} for target in sorted(embedded)}
             bundled["$defs"] = {**(schema.get("$defs") or {}), **shared}
@@ -225,9 +230,9 @@ def _bundle_clashes(definitions: Any, catalog_files: frozenset[str]) -> list[str
 
 
 def _unbundled(schema: dict[str, Any], catalog_files: frozenset[str]) -> dict[str, Any]:
-    """A bundled form (or a merge patch's result over one) without what bundling added: the ``$id``
-    and the embedded catalog files, which bundling puts back from the catalog itself."""
-    own = {key: value for key, value in schema.items() if key != "$id"}
+    """A bundled form (or a merge patch's result over one) without what bundling added: the
+    embedded catalog files, which bundling puts back from the catalog itself."""
+    own = dict(schema)
     definitions = schema.get("$defs")
     if isinstance(definitions, dict):
         kept = {key: value for key, value in definitions.items() if key not in catalog_files}

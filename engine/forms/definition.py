@@ -60,7 +60,7 @@ def compile_form(
     Its embedded files are registered once, here: left to jsonschema, every ``$ref`` to one would
     search the whole document again, on every submission."""
     resource = DRAFT202012.create_resource(schema)
-    registry: Registry[Any] = Registry().with_resource(resource.id() or "", resource).crawl()
+    registry: Registry[Any] = Registry().with_resource("", resource).crawl()
     return FormDefinition(
         name=name,
         schema=schema,

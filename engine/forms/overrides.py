@@ -53,13 +53,11 @@ def loosening_problems(base: dict[str, Any], derived: dict[str, Any], path: str 
 def unsafe_keywords(derived: Any, catalog_files: set[str], path: str = "") -> list[str]:
     """What an override may not add anywhere: a ``$ref`` outside the form catalog (a remote or missing
     schema made every completion of the step fail), or a ``pattern`` that backtracks exponentially
-    (one comment field held a worker thread for seconds per character); nor, at the top, an ``$id``
-    or a change to a shared file the bundled form embeds (the province's definition of an amount)."""
+    (one comment field held a worker thread for seconds per character); nor, at the top, a change to
+    a shared file the bundled form embeds (the province's definition of an amount)."""
     problems: list[str] = []
     where = path or "(form)"
     if isinstance(derived, dict) and not path:  # what bundling sets (engine.forms.definition)
-        if "$id" in derived:
-            problems.append("(form): $id cannot be set: the form's file name is its identity")
         bundled = derived.get("$defs") if isinstance(derived.get("$defs"), dict) else {}
         problems.extend(
             f"$defs.{name}: is the shared file {name} as the form catalog holds it; it cannot be overridden"
