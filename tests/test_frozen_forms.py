@@ -239,6 +239,8 @@ def test_forms_over_http(platform: CreditFlow, app: Any, settings: Settings, res
     assert login(application, "qh_pm").get("/api/v1/products/LY-DAINONG").status_code == 404
     done = officer.post(f"/api/v1/tasks/{task_id}/complete", json={"data": INVESTIGATION})
     assert done.status_code == 200, done.get_json()
+    retired = pm.post("/api/v1/products/LY-DAINONG/retire", json={"reason": "停办"})  # every answer with the product
+    assert retired.status_code == 200 and retired.get_json()["forms"] == list(shown.values())
 
 
 @pytest.mark.usefixtures("catalog")

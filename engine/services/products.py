@@ -629,7 +629,7 @@ class ProductService:
                 details = {"changes": json_diff(_resolved(base, before), _resolved(base, product.draft))}
                 self.record(session, principal, product.tenant_id, PRODUCT_DRAFT_CHANGED, code, details=details)
             self.supersede_stale(session, principal, product)
-            return ProductView(product, latest)
+            return self._view(session, product)
 
     def retire(self, principal: Principal, code: str, reason: str) -> ProductView:
         """Withdraw a product from sale (下架): it takes no new applications, and a retired template no
@@ -658,7 +658,7 @@ class ProductService:
             self.record(session, principal, product.tenant_id, action, code, details={"reason": reason})
             if product.tenant_id is None and reason is not None:  # each bank decides for its own variant
                 self._tell_variants(session, product, "product.template_retired", reason=reason)
-            return ProductView(product, self.latest(session, product.id))
+            return self._view(session, product)
 
     def diff(self, principal: Principal, code: str) -> dict[str, Any]:
         """A local product's overrides against its template base, and whether the template moved on."""
@@ -845,8 +845,12 @@ class ProductService:
     def get(self, principal: Principal, code: str) -> ProductView:
         with self.platform.db.transaction() as session:
             product = self.find(session, principal, code)
-            current = self.latest(session, product.id)
-            return ProductView(product, current, self.form_changes(session, current) if current else [])
+            return self._view(session, product)
+
+    def _view(self, session: Session, product: Product) -> ProductView:
+        """One product with its current version and what that version's forms are next to the files."""
+        current = self.latest(session, product.id)
+        return ProductView(product, current, self.form_changes(session, current) if current else [])
 
     def versions(self, principal: Principal, code: str) -> list[ProductVersion]:
         with self.platform.db.transaction() as session:
