@@ -369,5 +369,5 @@ def test_a_bank_s_form_may_add_an_opinion_part_but_not_move_one(
     catalog.products.clone(bank, "FND-DAINONG", code="LY-TERM", name=None, overrides=added)
     version = catalog.products.publish(bank, "LY-TERM")
     with catalog.db.transaction() as session:
-        form = catalog.products.binding(session, version.id).derived_forms["approval"]
+        form = catalog.products.binding(session, version.id).forms["approval"]
     assert opinion_fields(form).fields["term_months"] == "approved_term_months"
