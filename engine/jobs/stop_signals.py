@@ -35,8 +35,12 @@ def on_stop_signals(first: Callable[[], None]) -> None:
             )
             exit_now(128 + signum)
         received.append(signum)
-        log.info("%s: stopping gracefully (no new jobs; the running ones finish); a second signal stops at once", name)
-        first()
+        try:
+            first()  # may leave by raising (the server's loop); the stop is asked for before the line says so
+        finally:
+            log.info(
+                "%s: stopping gracefully (no new jobs; the running ones finish); a second signal stops at once", name
+            )
 
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, handle)
