@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -123,6 +124,18 @@ def test_a_successful_login_resets_the_counter(app: Any, seeded: Any) -> None:
     assert user_row(seeded, "ly_officer").failed_logins == 4
     login(app, "ly_officer")  # nine failures in all, never five in a row
     assert user_row(seeded, "ly_officer").failed_logins == 0
+
+
+def test_a_password_hashed_under_older_parameters_is_rehashed_at_the_next_login(app: Any, seeded: Any) -> None:
+    older = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1)
+    with seeded.db.transaction(write=True) as session:
+        session.scalars(select(User).where(User.username == "ly_officer")).one().password_hash = older.hash(PASSWORD)
+    attempt(app, "ly_officer", "wrong")
+    assert "m=1024,t=2,p=1" in user_row(seeded, "ly_officer").password_hash  # only the right password re-hashes
+    login(app, "ly_officer")
+    upgraded = user_row(seeded, "ly_officer")
+    assert "$m=8,t=1,p=1$" in upgraded.password_hash and upgraded.failed_logins == 0  # the suite's parameters
+    login(app, "ly_officer")  # the new hash verifies
 
 
 def test_unknown_users_are_answered_like_wrong_passwords(app: Any) -> None:

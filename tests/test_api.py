@@ -112,6 +112,17 @@ def test_passwords_are_stored_with_argon2(seeded: Any) -> None:
     assert hashes and all(h.startswith("$argon2id$") for h in hashes)
 
 
+def test_an_installation_hashes_with_argon2s_recommended_cost() -> None:
+    """The suite hashes cheaply (tests/conftest.py); a process of its own shows what an installation uses:
+    RFC 9106's second recommended option (64 MiB, 3 passes, 4 lanes)."""
+    import subprocess
+    import sys
+
+    program = "from engine.services.auth import hash_password; print(hash_password('correct horse battery'))"
+    made = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert made.stdout.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+
+
 # -- deploy --------------------------------------------------------------------------------------
 
 

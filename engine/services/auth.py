@@ -51,6 +51,17 @@ _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not-a-real-password")
 
 
+def use_password_hasher(hasher: PasswordHasher) -> None:
+    """Hash and verify with other argon2 parameters from now on, in this process.
+
+    The test suite logs in over a thousand times; it uses argon2's CHEAPEST profile (the same
+    argon2id and hash format at a thousandth of the cost). Hashes carry their parameters, so a hash
+    made under either setting verifies under the other."""
+    global _HASHER, _DUMMY_HASH
+    _HASHER = hasher
+    _DUMMY_HASH = hasher.hash("not-a-real-password")
+
+
 def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
@@ -222,9 +233,7 @@ class AuthService:
             log.warning("login failed for unknown user %r", username)
             return False
         if correct:
-            if user.failed_logins or user.locked_until is not None:
-                with self.platform.db.transaction(write=True) as session:
-                    session.execute(update(User).where(User.id == user.id).values(failed_logins=0, locked_until=None))
+            self._after_correct_password(user, password)
             return True
         settings = self.platform.settings
         with self.platform.db.transaction(write=True) as session:
@@ -240,6 +249,22 @@ class AuthService:
             log.warning("account %r locked for %d minutes", username, settings.lockout_minutes)
             raise Unauthorized(INVALID_LOGIN)
         return False
+
+    def _after_correct_password(self, user: User, password: str) -> None:
+        """Clear the failure count, and re-hash a password stored under other argon2 parameters (an
+        installation that raised them upgrades each account at its next login). The update matches
+        the old hash, so a password changed meanwhile is never overwritten."""
+        values: dict[str, Any] = {}
+        if user.failed_logins or user.locked_until is not None:
+            values.update(failed_logins=0, locked_until=None)
+        if _HASHER.check_needs_rehash(user.password_hash):
+            values["password_hash"] = hash_password(password)
+            log.info("password hash of %r upgraded to the installation's argon2 parameters", user.username)
+        if values:
+            with self.platform.db.transaction(write=True) as session:
+                session.execute(
+                    update(User).where(User.id == user.id, User.password_hash == user.password_hash).values(**values)
+                )
 
     def _sign(self, session: Session, user: User, now: datetime, restricted: bool) -> IssuedToken:
         roles = sorted(session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
