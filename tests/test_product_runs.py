@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 from lxml import etree
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR, load_product_configs
 from engine.clock import FrozenClock
@@ -46,9 +46,8 @@ from engine.services.auth import load_principal
 from engine.services.execution import payout_state
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
-from engine.store.db import Database
-from engine.store.models import Base, OutboxMessage, ProcessInstance, Tenant, User
-from tests.conftest import BLACKLISTED_ID, PG_URL, bureau
+from engine.store.models import OutboxMessage, ProcessInstance, Tenant, User
+from tests.conftest import BLACKLISTED_ID, bureau, fresh_database
 from tests.test_archetypes import face_signed
 
 SYSTEM = Principal.system()
@@ -454,16 +453,7 @@ def shared(
 ) -> Iterator[CreditFlow]:
     """A fresh database for this module with the bpmn/ bundle deployed once."""
     data_dir = tmp_path_factory.mktemp("product_runs")
-    if PG_URL:
-        database = Database(PG_URL)
-        tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
-        with database.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        database.dispose()
-        url = PG_URL
-    else:
-        shutil.copy(migrated_template, data_dir / "creditflow.db")
-        url = f"sqlite:///{data_dir / 'creditflow.db'}"
+    url = fresh_database(migrated_template, data_dir)
     settings = Settings(database_url=url, data_dir=data_dir, secret_key="test-secret-key-" + "x" * 32, **documents_dirs)
     platform = CreditFlow(settings, clock=FrozenClock(TODAY), connectors=_connectors())
     with platform.db.transaction(write=True) as session:
