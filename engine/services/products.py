@@ -69,9 +69,9 @@ from engine.forms.validation import FormValidator, bound_problems, unknown_field
 from engine.inbox.applicant import application_key
 from engine.inbox.assignment import holders
 from engine.notify.outbox import publish
-from engine.rules.jdm import input_schema
 from engine.rules.lint import lint_decision
-from engine.rules.parameters import apply_parameters, placeholders
+from engine.rules.parameters import apply_parameters
+from engine.rules.templates import RuleTemplates
 from engine.services.principal import Principal
 from engine.sla.calendar import BusinessCalendar, WorkingHours
 from engine.sla.deadlines import (
@@ -191,7 +191,7 @@ class ProductService:
         self.rules_dir = rules_dir
         self._bindings: dict[int, Binding] = {}
         self._lint_results: dict[str, list[dict[str, Any]]] = {}
-        self._input_schemas: dict[str, tuple[int, dict[str, Any] | None]] = {}  # rule -> (file mtime, schema)
+        self._templates = RuleTemplates(rules_dir)
         self._lock = threading.Lock()
 
     # -- the standard catalog ------------------------------------------------------------------
@@ -362,25 +362,28 @@ class ProductService:
         problems: list[dict[str, Any]] = []
         dictionary = config.get("data_dictionary") or {}
         for slot, rule_name in sorted(config["bindings"].get("decisions", {}).items()):
-            template = json.loads((self.rules_dir / f"{rule_name}.json").read_text(encoding="utf-8"))
-            wanted = placeholders(template)
+            template = self._templates.get(rule_name)
             params = {**self._default_parameters(rule_name), **(config.get("rule_parameters") or {})}
             try:
-                content = apply_parameters(template, {k: v for k, v in params.items() if k in wanted})
+                content = apply_parameters(
+                    template.content, {k: v for k, v in params.items() if k in template.placeholders}
+                )
             except Exception as exc:  # ParameterError lists every missing or unusable value
                 problems.append({"location": f"bindings.decisions.{slot}", "message": str(exc)})
                 continue
-            problems.extend({**p, "location": f"{slot}:{p['location']}"} for p in self._lint(content, dictionary))
-            key = f"{rule_name}@{_sha256(content)[:16]}"
+            digest = _sha256(content)
+            linted = self._lint(content, digest, dictionary)
+            problems.extend({**p, "location": f"{slot}:{p['location']}"} for p in linted)
+            key = f"{rule_name}@{digest[:16]}"
             if session.get(RuleDecision, key) is None:
                 session.add(RuleDecision(key=key, content=content, created_at=self.platform.clock.now()))
             decisions[slot] = key
         return decisions, problems
 
-    def _lint(self, content: dict[str, Any], dictionary: dict[str, str]) -> list[dict[str, Any]]:
-        """Lint once per distinct decision and dictionary: many products share both, and the 1,000-row
-        access table takes a tenth of a second to lint."""
-        key = _sha256({"content": content, "dictionary": dictionary})
+    def _lint(self, content: dict[str, Any], digest: str, dictionary: dict[str, str]) -> list[dict[str, Any]]:
+        """Lint once per distinct decision (``digest``, its hash) and dictionary: many products share both,
+        and the 1,000-row access table takes a tenth of a second to lint."""
+        key = f"{digest}:{_sha256(dictionary)}"
         found = self._lint_results.get(key)
         if found is None:
             found = self._lint_results[key] = lint_decision(content, dictionary)
@@ -405,7 +408,7 @@ class ProductService:
         rules = sorted(set(config["bindings"].get("decisions", {}).values()))
         wanted: set[str] = set()
         for rule in rules:
-            wanted |= self._placeholders(rule)
+            wanted |= self._templates.get(rule).placeholders
         message = f"no bound rule reads it (rules: {', '.join(rules)})" if rules else "the product binds no rule"
         return [
             {"field": f"rule_parameters.{name}", "message": message}
@@ -419,24 +422,10 @@ class ProductService:
         return self.manifest["conventions"]["rule_segments"]["mapping"]
 
     def _rule_inputs(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """The input schema of each bound rule (a rule without one is reported by the rule lint).
-
-        Read again only when its file changes: every application is checked against them, and the
-        access rule's file is some 380 KB of JSON."""
-        found: dict[str, dict[str, Any]] = {}
-        for rule in sorted(set(config["bindings"].get("decisions", {}).values())):
-            path = self.rules_dir / f"{rule}.json"
-            changed = path.stat().st_mtime_ns
-            cached = self._input_schemas.get(rule)
-            if cached is None or cached[0] != changed:
-                try:
-                    schema: dict[str, Any] | None = input_schema(json.loads(path.read_text(encoding="utf-8")))
-                except ValueError:
-                    schema = None
-                cached = self._input_schemas[rule] = (changed, schema)
-            if cached[1] is not None:
-                found[rule] = cached[1]
-        return found
+        """The input schema of each bound rule (a rule without one is reported by the rule lint)."""
+        rules = sorted(set(config["bindings"].get("decisions", {}).values()))
+        schemas = {rule: self._templates.get(rule).input_schema for rule in rules}
+        return {rule: schema for rule, schema in schemas.items() if schema is not None}
 
     def _rule_value_problems(self, config: dict[str, Any], start_data: dict[str, Any]) -> list[dict[str, str]]:
         """Each rule input the application gives, against the bound rules' own input schemas: a credit
@@ -452,9 +441,6 @@ class ProductService:
                 allowed = f": one of {', '.join(map(str, spec['enum']))}" if "enum" in spec else ""
                 problems.append({"field": f"data.{name}", "message": f"is not a value rule {rule} reads{allowed}"})
         return list({p["field"]: p for p in problems}.values())
-
-    def _placeholders(self, rule_name: str) -> set[str]:
-        return placeholders(json.loads((self.rules_dir / f"{rule_name}.json").read_text(encoding="utf-8")))
 
     @staticmethod
     def _organisation(session: Session, config: dict[str, Any], tenant_id: int | None) -> Organisation:
