@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR
@@ -45,6 +45,7 @@ from engine.store.models import (
     Delivery,
     Escalation,
     IdempotencyKey,
+    Incident,
     Job,
     Notification,
     OutboxMessage,
@@ -614,6 +615,39 @@ def test_nightly_housekeeping_deletes_what_has_served_its_purpose_and_keeps_the_
     with seeded.db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(AuditEvent)) > 0  # the audit trails stay
     assert t0 + timedelta(days=181) == seeded.clock.now()
+
+
+def test_a_night_whose_sweep_keeps_failing_is_an_incident_and_the_nights_after_run_all_the_same(
+    seeded: CreditFlow,
+) -> None:
+    ensure_scheduled(seeded)
+    (first_night,) = housekeeping_jobs(seeded)
+    with seeded.db.transaction(write=True) as session:  # what a botched manual change leaves behind
+        session.execute(text("ALTER TABLE revoked_token RENAME TO revoked_token_away"))
+    try:
+        tick(seeded, first_night - seeded.clock.now())
+        fail_every_retry(seeded)
+        with seeded.db.transaction() as session:
+            (incident,) = session.scalars(select(Incident))
+        assert incident.kind == HOUSEKEEPING and "revoked_token" in incident.message
+        ensure_scheduled(seeded)  # a node starting meanwhile: the next night is queued already
+        assert waiting_housekeeping(seeded) == [next_run(first_night)]
+    finally:
+        with seeded.db.transaction(write=True) as session:
+            session.execute(text("ALTER TABLE revoked_token_away RENAME TO revoked_token"))
+    with seeded.db.transaction(write=True) as session:  # a sign-out whose token has expired since
+        session.add(RevokedToken(jti="signed-out", user_id=1, expires_at=first_night))
+    assert tick(seeded, next_run(first_night) - seeded.clock.now()).done == 1
+    assert rows(seeded)["revoked_token"] == 0  # the second night swept
+    assert waiting_housekeeping(seeded) == [next_run(next_run(first_night))]
+    with seeded.db.transaction() as session:  # the failed night waits for someone to retry or resolve it
+        assert session.scalar(select(Job.retries_left).where(Job.id == incident.job_id)) == 0
+
+
+def waiting_housekeeping(platform: CreditFlow) -> list[datetime]:
+    with platform.db.transaction() as session:
+        waiting = select(Job.due_at).where(Job.kind == HOUSEKEEPING, Job.retries_left > 0)
+        return list(session.scalars(waiting))
 
 
 def housekeeping_jobs(platform: CreditFlow) -> list[datetime]:

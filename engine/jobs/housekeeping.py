@@ -5,10 +5,11 @@ What goes, and after how long (settings): idempotency keys (``idempotency_days``
 comes within minutes, not months); notifications, read or not, and delivered or dropped deliveries
 with the messages nothing refers to any more (``notification_days``); sign-outs of tokens that have expired
 anyway. Nothing an auditor or a loan file needs is touched: instances, tasks, audit trails, documents,
-archives, escalations and both change trails stay. The job runs at 02:30 Beijing time and queues its
-next night (unless another node's already did: two nodes starting at once queue one each, and the
-nights after hold one); each node's scheduler makes sure one is queued when it starts. After its last
-retry fails it stays as an incident, and nightly housekeeping waits until someone retries it.
+archives, escalations and both change trails stay. The job runs at 02:30 Beijing time and, before it
+sweeps, queues its next night (unless another node's already did: two nodes starting at once queue
+one each, and the nights after hold one); each node's scheduler makes sure one is queued when it
+starts. A night whose sweep fails its last retry stays as an incident for someone to look at; the
+nights after it run all the same.
 """
 
 from __future__ import annotations
@@ -59,8 +60,15 @@ def ensure_scheduled(platform: CreditFlow) -> None:
     finds nothing left to delete)."""
     now = platform.clock.now()
     with platform.db.transaction(write=True) as session:
-        if session.scalar(select(Job.id).where(Job.kind == HOUSEKEEPING).limit(1)) is None:
-            enqueue(session, HOUSEKEEPING, next_run(now), now)
+        _queue_a_night(session, now)
+
+
+def _queue_a_night(session: Session, now: datetime, running: int | None = None) -> None:
+    """Queue the next 02:30 unless a run other than ``running`` is waiting; a night that failed its
+    last retry (an incident) waits for nobody and does not count."""
+    waiting = select(Job.id).where(Job.kind == HOUSEKEEPING, Job.retries_left > 0, Job.id != (running or 0))
+    if session.scalar(waiting.limit(1)) is None:
+        enqueue(session, HOUSEKEEPING, next_run(now), now)
 
 
 def sweep(session: Session, settings: Settings, now: datetime) -> Swept:
@@ -88,10 +96,11 @@ def sweep(session: Session, settings: Settings, now: datetime) -> Swept:
 
 
 def housekeep(platform: CreditFlow, job: AcquiredJob, now: datetime) -> None:
-    """The ``housekeeping`` job: tonight's sweep and tomorrow night's job, together."""
+    """The ``housekeeping`` job: tomorrow night's job, committed first so that a failing sweep cannot
+    stop the nights after it, then tonight's sweep."""
+    with platform.db.transaction(write=True) as session:
+        _queue_a_night(session, now, running=job.id)
     with platform.db.transaction(write=True) as session:
         platform.jobs.finish(session, job)
         swept = sweep(session, platform.settings, now)
-        if session.scalar(select(Job.id).where(Job.kind == HOUSEKEEPING).limit(1)) is None:  # one per night
-            enqueue(session, HOUSEKEEPING, next_run(now), now)
     log.info("housekeeping: %s", ", ".join(f"{count} {what}" for what, count in asdict(swept).items()))
