@@ -201,6 +201,9 @@ def test_one_product_manager_submits_and_another_approves_what_was_submitted(
         "product.publication_submitted",
     ]
     assert len(told(catalog, "ly_pm")) == 2  # approved, rejected: withdrawing is the submitter's own doing
+    gone = told(catalog, "ly_pm2")[0]  # the checkers, told of the request, hear that it needs nobody now
+    assert (gone.topic, gone.payload["request_id"]) == ("product.publication_withdrawn", third["id"])
+    assert gone.summary == "陵源产品经理已撤回产品「富农贷·带农增收企业贷」的发布申请，无需复核"
 
 
 def test_a_draft_changed_after_submission_is_never_published(
@@ -216,6 +219,12 @@ def test_a_draft_changed_after_submission_is_never_published(
     assert (superseded["status"], superseded["decided_by"]) == ("superseded", "ly_pm")
     late = checker.post(f"{REQUESTS}/{first['id']}/approve")
     assert late.status_code == 409 and "superseded" in late.get_json()["detail"]
+    void = told(catalog, "ly_pm2")[0]
+    assert (void.topic, void.payload["request_id"]) == ("product.publication_superseded", first["id"])
+    assert void.summary == (
+        "产品「富农贷·带农增收企业贷」的草稿在陵源产品经理提交发布申请后被陵源产品经理修改，原申请作废，须重新提交"
+    )
+    assert [n.topic for n in told(catalog, "ly_pm")] == []  # who changed the draft knows
 
     # a change that went round the service is caught when the checker approves: nothing is published
     second = pm.post(REQUESTS, json={}).get_json()
@@ -223,6 +232,9 @@ def test_a_draft_changed_after_submission_is_never_published(
     stale = checker.post(f"{REQUESTS}/{second['id']}/approve")
     assert stale.status_code == 409 and "changed after publication request" in stale.get_json()["detail"]
     assert checker.get(f"{REQUESTS}/{second['id']}").get_json()["status"] == "superseded"
+    assert [(n.topic, n.payload["request_id"]) for n in told(catalog, "ly_pm")] == [
+        ("product.publication_superseded", second["id"])  # the checker found it out: the submitter hears
+    ]
     assert pm.get(LY).get_json()["current_version"] is None
     assert [a for a, _ in actions(pm)[:4]] == [
         "product.publication_superseded",

@@ -46,6 +46,7 @@ from engine.catalog.config import (
 )
 from engine.catalog.data_paths import archetype_data_paths
 from engine.catalog.merge_patch import dotted, leaves, merge_patch, value_at
+from engine.catalog.publication_notices import checkers, tell
 from engine.catalog.references import (
     Organisation,
     ProcessOutline,
@@ -741,6 +742,8 @@ class ProductService:
         found.status, found.decided_by_id, found.decided_at = "superseded", principal.user_id, self.platform.clock.now()
         details = {"request": found.id, "submitted_by": found.submitted_by_id}
         self.record(session, principal, product.tenant_id, PUBLICATION_SUPERSEDED, product.code, details=details)
+        told = {found.submitted_by_id, *checkers(session, product.tenant_id)} - {principal.user_id}
+        tell(session, found.decided_at, "product.publication_superseded", told, product, found)
         return found
 
     def owned(self, session: Session, principal: Principal, code: str) -> Product:

@@ -15,7 +15,7 @@ Whether publishing needs a request is the installation's setting (``Settings.fou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -31,10 +31,8 @@ from engine.catalog.changes import (
     PUBLICATION_SUBMITTED,
     PUBLICATION_WITHDRAWN,
 )
+from engine.catalog.publication_notices import checkers, people, tell
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
-from engine.inbox.assignment import holders
-from engine.notify.outbox import publish
-from engine.org.roles import PRODUCTS_PUBLISH, ROLES
 from engine.services.principal import Principal
 from engine.services.products import check_on_sale, draft_pin, open_request
 from engine.store.change_trail import json_diff
@@ -46,7 +44,6 @@ if TYPE_CHECKING:
 CHINA = ZoneInfo("Asia/Shanghai")
 # what prepares a product's next version: whoever did one of these since its last publication is no checker
 PREPARING = (PRODUCT_VARIANT_CREATED, PRODUCT_DRAFT_CHANGED, PRODUCT_REBASED)
-APPROVERS = tuple(sorted(code for code, role in ROLES.items() if PRODUCTS_PUBLISH in role.permissions))
 
 
 @dataclass(frozen=True)
@@ -103,8 +100,8 @@ class PublicationRequestService:
             session.flush()
             details = {"request": request.id, "sha256": request.sha256, "note": note, "changes": changes}
             products.record(session, principal, product.tenant_id, PUBLICATION_SUBMITTED, code, details=details)
-            checkers = [u for u in self._checkers(session, principal.tenant_id) if u != principal.user_id]
-            self._tell(session, "product.publication_submitted", checkers, product, request, note=note)
+            others = [u for u in checkers(session, principal.tenant_id) if u != principal.user_id]
+            tell(session, request.submitted_at, "product.publication_submitted", others, product, request, note=note)
             return self._view(session, product, request)
 
     def approve(self, principal: Principal, code: str, request_id: int) -> RequestView:
@@ -247,53 +244,20 @@ class PublicationRequestService:
         version: int | None = None,
         reason: str | None = None,
     ) -> None:
-        """Close the request, record it in the change trail, and tell the submitter of a checker's decision."""
+        """Close the request, record it in the change trail, and tell the submitter of a checker's decision
+        (or, when the submitter withdrew it, the checkers)."""
         request.status, request.decided_by_id, request.decided_at = status, principal.user_id, self.platform.clock.now()
         details = {"request": request.id, "sha256": request.sha256, "submitted_by": request.submitted_by_id}
         if reason is not None:
             details["reason"] = reason
         self.platform.products.record(session, principal, product.tenant_id, action, product.code, version, details)
+        topic = f"product.publication_{status}"
         if request.decided_by_id != request.submitted_by_id:
             fields = {"version": version} if version is not None else {"reason": reason}
-            self._tell(session, f"product.publication_{status}", [request.submitted_by_id], product, request, **fields)
-
-    @staticmethod
-    def _checkers(session: Session, tenant_id: int | None) -> list[int]:
-        """The owner's active people who may approve: every holder of a role that publishes products."""
-        found = {user for role in APPROVERS for user in holders(session, tenant_id, role, None)}
-        if not found:
-            return []
-        people = select(User.id).where(User.id.in_(found), User.is_service.is_(False))
-        return sorted(session.scalars(people))
-
-    def _tell(
-        self,
-        session: Session,
-        topic: str,
-        recipients: list[int],
-        product: Product,
-        request: PublicationRequest,
-        **fields: Any,
-    ) -> None:
-        names = _people(session, [request.submitted_by_id, request.decided_by_id])
-        submitter, checker = names.get(request.submitted_by_id), names.get(request.decided_by_id)
-        payload = {
-            "request_id": request.id,
-            "product": product.code,
-            "product_name": product.name,
-            "submitted_by": submitter[0] if submitter else None,
-            "submitted_by_name": submitter[1] if submitter else None,
-            **({"decided_by": checker[0], "decided_by_name": checker[1]} if checker else {}),
-            **fields,
-        }
-        publish(
-            session,
-            self.platform.clock.now(),
-            tenant_id=request.tenant_id,
-            topic=topic,
-            recipients=recipients,
-            payload=payload,
-        )
+            tell(session, request.decided_at, topic, [request.submitted_by_id], product, request, **fields)
+        else:  # withdrawn: the request the checkers were told of is gone
+            others = [u for u in checkers(session, product.tenant_id) if u != principal.user_id]
+            tell(session, request.decided_at, topic, others, product, request)
 
     @staticmethod
     def _view(session: Session, product: Product, request: PublicationRequest) -> RequestView:
@@ -307,17 +271,8 @@ def _person(principal: Principal) -> None:
         raise Forbidden("a publication request is submitted and decided by product managers in person")
 
 
-def _people(session: Session, user_ids: list[int | None]) -> dict[int, tuple[str, str]]:
-    """Username and display name by user id."""
-    wanted = {u for u in user_ids if u is not None}
-    if not wanted:
-        return {}
-    rows = session.execute(select(User.id, User.username, User.display_name).where(User.id.in_(wanted)))
-    return {user_id: (username, name) for user_id, username, name in rows}
-
-
 def _usernames(session: Session, user_ids: list[int | None]) -> dict[int, str]:
-    return {user_id: person[0] for user_id, person in _people(session, user_ids).items()}
+    return {user_id: person[0] for user_id, person in people(session, user_ids).items()}
 
 
 def _view(product: Product, request: PublicationRequest, names: dict[int, str]) -> RequestView:
