@@ -172,6 +172,14 @@ def test_bad_absences_are_refused_naming_the_field_and_leave_nothing(flow: Any) 
         assert field in [e["field"] for e in response.get_json()["errors"]], (body, response.get_json())
     assert approver.get(ME).status_code == 404  # nothing half-written
 
+    # a substitute holds the roles where the absent one does, or above: a grid's loan officer does not
+    # cover the branch's (whose customers they do not serve); the branch's covers the grid's
+    narrower = login(flow, "ly_officer").put(ME, json={**week, "substitute": "ly_grid_officer"})
+    assert narrower.status_code == 422 and narrower.get_json()["errors"] == [
+        {"field": "substitute", "message": "does not hold 客户经理（城关支行）"}
+    ]
+    assert login(flow, "ly_grid_officer").put(ME, json={**week, "substitute": "ly_officer"}).status_code == 200
+
     # no chains: the substitute is away in that period, or the absent one covers for someone then
     grant(platform, "ly_senior_approver", "reviewer", "ly-hq")
     reviewer = login(flow, "ly_reviewer")

@@ -3,8 +3,9 @@ their work meanwhile; a supervisor or an administrator can do it for them.
 
 Without it, work assigned to someone away waits until it escalates. The rules of who then works
 what are in ``engine.inbox.absences``; this service keeps the absences honest: the substitute is an
-active colleague of the same bank who works tasks and holds the absent person's task roles (an
-approver is covered by an approver), is not away themselves in that period, and nobody covers for
+active colleague of the same bank who works tasks and holds the absent person's task roles where
+they hold them or above (an approver is covered by an approver, a branch's loan officer by one of
+that branch or of the head office), is not away themselves in that period, and nobody covers for
 someone while away (no chains). Setting and ending one is in the organisation's change trail, and
 the substitute hears of it in the notification centre.
 """
@@ -26,7 +27,7 @@ from engine.org.roles import ORG_ADMIN, ROLES, TASKS_ASSIGN, TASKS_WORK
 from engine.services.auth import load_principal
 from engine.services.documents import SHANGHAI
 from engine.services.principal import Principal
-from engine.store.models import User, UserAbsence, UserRole
+from engine.store.models import OrgUnit, User, UserAbsence, UserRole
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -160,10 +161,10 @@ class AbsenceService:
             raise _bad_substitute("nobody substitutes for themselves", "the absent user themself")
         if not load_principal(session, found).can(TASKS_WORK):
             raise _bad_substitute(f"{found.username} works no tasks", "holds no role that works tasks")
-        missing = sorted(_work_roles(session, absent.id) - _work_roles(session, found.id))
+        missing = _uncovered_grants(session, absent.id, found.id)
         if missing:
-            names = "、".join(ROLES[r].name for r in missing)
-            raise _bad_substitute(f"{found.username} does not hold {missing}", f"does not hold {names}")
+            names = "、".join(f"{ROLES[role].name}（{unit or '全行'}）" for role, unit in missing)
+            raise _bad_substitute(f"{found.username} does not hold {names}", f"does not hold {names}")
         overlapping = select(UserAbsence).where(
             UserAbsence.starts_at < request.ends_at, UserAbsence.ends_at > request.starts_at
         )
@@ -205,10 +206,26 @@ def _user(session: Session, ref: UserRef) -> User | None:
     return session.scalars(select(User).where(User.username == ref)).first()
 
 
-def _work_roles(session: Session, user_id: int) -> set[str]:
-    """The roles the user holds whose tasks someone works (a supervisor's role is theirs to keep)."""
-    held = set(session.scalars(select(UserRole.role).where(UserRole.user_id == user_id)))
-    return {r for r in held if r in ROLES and ROLES[r].duty is not None}
+def _uncovered_grants(session: Session, absent_id: int, substitute_id: int) -> list[tuple[str, str | None]]:
+    """The absent person's task roles (role, unit name; None: the whole bank) that the substitute does
+    not hold there or above: covering shows the substitute the absent person's customers, so a loan
+    officer of one branch is no substitute for one of another, nor a grid's officer for the branch's."""
+
+    def work_grants(user_id: int) -> list[tuple[str, str | None, str | None]]:
+        rows = session.execute(
+            select(UserRole.role, OrgUnit.path, OrgUnit.name)
+            .outerjoin(OrgUnit, OrgUnit.id == UserRole.org_unit_id)
+            .where(UserRole.user_id == user_id)
+            .order_by(UserRole.role, OrgUnit.path)
+        )
+        return [(role, path, name) for role, path, name in rows if role in ROLES and ROLES[role].duty is not None]
+
+    held = work_grants(substitute_id)
+    return [
+        (role, name)
+        for role, path, name in work_grants(absent_id)
+        if not any(r == role and (p is None or (path or "").startswith(p)) for r, p, _ in held)
+    ]
 
 
 def _period_problems(request: AbsenceRequest, now: datetime) -> list[dict[str, str]]:
