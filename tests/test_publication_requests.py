@@ -25,6 +25,7 @@ LY = "/api/v1/products/LY-DAINONG"
 REQUESTS = f"{LY}/publication-requests"
 
 
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT = next(f.default for f in dataclasses.fields(Settings) if f.name == "four_eyes")
 
 
@@ -221,9 +222,7 @@ def test_a_draft_changed_after_submission_is_never_published(
     assert late.status_code == 409 and "superseded" in late.get_json()["detail"]
     void = told(catalog, "ly_pm2")[0]
     assert (void.topic, void.payload["request_id"]) == ("product.publication_superseded", first["id"])
-    assert void.summary == (
-        "产品「富农贷·带农增收企业贷」的草稿在陵源产品经理提交发布申请后被陵源产品经理修改，原申请作废，须重新提交"
-    )
+    assert void.summary == "陵源产品经理提交的产品「富农贷·带农增收企业贷」发布申请已作废（草稿已修改），须重新提交"
     assert [n.topic for n in told(catalog, "ly_pm")] == []  # who changed the draft knows
 
     # a change that went round the service is caught when the checker approves: nothing is published
@@ -251,6 +250,35 @@ def test_a_draft_changed_after_submission_is_never_published(
     approved = login(app, "ly_admin").post(f"{REQUESTS}/{third['id']}/approve")
     assert approved.status_code == 200, approved.get_json()
     assert pm.get(LY).get_json()["config"]["time_limits"]["process"] == "P8D"
+
+
+def test_a_process_deployed_after_submission_voids_the_request_instead_of_publishing_unseen(
+    catalog: CreditFlow,  # noqa: F811 - the fixture
+    pm: ApiClient,
+    checker: ApiClient,
+) -> None:
+    """The checker approves what the request shows: the config's changes and what it runs on."""
+    first = pm.post(REQUESTS, json={}).get_json()
+    publishes = first["publishes"]
+    assert publishes["process"] == "a4_standard_offline:1"
+    assert publishes["decisions"] == {} and {"approval", "face-signing"} <= set(publishes["forms"])  # binds no rules
+    model = (REPO / "bpmn" / "a4_standard_offline.bpmn").read_text("utf-8")
+    changed = model.replace('name="标准线下贷款"', 'name="标准线下贷款（修订）"', 1)
+    catalog.definitions.deploy(SYSTEM, [("a4_standard_offline.bpmn", changed.encode())])  # the province's
+    late = checker.post(f"{REQUESTS}/{first['id']}/approve")
+    assert late.status_code == 409 and "would publish on changed (process, version_sha256)" in late.get_json()["detail"]
+    assert checker.get(f"{REQUESTS}/{first['id']}").get_json()["status"] == "superseded"
+    assert pm.get(LY).get_json()["current_version"] is None  # nothing published
+    (note,) = told(catalog, "ly_pm")
+    assert note.payload["changed"] == ["process", "version_sha256"]
+    assert note.summary.endswith("发布申请已作废（所依据的流程、规则或表单已更新），须重新提交")
+    assert actions(pm)[0] == ("product.publication_superseded", "ly_pm2")
+
+    again = pm.post(REQUESTS, json={}).get_json()
+    assert again["publishes"]["process"] == "a4_standard_offline:2"
+    approved = checker.post(f"{REQUESTS}/{again['id']}/approve")
+    assert approved.status_code == 200, approved.get_json()
+    assert pm.get(LY).get_json()["current_version"] == 1
 
 
 def test_one_open_request_per_product_and_only_a_draft_that_would_publish(pm: ApiClient, checker: ApiClient) -> None:

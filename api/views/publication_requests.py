@@ -54,6 +54,15 @@ class PublicationRequestSchema(Schema):
         fields.Dict(),
         metadata={"description": "[{path (JSON pointer), old, new}] of the config it publishes (no old/new: absent)"},
     )
+    publishes = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "what approving it publishes besides the config, as submitted: `process` (key:version), "
+            "`decisions` (slot -> rule decision key with its content hash), `forms` (form -> sha256) and "
+            "`version_sha256`; if any differs at approval the request is superseded (409) and nothing is "
+            "published. Null for requests submitted before this was recorded"
+        },
+    )
 
 
 class PublicationRequestListSchema(Schema):

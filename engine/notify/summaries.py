@@ -43,7 +43,7 @@ LINES = {
     "product.publication_rejected": "产品「{product_name}」的发布申请被{decided_by_name}驳回：{reason}",
     "product.publication_withdrawn": "{submitted_by_name}已撤回产品「{product_name}」的发布申请，无需复核",
     "product.publication_superseded": (
-        "产品「{product_name}」的草稿在{submitted_by_name}提交发布申请后被{decided_by_name}修改，原申请作废，须重新提交"
+        "{submitted_by_name}提交的产品「{product_name}」发布申请已作废（{why}），须重新提交"
     ),
 }
 

@@ -246,11 +246,19 @@ class ProductService:
                 )
             return self.freeze(session, principal, product, product.draft)
 
-    def freeze(self, session: Session, principal: Principal, product: Product, draft: dict[str, Any]) -> ProductVersion:
+    def freeze(
+        self,
+        session: Session,
+        principal: Principal,
+        product: Product,
+        draft: dict[str, Any],
+        checked: Checked | None = None,
+    ) -> ProductVersion:
         """Freeze ``draft`` (the product's, or the one a publication request pinned) as a new version, or
         return the identical latest one; what refuses it is raised, and the caller's transaction then
-        writes nothing."""
-        checked = self.check(session, product, draft)
+        writes nothing. ``checked``: ``check`` of the same draft in this transaction, when the caller
+        has it."""
+        checked = checked or self.check(session, product, draft)
         latest = self.latest(session, product.id)
         snapshots = self.platform.form_snapshots
         before = snapshots.digests(session, product_version_id=latest.id) if latest is not None else {}
@@ -739,12 +747,31 @@ class ProductService:
         found = open_request(session, product.id)
         if found is None or found.sha256 == draft_pin(product.draft, product.base_version_id):
             return None
-        found.status, found.decided_by_id, found.decided_at = "superseded", principal.user_id, self.platform.clock.now()
-        details = {"request": found.id, "submitted_by": found.submitted_by_id}
-        self.record(session, principal, product.tenant_id, PUBLICATION_SUPERSEDED, product.code, details=details)
-        told = {found.submitted_by_id, *checkers(session, product.tenant_id)} - {principal.user_id}
-        tell(session, found.decided_at, "product.publication_superseded", told, product, found)
+        self.supersede(session, principal, product, found, ["draft"])
         return found
+
+    def supersede(
+        self, session: Session, principal: Principal, product: Product, request: PublicationRequest, changed: list[str]
+    ) -> None:
+        """Void an open publication request because what it would publish ``changed`` (its draft, or
+        the process, rule decisions or forms it would run on); recorded, and told to its submitter and
+        the checkers, but not to whoever changed it."""
+        request.status, request.decided_by_id = "superseded", principal.user_id
+        request.decided_at = self.platform.clock.now()
+        details = {"request": request.id, "submitted_by": request.submitted_by_id, "changed": changed}
+        self.record(session, principal, product.tenant_id, PUBLICATION_SUPERSEDED, product.code, details=details)
+        told = {request.submitted_by_id, *checkers(session, product.tenant_id)} - {principal.user_id}
+        why = "草稿已修改" if changed == ["draft"] else "所依据的流程、规则或表单已更新"
+        tell(
+            session,
+            request.decided_at,
+            "product.publication_superseded",
+            told,
+            product,
+            request,
+            why=why,
+            changed=changed,
+        )
 
     def owned(self, session: Session, principal: Principal, code: str) -> Product:
         """A product the caller may change: its bank's own, or a template for the province."""

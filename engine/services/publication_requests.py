@@ -15,7 +15,7 @@ Whether publishing needs a request is the installation's setting (``Settings.fou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -33,10 +33,11 @@ from engine.catalog.changes import (
 )
 from engine.catalog.publication_notices import checkers, people, tell
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
+from engine.forms.freezing import digests
 from engine.services.principal import Principal
-from engine.services.products import check_on_sale, draft_pin, open_request
+from engine.services.products import Checked, check_on_sale, draft_pin, open_request
 from engine.store.change_trail import json_diff
-from engine.store.models import REQUEST_SUBMITTED, CatalogChange, Product, PublicationRequest, User
+from engine.store.models import REQUEST_SUBMITTED, CatalogChange, ProcessDefinition, Product, PublicationRequest, User
 
 if TYPE_CHECKING:
     from engine.container import CreditFlow
@@ -92,6 +93,7 @@ class PublicationRequestService:
                 base_version_id=product.base_version_id,
                 compared_to_version=latest.version if latest is not None else None,
                 changes=changes,
+                publishes=_publishes(session, checked),
                 note=note,
                 submitted_by_id=principal.user_id,
                 submitted_at=self.platform.clock.now(),
@@ -117,17 +119,25 @@ class PublicationRequestService:
                     f"you submitted publication request {request_id}: another product manager approves it (双人复核)"
                 )
             self._check_not_preparer(session, principal, product)
-            stale = products.supersede_stale(session, principal, product)
-            if stale is None:
+            if products.supersede_stale(session, principal, product) is not None:
+                why = f"the draft of product {code} changed"
+            else:
                 check_on_sale(product)
-                version = products.freeze(session, principal, product, request.draft)
-                request.published_version = version.version
-                self._decide(session, principal, product, request, "approved", PUBLICATION_APPROVED, version.version)
-                return self._view(session, product, request)
-        # committed as superseded: the submitter may submit the new draft
+                checked = products.check(session, product, request.draft)
+                moved = _moved(request.publishes, _publishes(session, checked))
+                if not moved:
+                    version = products.freeze(session, principal, product, request.draft, checked)
+                    request.published_version = version.version
+                    self._decide(
+                        session, principal, product, request, "approved", PUBLICATION_APPROVED, version.version
+                    )
+                    return self._view(session, product, request)
+                products.supersede(session, principal, product, request, moved)
+                why = f"what the draft of product {code} would publish on changed ({', '.join(moved)})"
+        # committed as superseded: the submitter may submit again, and a checker sees what is published
         raise Conflict(
-            f"the draft of product {code} changed after publication request {request_id} was submitted: "
-            "the request is superseded and nothing was published; submit the draft again"
+            f"{why} after publication request {request_id} was submitted: the request is superseded and "
+            "nothing was published; submit the draft again"
         )
 
     def reject(self, principal: Principal, code: str, request_id: int, reason: str) -> RequestView:
@@ -269,6 +279,26 @@ def _person(principal: Principal) -> None:
     account submits and reads while a person decides."""
     if principal.user_id is None or principal.is_service:
         raise Forbidden("a publication request is submitted and decided by product managers in person")
+
+
+def _publishes(session: Session, checked: Checked) -> dict[str, Any]:
+    """What publishing a checked draft freezes besides its config: the process version it runs, its
+    rule decisions (content-addressed) and its forms' digests, as the checker is shown them."""
+    definition = session.get(ProcessDefinition, checked.definition_id)
+    return {
+        "process": f"{definition.key}:{definition.version}" if definition is not None else None,
+        "decisions": checked.decisions,
+        "forms": digests(checked.forms),
+        "version_sha256": checked.sha256,
+    }
+
+
+def _moved(pinned: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """What differs between what a request pinned and what approving it would publish now (nothing
+    for a request submitted before requests pinned it)."""
+    if pinned is None:
+        return []
+    return [part for part in ("process", "decisions", "forms", "version_sha256") if pinned.get(part) != now[part]]
 
 
 def _usernames(session: Session, user_ids: list[int | None]) -> dict[int, str]:

@@ -270,8 +270,9 @@ class PublicationRequest(Base):
     """A product manager's request to publish one draft (双人复核): another product manager approves it.
 
     ``sha256`` pins the draft and the template version it applies to; an approval publishes ``draft``
-    only while the product's own draft still hashes the same, so nothing the checker did not see is
-    ever published. ``tenant_id`` is the owner acting: the bank, or the province for a template."""
+    only while the product's own draft still hashes the same and it would still publish onto the
+    process, rules and forms of ``publishes``, so nothing the checker did not see is ever published.
+    ``tenant_id`` is the owner acting: the bank, or the province for a template."""
 
     __tablename__ = "publication_request"
     __table_args__ = (
@@ -303,6 +304,9 @@ class PublicationRequest(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     reason: Mapped[str | None] = mapped_column(String(500))  # why it was rejected
     published_version: Mapped[int | None] = mapped_column(Integer)  # what its approval published
+    # what approving it would publish, as submitted: the process version, the rule decisions with their
+    # content hashes and the forms' (null: submitted before this was recorded)
+    publishes: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
 
 
 class FormSnapshot(Base):
