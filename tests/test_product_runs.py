@@ -46,6 +46,7 @@ from engine.services.auth import load_principal
 from engine.services.execution import payout_state
 from engine.services.instances import InstanceView
 from engine.services.principal import Principal
+from engine.services.products import ProductService
 from engine.store.models import OutboxMessage, ProcessInstance, Tenant, User
 from tests.conftest import BLACKLISTED_ID, bureau, fresh_database
 from tests.test_archetypes import face_signed
@@ -863,6 +864,30 @@ def test_a_rule_input_must_be_a_value_the_rules_read(shared: CreditFlow, tmp_pat
     messages = {p["field"]: p["message"] for p in refused.value.problems}
     assert sorted(messages) == ["data.credit_household_rating", "data.tax_grade"]
     assert messages["data.tax_grade"].endswith("one of A, B, M, C, D")
+
+
+def test_applications_are_checked_against_the_rule_decisions_their_version_froze(
+    shared: CreditFlow, tmp_path: Path
+) -> None:
+    """The rule file changed on disk after publishing (tax grades in other words); the version on sale
+    still runs the decision it froze, so what that decision reads is what an application is held to."""
+    code = "FND-FANXIANGCHUANGYE"
+    publish(shared, code, tmp_path)
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    content = json.loads((rules / "xed-access.json").read_text("utf-8"))
+    (inputs,) = [node for node in content["nodes"] if node["type"] == "inputNode"]
+    schema = json.loads(inputs["content"]["schema"])
+    schema["properties"]["tax_grade"]["enum"] = ["甲", "乙", "丙"]
+    inputs["content"]["schema"] = json.dumps(schema, ensure_ascii=False)
+    (rules / "xed-access.json").write_text(json.dumps(content, ensure_ascii=False), "utf-8")
+    after_the_change = ProductService(shared, rules)
+    applicant, data = application(CATALOG[code])
+    view = after_the_change.apply(lender(shared), code, applicant=applicant, data={**data, "tax_grade": "A"})
+    assert view.instance.status == "running"
+    with pytest.raises(InvalidInput) as refused:
+        after_the_change.apply(lender(shared), code, applicant=applicant, data={**data, "tax_grade": "甲"})
+    assert [p["field"] for p in refused.value.problems] == ["data.tax_grade"]
 
 
 def test_a_borrower_has_one_open_application_per_product(instant: CreditFlow) -> None:

@@ -1,8 +1,9 @@
 """The rule templates in ``product_configs/rules/``, each read again only when its file changes.
 
-Every publish reads each bound rule for its placeholders and fills in its parameters, and every
-application is checked against the rules' input schemas; the access rule's file is some 380 KB of
-JSON, and parsing it for each of the 95 standard products took a tenth of ``catalog load``.
+Every publish reads each bound rule for its placeholders, its input schema (the product's choices
+are checked against it) and fills in its parameters; the access rule's file is some 380 KB of JSON,
+and parsing it for each of the 95 standard products took a tenth of ``catalog load``. Applications
+are checked against the decisions their product version froze (``Binding.rule_inputs``), not these.
 """
 
 from __future__ import annotations

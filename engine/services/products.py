@@ -11,6 +11,7 @@ is a process instance bound to one product version for its whole life, forms inc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -70,6 +71,7 @@ from engine.forms.validation import FormValidator, bound_problems, unknown_field
 from engine.inbox.applicant import application_key
 from engine.inbox.assignment import holders
 from engine.notify.outbox import publish
+from engine.rules.jdm import input_schema
 from engine.rules.lint import lint_decision
 from engine.rules.parameters import apply_parameters
 from engine.rules.templates import RuleTemplates
@@ -127,6 +129,8 @@ class Binding:
     contract: dict[str, Any] = field(default_factory=dict)  # code, name, contract_template, parameters
     # end event id -> approved | rejected | aborted | withdrawn
     end_outcomes: dict[str, str] = field(default_factory=dict)
+    # rule name -> the input schema of the decision the version froze (not the rule file as it is now)
+    rule_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def limit(self, step: str | None, hours: WorkingHours) -> TimeLimit | None:
         """A step's (or, for ``None``, the process's) limit; a working day lasts the tenant's hours."""
@@ -436,12 +440,15 @@ class ProductService:
         schemas = {rule: self._templates.get(rule).input_schema for rule in rules}
         return {rule: schema for rule, schema in schemas.items() if schema is not None}
 
-    def _rule_value_problems(self, config: dict[str, Any], start_data: dict[str, Any]) -> list[dict[str, str]]:
-        """Each rule input the application gives, against the bound rules' own input schemas: a credit
-        rating of "优秀" for AAA…C was taken, and the application failed at its first decision with
-        nobody able to correct it."""
+    @staticmethod
+    def _rule_value_problems(
+        binding: Binding, config: dict[str, Any], start_data: dict[str, Any]
+    ) -> list[dict[str, str]]:
+        """Each rule input the application gives, against the input schemas of the decisions its product
+        version froze: a credit rating of "优秀" for AAA…C was taken, and the application failed at its
+        first decision with nobody able to correct it."""
         problems: list[dict[str, str]] = []
-        for rule, schema in self._rule_inputs(config).items():
+        for rule, schema in binding.rule_inputs.items():
             for name, spec in (schema.get("properties") or {}).items():
                 if name not in start_data or name not in (config.get("data_dictionary") or {}):
                     continue
@@ -947,7 +954,7 @@ class ProductService:
             ]
             problems += _rule_input_problems(config, archetype, start_data)
             named = {p["field"] for p in problems}
-            problems += [p for p in self._rule_value_problems(config, start_data) if p["field"] not in named]
+            problems += [p for p in self._rule_value_problems(binding, config, start_data) if p["field"] not in named]
             if self.signs_contract(config["archetype"]):  # and what only the applicant can give the contract
                 fields = set(start_form.schema.get("properties") or {})
                 named = {p["field"] for p in problems}
@@ -1084,6 +1091,7 @@ class ProductService:
         if found is None:
             version = session.get(ProductVersion, version_id)
             bindings = version.config["bindings"]
+            decisions = {key: session.get(RuleDecision, key).content for key in set(version.decisions.values())}
             found = Binding(
                 version.id,
                 version.definition_id,
@@ -1095,11 +1103,12 @@ class ProductService:
                 dict(bindings.get("assignment") or {}),
                 {k: version.config[k] for k in ("code", "name", "contract_template", "parameters")},
                 self.end_outcomes(session.get(ProcessDefinition, version.definition_id).key),
+                _input_schemas(decisions),
             )
             rules = self.platform.rules
-            for key in found.decisions.values():
+            for key, content in decisions.items():
                 if key not in rules:
-                    rules.register(key, session.get(RuleDecision, key).content)
+                    rules.register(key, content)
             with self._lock:
                 found = self._bindings.setdefault(version_id, found)
         return found
@@ -1159,6 +1168,15 @@ def draft_pin(draft: dict[str, Any], base_version_id: int | None) -> str:
     """What a publication request pins: the draft and, for a bank's variant, the template version its
     overrides apply to (a rebase changes what the same overrides publish)."""
     return _sha256({"draft": draft, "base_version_id": base_version_id})
+
+
+def _input_schemas(decisions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rule name -> input schema of each decision (by its content-addressed key, ``rule@hash``) that has one."""
+    schemas: dict[str, dict[str, Any]] = {}
+    for key, content in sorted(decisions.items()):
+        with contextlib.suppress(ValueError):  # none: the rule lint refused it at publish
+            schemas[key.partition("@")[0]] = input_schema(content)
+    return schemas
 
 
 def _resolved(base: ProductVersion | None, draft: dict[str, Any]) -> dict[str, Any]:
