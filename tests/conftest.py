@@ -22,6 +22,7 @@ from engine.container import CreditFlow
 from engine.jobs.scheduler import run_pass
 from engine.runtime.connectors import ConnectorError, ConnectorRegistry
 from engine.services.auth import use_password_hasher
+from engine.store.audit_guards import GUARDED, guard_statements
 from engine.store.db import Database
 from engine.store.migrate import upgrade
 from engine.store.models import Base
@@ -84,7 +85,8 @@ def _empty_postgresql(url: str) -> None:
     Deleting the few rows a test left costs a tenth of truncating all the tables (TRUNCATE makes new
     files for each). Replica mode turns off the triggers, the append-only guards and the foreign keys
     alike, so the order does not matter; it needs the superuser that tests already use for
-    ``CREATE DATABASE`` and ``DROP SCHEMA``."""
+    ``CREATE DATABASE`` and ``DROP SCHEMA``. A guard a tamper test dropped is put back: with a copy of
+    the template per test, SQLite gets that for free."""
     database = Database(url)
     with database.engine.begin() as conn:
         filled = conn.execute(text(_FILLED_TABLES)).scalars().all()
@@ -97,6 +99,10 @@ def _empty_postgresql(url: str) -> None:
                 " WHERE schemaname = current_schema() AND last_value IS NOT NULL"
             )
         )
+        guarded = set(conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars())
+        for table in (t for t in GUARDED if f"{t}_no_change" not in guarded):  # a tamper test dropped it
+            for statement in guard_statements(table, "postgresql"):
+                conn.execute(text(statement))
     database.dispose()
 
 

@@ -18,19 +18,27 @@ $$ LANGUAGE plpgsql
 """
 
 
-def create_audit_guards(table: str = "audit_event") -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(_PG_FUNCTION.format(table=table))
-        op.execute(
+GUARDED = ("audit_event", "catalog_change", "org_change")  # the trails the migrations guard
+
+
+def guard_statements(table: str, dialect: str) -> list[str]:
+    """The DDL that makes ``table`` append-only on ``dialect`` (postgresql or sqlite)."""
+    if dialect == "postgresql":
+        return [
+            _PG_FUNCTION.format(table=table),
             f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
-            f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
-        )
-    else:
-        for action in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-            )
+            f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()",
+        ]
+    return [
+        f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+        for action in ("UPDATE", "DELETE")
+    ]
+
+
+def create_audit_guards(table: str = "audit_event") -> None:
+    for statement in guard_statements(table, op.get_bind().dialect.name):
+        op.execute(statement)
 
 
 def drop_audit_guards(table: str = "audit_event") -> None:
