@@ -43,6 +43,7 @@ from engine.services.opinions import OpinionService
 from engine.services.organization import OrganizationService
 from engine.services.products import ProductService
 from engine.services.publication_requests import PublicationRequestService
+from engine.services.rule_trials import RuleTrials
 from engine.services.spec_cache import SpecCache
 from engine.services.tasks import TaskService
 from engine.services.webhooks import WebhookService
@@ -87,6 +88,7 @@ class CreditFlow:
         self.opinions = OpinionService(self)
         self.products = ProductService(self)
         self.publication_requests = PublicationRequestService(self)
+        self.rule_trials = RuleTrials(self)
         self.catalog_changes = ChangeTrailService(self, CATALOG_TRAIL)
         self.org_changes = ChangeTrailService(self, ORG_TRAIL)
         self.calendars = CalendarService(self)

@@ -163,6 +163,7 @@ def world(catalog: CreditFlow, app: Any) -> dict[str, Any]:  # noqa: F811 - the 
         "day": "2026-12-25",
         "year": 2026,
         "effective": "2026-11-20",
+        "slot": "access",
     }
     missing = {
         **ours,
@@ -198,6 +199,7 @@ BODIES: dict[str, Any] = {
     "products.clone": {"code": "QH-X"},
     "products.set_draft": {"draft": {"name": "改名"}},
     "products.retire": {"reason": "停办"},
+    "products.trial": {"input": {}},
     "publication_requests.reject": {"reason": "退回"},
     "products.apply": {"applicant": {"name": "x"}, "data": {}},
     "organization.update_unit": {"name": "改名"},
@@ -211,7 +213,7 @@ BODIES: dict[str, Any] = {
 
 # Path parameters that name something shared by every tenant (or the caller's own settings), not a
 # bank's resource: the cross-tenant check does not apply to them.
-SHARED = {"definition_id", "day", "year", "effective"}
+SHARED = {"definition_id", "day", "year", "effective", "slot"}
 
 
 def test_every_endpoint_declares_a_permission(app: Any) -> None:

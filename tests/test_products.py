@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from engine.catalog.config import DEFAULT_STANDARD_DIR
 from engine.cli import main as cli
@@ -940,3 +940,53 @@ def test_a_retried_submission_with_its_idempotency_key_starts_one_application(ca
     with catalog.db.transaction() as session:
         started = session.scalars(select(ProcessInstance.business_key).where(ProcessInstance.business_key.is_not(None)))
         assert sorted(started) == ["MB-20261202-0001", "MB-20261202-0001"]  # the officer's and the colleague's
+
+
+def test_a_product_manager_tries_the_drafts_rule_decision_before_publishing_it(
+    catalog: CreditFlow, app: Any, api: ApiClient
+) -> None:
+    """规则试算: XEKD-XIN's access rule refuses applicants over its max_age (60); the draft raises it to 65
+    and the trial shows what publishing would decide, while version 1 still decides as before."""
+    from tests.test_product_runs import CLEAN
+
+    trial = "/api/v1/products/XEKD-XIN/decisions/access/trial"
+    applicant = {**CLEAN, "segment": "salaried", "occupation_category": "enterprise_employee", "applied_amount": 50000}
+    older = {**applicant, "age": 61}
+    on_sale = api.post(trial, json={"input": older, "version": 1})
+    assert on_sale.status_code == 200, on_sale.get_json()
+    assert on_sale.get_json()["version"] == 1 and on_sale.get_json()["decision"].startswith("xed-access@")
+    actions = {h["id"]: h["action"] for h in on_sale.get_json()["hits"]}
+    assert actions["XED-A-0002"] == "reject" and on_sale.get_json()["result"]["outcome"] == "reject"
+    with catalog.db.transaction() as session:
+        decisions = session.scalar(select(func.count()).select_from(RuleDecision))
+
+    draft = api.get("/api/v1/products/XEKD-XIN").get_json()["draft"]
+    draft["rule_parameters"]["max_age"] = 65
+    assert api.put("/api/v1/products/XEKD-XIN/draft", json={"draft": draft}).status_code == 200
+    tried = api.post(trial, json={"input": older})
+    assert tried.status_code == 200, tried.get_json()
+    assert tried.get_json()["version"] is None
+    assert [h["id"] for h in tried.get_json()["hits"]] == ["XED-A-0030"]  # near retirement: a warning only
+    assert tried.get_json()["result"]["outcome"] == "approve"
+    assert tried.get_json()["decision"] != on_sale.get_json()["decision"]  # other content, other key
+    assert api.post(trial, json={"input": older, "version": 1}).get_json()["hits"] == on_sale.get_json()["hits"]
+    with catalog.db.transaction() as session:  # a trial writes nothing
+        assert session.scalar(select(func.count()).select_from(RuleDecision)) == decisions
+    assert api.get("/api/v1/products/XEKD-XIN").get_json()["current_version"] == 1
+
+    missing = {k: v for k, v in applicant.items() if k != "age"}
+    for body, status, field in (
+        ({"input": missing}, 422, "input.age"),
+        ({"input": {**applicant, "age": "old"}}, 422, "input.age"),
+        ({"input": "x"}, 422, "input"),
+        ({}, 422, "input"),
+        ({"input": applicant, "version": 0}, 422, "version"),
+    ):
+        refused = api.post(trial, json=body)
+        assert refused.status_code == status and refused.content_type == "application/problem+json", body
+        assert [e["field"] for e in refused.get_json()["errors"]] == [field], refused.get_json()
+    assert api.post(trial, json={"input": applicant, "version": 9}).status_code == 404
+    assert api.post("/api/v1/products/XEKD-XIN/decisions/nope/trial", json={"input": applicant}).status_code == 404
+    assert api.post("/api/v1/products/FND-DAINONG/decisions/access/trial", json={"input": applicant}).status_code == 404
+    assert login(app, "ly_officer").post(trial, json={"input": applicant}).status_code == 403
+    assert app.test_client().post(trial, json={"input": applicant}).status_code == 401

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
+from marshmallow import Schema, fields, validate
 
 from api.blueprint import Blueprint
 from api.idempotency import DOC as IDEMPOTENCY_DOC
 from api.idempotency import idempotency, replay_headers
+from api.integers import Integer
 from api.schemas import (
     ApplicationSchema,
     CloneSchema,
@@ -99,6 +101,51 @@ def publish(code: str) -> Any:
     """Publish alone, where the installation does not require four-eyes control (``CREDITFLOW_FOUR_EYES=off``);
     otherwise 409: submit a publication request, which another product manager approves."""
     return _service().publish(current_principal(), code)
+
+
+class TrialSchema(Schema):
+    input = fields.Dict(
+        required=True,
+        metadata={"description": "the decision's input, as the application's data would give it (e.g. age, score)"},
+    )
+    version = Integer(
+        allow_none=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "a published version's decision; absent or null: what publishing the draft binds"},
+    )
+
+
+class TrialResultSchema(Schema):
+    decision = fields.String(metadata={"description": "the decision's key: rule@content-hash"})
+    version = Integer(allow_none=True, metadata={"description": "null: the draft"})
+    result = fields.Dict(metadata={"description": "the decision's output (access: outcome, level, hits)"})
+    hits = fields.List(
+        fields.Dict(), metadata={"description": "the access rules that matched: id, level, action, reason"}
+    )
+    elapsed_ms = fields.Float()
+
+
+@blp.route("/<code>/decisions/<slot>/trial", methods=["POST"])
+@blp.arguments(TrialSchema)
+@blp.response(200, TrialResultSchema)
+@blp.alt_response(404, description="the product, the version, or a decision bound to the slot does not exist")
+@blp.alt_response(
+    422, description="an input the decision cannot take (`input.<field>`), or a draft that cannot bind it"
+)
+@requires(PRODUCTS_WRITE)
+def trial(body: dict[str, Any], code: str, slot: str) -> dict[str, Any]:
+    """规则试算: what the decision bound to ``slot`` says of ``input``, for the draft (before publishing it)
+    or for a published version; nothing is written."""
+    platform = current_app.extensions["creditflow"]
+    done = platform.rule_trials.run(current_principal(), code, slot, body["input"], body.get("version"))
+    outcome = done.outcome
+    return {
+        "decision": done.decision,
+        "version": done.version,
+        "result": outcome.result,
+        "hits": outcome.hits,
+        "elapsed_ms": outcome.elapsed_ms,
+    }
 
 
 @blp.route("/<code>/retire", methods=["POST"])

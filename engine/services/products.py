@@ -309,8 +309,7 @@ class ProductService:
         contract template. The rule decisions it writes are content-addressed: a later publish of the
         same draft uses them."""
         code = product.code
-        base = session.get(ProductVersion, product.base_version_id) if product.base_version_id else None
-        config = _resolved(base, draft)
+        base, config = resolved_config(session, product, draft)
         problems = validate_product_config(
             config,
             archetypes=self._deployed_archetypes(session, product.tenant_id),
@@ -340,7 +339,7 @@ class ProductService:
         )
         if problems:
             raise InvalidInput(f"the contract template of product {code} cannot be filled", problems)
-        digest = _sha256(
+        digest = content_hash(
             {"config": config, "definition": definition.id, "decisions": decisions, "base": product.base_version_id}
         )
         return Checked(config, definition.id, decisions, digest, base, forms)
@@ -375,16 +374,12 @@ class ProductService:
         problems: list[dict[str, Any]] = []
         dictionary = config.get("data_dictionary") or {}
         for slot, rule_name in sorted(config["bindings"].get("decisions", {}).items()):
-            template = self._templates.get(rule_name)
-            params = {**self._default_parameters(rule_name), **(config.get("rule_parameters") or {})}
             try:
-                content = apply_parameters(
-                    template.content, {k: v for k, v in params.items() if k in template.placeholders}
-                )
+                content = self.decision_content(config, rule_name)
             except Exception as exc:  # ParameterError lists every missing or unusable value
                 problems.append({"location": f"bindings.decisions.{slot}", "message": str(exc)})
                 continue
-            digest = _sha256(content)
+            digest = content_hash(content)
             linted = self._lint(content, digest, dictionary)
             problems.extend({**p, "location": f"{slot}:{p['location']}"} for p in linted)
             key = f"{rule_name}@{digest[:16]}"
@@ -393,10 +388,17 @@ class ProductService:
             decisions[slot] = key
         return decisions, problems
 
+    def decision_content(self, config: dict[str, Any], rule_name: str) -> dict[str, Any]:
+        """Rule ``rule_name`` as a product with ``config`` freezes it: its template with the product's
+        parameters (over the rule's defaults) written in; ParameterError lists what does not fit."""
+        template = self._templates.get(rule_name)
+        params = {**self._default_parameters(rule_name), **(config.get("rule_parameters") or {})}
+        return apply_parameters(template.content, {k: v for k, v in params.items() if k in template.placeholders})
+
     def _lint(self, content: dict[str, Any], digest: str, dictionary: dict[str, str]) -> list[dict[str, Any]]:
         """Lint once per distinct decision (``digest``, its hash) and dictionary: many products share both,
         and the 1,000-row access table takes a tenth of a second to lint."""
-        key = f"{digest}:{_sha256(dictionary)}"
+        key = f"{digest}:{content_hash(dictionary)}"
         found = self._lint_results.get(key)
         if found is None:
             found = self._lint_results[key] = lint_decision(content, dictionary)
@@ -1167,7 +1169,7 @@ def open_request(session: Session, product_id: int) -> PublicationRequest | None
 def draft_pin(draft: dict[str, Any], base_version_id: int | None) -> str:
     """What a publication request pins: the draft and, for a bank's variant, the template version its
     overrides apply to (a rebase changes what the same overrides publish)."""
-    return _sha256({"draft": draft, "base_version_id": base_version_id})
+    return content_hash({"draft": draft, "base_version_id": base_version_id})
 
 
 def _input_schemas(decisions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -1179,12 +1181,22 @@ def _input_schemas(decisions: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     return schemas
 
 
+def resolved_config(
+    session: Session, product: Product, draft: dict[str, Any]
+) -> tuple[ProductVersion | None, dict[str, Any]]:
+    """The template version a product narrows (None for a template) and the config publishing ``draft``
+    would freeze, before any check."""
+    base = session.get(ProductVersion, product.base_version_id) if product.base_version_id else None
+    return base, _resolved(base, draft)
+
+
 def _resolved(base: ProductVersion | None, draft: dict[str, Any]) -> dict[str, Any]:
     """The config publishing freezes from a draft: a local product's is its template version with the overrides."""
     return merge_patch(base.config, draft) if base is not None else draft
 
 
-def _sha256(value: Any) -> str:
+def content_hash(value: Any) -> str:
+    """SHA-256 of canonical JSON (sorted keys): what keys rule decisions and product versions."""
     return hashlib.sha256(
         json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
     ).hexdigest()
