@@ -988,5 +988,15 @@ def test_a_product_manager_tries_the_drafts_rule_decision_before_publishing_it(
     assert api.post(trial, json={"input": applicant, "version": 9}).status_code == 404
     assert api.post("/api/v1/products/XEKD-XIN/decisions/nope/trial", json={"input": applicant}).status_code == 404
     assert api.post("/api/v1/products/FND-DAINONG/decisions/access/trial", json={"input": applicant}).status_code == 404
+    for broken, field in (
+        (
+            {"bindings": {**draft["bindings"], "decisions": {"access": "../../etc/passwd"}}},
+            "draft.bindings.decisions.access",
+        ),
+        ({"rule_parameters": "x"}, "draft.rule_parameters"),
+    ):
+        assert api.put("/api/v1/products/XEKD-XIN/draft", json={"draft": {**draft, **broken}}).status_code == 200
+        refused = api.post(trial, json={"input": applicant})
+        assert refused.status_code == 422 and refused.get_json()["errors"][0]["field"] == field, refused.get_json()
     assert login(app, "ly_officer").post(trial, json={"input": applicant}).status_code == 403
     assert app.test_client().post(trial, json={"input": applicant}).status_code == 401
