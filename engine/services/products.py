@@ -382,7 +382,7 @@ class ProductService:
             digest = content_hash(content)
             linted = self._lint(content, digest, dictionary)
             problems.extend({**p, "location": f"{slot}:{p['location']}"} for p in linted)
-            key = f"{rule_name}@{digest[:16]}"
+            key = decision_key(rule_name, digest)
             if session.get(RuleDecision, key) is None:
                 session.add(RuleDecision(key=key, content=content, created_at=self.platform.clock.now()))
             decisions[slot] = key
@@ -1193,6 +1193,11 @@ def resolved_config(
 def _resolved(base: ProductVersion | None, draft: dict[str, Any]) -> dict[str, Any]:
     """The config publishing freezes from a draft: a local product's is its template version with the overrides."""
     return merge_patch(base.config, draft) if base is not None else draft
+
+
+def decision_key(rule_name: str, digest: str) -> str:
+    """A rule decision's key: its rule and its content hash, so that a key never names two contents."""
+    return f"{rule_name}@{digest[:16]}"
 
 
 def content_hash(value: Any) -> str:

@@ -20,7 +20,7 @@ from engine.errors import InvalidInput, NotFound
 from engine.rules.engine import RuleEngine, RuleResult
 from engine.rules.errors import RuleEvaluationError
 from engine.services.principal import Principal
-from engine.services.products import content_hash, resolved_config, rule_files
+from engine.services.products import content_hash, decision_key, resolved_config, rule_files
 from engine.store.models import Product, ProductVersion
 
 if TYPE_CHECKING:
@@ -90,4 +90,4 @@ class RuleTrials:
                 [{"field": "draft.rule_parameters", "message": "not an object"}],
             )
         content = products.decision_content(config, rule)
-        return f"{rule}@{content_hash(content)[:16]}", content
+        return decision_key(rule, content_hash(content)), content
